@@ -1,0 +1,84 @@
+"""The one error tree of quest.
+
+Every error quest raises on purpose derives from :class:`QuestError`. The CLI maps
+:class:`UsageError` subclasses to exit code 2 and run failures to exit code 1.
+"""
+
+from __future__ import annotations
+
+
+class QuestError(Exception):
+    """Something went wrong in quest."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UsageError(QuestError):
+    """The invocation or a declaration is wrong; nothing was run or recorded."""
+
+
+class InvalidDefinition(UsageError):
+    """A script declaration is invalid."""
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+        self.path = path
+        self.key = key
+        prefix = f"{path}: " if path else ""
+        where = f"{key}: " if key else ""
+        super().__init__(f"{prefix}{where}{message}")
+
+
+class ScheduleError(InvalidDefinition):
+    """A schedule (interval, cron, at, timezone) is invalid."""
+
+
+class ScriptNotFound(UsageError):
+    """No script has that name."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        self.name = name
+        hint = ""
+        if known:
+            hint = " Known scripts: " + ", ".join(sorted(known)[:20])
+        super().__init__(f"No script named {name!r}.{hint}")
+
+
+class InvalidInputs(UsageError):
+    """The inputs given to a script do not validate."""
+
+    def __init__(self, message: str, *, errors: list[tuple[str, str]] | None = None) -> None:
+        self.errors = errors or []
+        super().__init__(message)
+
+
+class ConfigError(UsageError):
+    """The quest configuration is invalid."""
+
+
+class DatabaseUnavailable(QuestError):
+    """The database cannot be reached."""
+
+
+class LeaseHeld(QuestError):
+    """Another run of this script holds its overlap lease."""
+
+
+class Discard(QuestError):
+    """The run failed permanently; do not retry it."""
+
+    def __init__(self, reason: str = "discarded") -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class RunTimeout(QuestError):
+    """The run exceeded its timeout."""
+
+
+class RunInterrupted(QuestError):
+    """The run was stopped by a shutdown."""
