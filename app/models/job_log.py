@@ -1,0 +1,9 @@
+from quest.models import JOB_LOG_TABLE, JobLogMixin
+
+from .base import Base
+
+
+class JobLog(JobLogMixin, Base):
+    """One row per run of a script: what ran, why, with which inputs, and how it ended."""
+
+    __tablename__ = JOB_LOG_TABLE

@@ -1,0 +1,136 @@
+"""The :class:`Quest` application: settings, scripts, database and runner, wired once."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from .clock import SYSTEM_CLOCK, Clock
+from .config import Settings, activate, load_settings
+from .context import Context, RunLogger
+from .definition import Script
+from .discovery import Registry, discover
+from .enums import RunStatus, Trigger
+from .errors import InvalidInputs
+from .recorder import Recorder
+from .runner import RunOutcome, RunRequest, Runner, new_run_id
+from .store import Store
+from .timespan import parse_timespan
+
+
+class Quest:
+    """One project's quest: built from settings, everything else is made on first use."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        registry: Registry | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        activate(self.settings)
+        self.clock = clock
+        if registry is not None:
+            self.__dict__["registry"] = registry
+        if store is not None:
+            self.__dict__["store"] = store
+
+    @functools.cached_property
+    def registry(self) -> Registry:
+        return discover(self.settings.scripts_dir)
+
+    @functools.cached_property
+    def store(self) -> Store:
+        store = Store.from_settings(self.settings)
+        store.ensure_schema()
+        return store
+
+    @functools.cached_property
+    def runner(self) -> Runner:
+        runner = Runner(
+            self.registry,
+            self.store,
+            self.settings,
+            clock=self.clock,
+            enqueue=self.enqueue,
+        )
+        self.recorder = Recorder(self.store).connect(runner)
+        return runner
+
+    def run(
+        self,
+        name: str,
+        inputs: Mapping[str, Any] | None = None,
+        request: RunRequest | None = None,
+    ) -> RunOutcome:
+        return self.runner.run(name, inputs, request)
+
+    def enqueue(
+        self,
+        name: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        delay: timedelta | str | float | None = None,
+        key: str | None = None,
+        run_at: datetime | None = None,
+    ) -> str:
+        """Queue a run of *name*; the inputs are validated now. Returns the run id."""
+        script, validated = self.runner.prepare(name, inputs or {})
+        if delay is not None:
+            try:
+                wait = parse_timespan(delay, allow_zero=True)
+            except ValueError as exc:
+                raise InvalidInputs(f"Invalid delay: {exc}") from None
+        else:
+            wait = timedelta(0)
+        now = self.clock.now()
+        run_id = new_run_id()
+        self.store.insert_run(
+            {
+                "id": run_id,
+                "name": script.name,
+                "status": RunStatus.queued,
+                "trigger": Trigger.enqueued,
+                "attempt": 1,
+                "max_attempts": script.block().attempts,
+                "root_id": run_id,
+                "key": key,
+                "inputs": validated.model_dump(mode="json"),
+                "created_at": now,
+                "run_after": run_at or now + wait,
+            }
+        )
+        return run_id
+
+    def context_for(self, script: Script, **fields: Any) -> Context:
+        """A context for running *script* outside the runner (a child process, a test)."""
+        run_id = fields.pop("run_id", None) or new_run_id()
+        now = fields.pop("now", None) or self.clock.now()
+        return Context(
+            name=script.name,
+            run_id=run_id,
+            trigger=fields.pop("trigger", Trigger.manual),
+            attempt=fields.pop("attempt", 1),
+            now=now,
+            clock=self.clock,
+            log=RunLogger(
+                logging.getLogger(f"quest.script.{script.name}"),
+                {"script": script.name, "run_id": run_id},
+            ),
+            db=self.store.sessions,
+            settings=self.settings,
+            _enqueue=self.enqueue,
+            **fields,
+        )
+
+    def close(self) -> None:
+        if "runner" in self.__dict__:
+            self.runner.close()
+            self.recorder.disconnect()
+        if "store" in self.__dict__:
+            self.store.dispose()

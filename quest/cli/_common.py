@@ -1,0 +1,130 @@
+"""What every command shares: the application object, logging set-up and error mapping."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from quest.app import Quest
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def get_app(ctx: click.Context | None = None) -> Quest:
+    """The :class:`~quest.app.Quest` of this invocation (tests pass one as ``obj``)."""
+    ctx = ctx or click.get_current_context()
+    root = ctx.find_root()
+    if root.obj is None:
+        from quest.app import Quest
+        from quest.errors import ConfigError
+
+        try:
+            root.obj = Quest()
+        except ConfigError as exc:
+            raise click.UsageError(exc.message) from None
+    app: Quest = root.obj
+    return app
+
+
+def verbosity(ctx: click.Context | None = None) -> int:
+    ctx = ctx or click.get_current_context()
+    return int(ctx.find_root().meta.get("quest.verbosity", 0))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the run's structured fields."""
+
+    FIELDS = ("script", "run_id", "action", "status", "duration_ms", "trigger")
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created).astimezone().isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in self.FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                data[name] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def setup_logging(level: int, fmt: str = "text", *, runner_level: int | None = None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if runner_level is not None:
+        logging.getLogger("quest.runner").setLevel(runner_level)
+
+
+def level_for(verbose: int, default: int = logging.INFO) -> int:
+    if verbose < 0:
+        return logging.WARNING
+    if verbose >= 2:
+        return logging.DEBUG
+    return default
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn quest's usage errors into click errors (exit 2), other quest errors into exit 1."""
+    from quest.errors import DatabaseUnavailable, QuestError, UsageError
+
+    try:
+        yield
+    except UsageError as exc:
+        raise click.UsageError(exc.message) from None
+    except DatabaseUnavailable as exc:
+        click.secho(f"Error: {exc.message}", fg="red", err=True)
+        raise SystemExit(1) from None
+    except QuestError as exc:
+        click.secho(f"Error: {exc.message}", fg="red", err=True)
+        raise SystemExit(1) from None
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=_default)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    return str(value)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def parse_instant(value: str, param: str) -> datetime:
+    """An ISO 8601 instant from the command line; naive means UTC."""
+    from datetime import UTC
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 date-time (for example 2026-03-07T00:00:00-05:00)",
+            param_hint=param,
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

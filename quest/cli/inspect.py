@@ -1,0 +1,193 @@
+"""``quest list`` and ``quest show``: what the scripts are and when they run next."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ._common import get_app, iso, parse_instant, to_json, user_errors
+
+if TYPE_CHECKING:
+    from quest.app import Quest
+    from quest.definition import Script
+
+
+def schedule_words(app: Quest, script: Script) -> str:
+    from quest.schedule import describe
+
+    block = script.quest
+    if block is None:
+        return "on demand"
+    schedule = script.schedule(app.settings.timezone)
+    words = describe(schedule) if schedule is not None else "on demand"
+    if not block.enabled:
+        words += " (disabled)"
+    elif block.environments and app.settings.env not in block.environments:
+        words += f" (only in {', '.join(block.environments)})"
+    return words
+
+
+def next_fires(app: Quest, script: Script, after: datetime, count: int) -> list[datetime]:
+    from quest.schedule import fire_times
+
+    schedule = script.schedule(app.settings.timezone)
+    if schedule is None:
+        return []
+    return fire_times(schedule, after, count)
+
+
+def _print_errors(app: Quest) -> None:
+    for error in app.registry.errors:
+        click.secho(f"✗ {error}", fg="red", err=True)
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+def list_scripts(as_json: bool) -> None:
+    """List scripts: name, friendly name, schedule in words, timezone, next run, last outcome."""
+    app = get_app()
+    with user_errors():
+        registry = app.registry
+        now = app.clock.now()
+        paused = app.store.paused()
+        last = app.store.last_runs(registry.scripts)
+    rows = []
+    for script in registry:
+        zone = script.timezone(app.settings.timezone)
+        fires = next_fires(app, script, now, 1) if _active(app, script, paused) else []
+        outcome = last.get(script.name)
+        rows.append(
+            {
+                "name": script.name,
+                "friendly_name": script.friendly_name,
+                "schedule": schedule_words(app, script)
+                + (" (paused)" if script.name in paused else ""),
+                "timezone": str(zone),
+                "next_run": fires[0].astimezone(zone).isoformat(timespec="seconds") if fires else None,
+                "last_outcome": outcome["status"].value if outcome else None,
+                "last_run_at": iso(outcome["finished_at"] or outcome["created_at"])
+                if outcome
+                else None,
+            }
+        )
+    if as_json:
+        click.echo(to_json(rows))
+        _print_errors(app)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} scripts in {app.settings.scripts_dir}", title_justify="left")
+    for column in ("Name", "Friendly name", "Schedule", "Timezone", "Next run", "Last outcome"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["friendly_name"],
+            row["schedule"],
+            row["timezone"],
+            _short(row["next_run"]),
+            _outcome(row["last_outcome"]),
+        )
+    Console(soft_wrap=False).print(table)
+    _print_errors(app)
+
+
+def _active(app: Quest, script: Script, paused: set[str]) -> bool:
+    block = script.quest
+    if block is None or not block.enabled or script.name in paused:
+        return False
+    return not (block.environments and app.settings.env not in block.environments)
+
+
+def _short(value: str | None) -> str:
+    if value is None:
+        return "—"
+    return value.replace("T", " ")
+
+
+_COLOURS = {"succeeded": "green", "failed": "red", "timed_out": "red", "skipped": "yellow"}
+
+
+def _outcome(value: str | None) -> str:
+    if value is None:
+        return "—"
+    colour = _COLOURS.get(value, "magenta")
+    return f"[{colour}]{value}[/{colour}]"
+
+
+@click.command()
+@click.argument("name")
+@click.option("--next", "count", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="How many upcoming fire times to show.")
+@click.option("--after", help="Compute fire times after this ISO 8601 instant (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def show(name: str, count: int, after: str | None, as_json: bool) -> None:
+    """Show a script's declaration, inputs and next fire times (ISO 8601 with offset)."""
+    app = get_app()
+    start = parse_instant(after, "'--after'") if after else app.clock.now()
+    with user_errors():
+        script = app.registry.get(name)
+    zone = script.timezone(app.settings.timezone)
+    fires = [f.astimezone(zone) for f in next_fires(app, script, start, count)]
+    data = _declaration(app, script)
+    data["next_fire_times"] = [f.isoformat() for f in fires]
+    if as_json:
+        click.echo(to_json(data))
+        return
+    click.secho(f"{script.name}", bold=True, nl=False)
+    click.echo(f" — {script.friendly_name}")
+    if script.description:
+        click.echo(f"  {script.description}")
+    click.echo(f"  file:      {script.path}")
+    click.echo(f"  schedule:  {data['schedule']}")
+    click.echo(f"  timezone:  {data['timezone']}")
+    for key, value in data["quest"].items():
+        if key not in ("interval", "cron", "at", "timezone"):
+            click.echo(f"  {key + ':':<10} {json_text(value)}")
+    if data["inputs"]:
+        click.echo("  inputs:")
+        for key, spec in data["inputs"].items():
+            click.echo(f"    {key}: {spec['type']}" + (f" — {spec['description']}" if spec["description"] else "")
+                       + ("" if spec["required"] else f" (default {json_text(spec['default'])})"))
+    click.echo("  next fire times:" if fires else "  next fire times: none")
+    for fire in fires:
+        click.echo(f"    {fire.isoformat()}")
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)
+
+
+def _declaration(app: Quest, script: Script) -> dict[str, Any]:
+    from quest.inputs import MISSING
+
+    block = script.quest
+    quest = block.model_dump(mode="json", exclude_defaults=True) if block else {}
+    if block is not None and block.discard_on:
+        quest["discard_on"] = [t.__name__ for t in block.discard_on]
+    return {
+        "name": script.name,
+        "friendly_name": script.friendly_name,
+        "description": script.description,
+        "path": script.path,
+        "schedule": schedule_words(app, script),
+        "timezone": str(script.timezone(app.settings.timezone)),
+        "quest": quest,
+        "inputs": {
+            key: {
+                "type": spec.type_name,
+                "required": spec.is_required,
+                "default": None
+                if spec.default is MISSING
+                else ("***" if spec.sensitive else spec.default),
+                "description": spec.description,
+                "sensitive": spec.sensitive,
+            }
+            for key, spec in script.inputs.items()
+        },
+    }

@@ -1,0 +1,320 @@
+"""``quest run NAME`` and ``quest enqueue NAME``: one click command per script, options from inputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ._common import get_app, setup_logging, to_json, user_errors, verbosity
+
+if TYPE_CHECKING:
+    from quest.definition import Script
+    from quest.inputs import Input
+
+
+class JsonParam(click.ParamType):
+    name = "json"
+
+    def __init__(self, kind: type) -> None:
+        self.kind = kind
+        self.name = "JSON object" if kind is dict else "JSON list"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            self.fail(f"{value!r} is not valid JSON ({exc.msg} at position {exc.pos})", param, ctx)
+        if not isinstance(parsed, self.kind):
+            self.fail(f"expected a {self.name}, got {type(parsed).__name__}", param, ctx)
+        return parsed
+
+
+class IsoParam(click.ParamType):
+    def __init__(self, kind: type) -> None:
+        self.kind = kind
+        self.name = "date" if kind is date else "datetime"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, date):
+            return value
+        try:
+            if self.kind is date:
+                return date.fromisoformat(value)
+            return datetime.fromisoformat(value)
+        except ValueError:
+            example = "2026-03-07" if self.kind is date else "2026-03-07T08:00:00+00:00"
+            self.fail(f"{value!r} is not an ISO 8601 {self.name} (for example {example})", param, ctx)
+
+
+class ChoiceParam(click.Choice):
+    """A choice among typed values: compares as text, returns the declared value."""
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        self.values = {str(v): v for v in values}
+        super().__init__(list(self.values))
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return self.values[super().convert(str(value), param, ctx)]
+
+
+def _param_type(spec: Input) -> Any:
+    if spec.choices is not None:
+        return ChoiceParam(spec.choices)
+    if spec.type in (dict, list):
+        return JsonParam(spec.type)
+    if spec.type in (date, datetime):
+        return IsoParam(spec.type)
+    return {int: click.INT, float: click.FLOAT, str: click.STRING}[spec.type]
+
+
+def _help(spec: Input) -> str:
+    from quest.inputs import MISSING
+
+    parts = [spec.description.rstrip(".") + "." if spec.description else ""]
+    facts = [spec.type_name]
+    if spec.is_required:
+        facts.append("required")
+    elif spec.default is not MISSING:
+        shown = "***" if spec.sensitive else json.dumps(spec.default, default=str)
+        facts.append(f"default: {shown}")
+    if spec.min is not None:
+        facts.append(f"min {spec.min:g}")
+    if spec.max is not None:
+        facts.append(f"max {spec.max:g}")
+    if spec.pattern:
+        facts.append(f"pattern {spec.pattern}")
+    if spec.sensitive:
+        facts.append("sensitive")
+    parts.append(f"[{'; '.join(facts)}]")
+    return " ".join(p for p in parts if p)
+
+
+def input_options(script: Script) -> list[click.Option]:
+    from quest.inputs import option_name
+
+    options = []
+    for key, spec in script.inputs.items():
+        flag = option_name(key)
+        if spec.type is bool and spec.choices is None:
+            options.append(
+                click.Option(
+                    [f"{flag}/--no-{flag[2:]}", key], default=None, help=_help(spec)
+                )
+            )
+        else:
+            options.append(
+                click.Option([flag, key], type=_param_type(spec), default=None, help=_help(spec))
+            )
+    return options
+
+
+def _reserved(script: Script, names: set[str]) -> set[str]:
+    from quest.inputs import option_name
+
+    return names - {option_name(key)[2:] for key in script.inputs}
+
+
+class ScriptGroup(click.Group):
+    """A group whose subcommands are the project's scripts."""
+
+    def __init__(self, *args: Any, make: Callable[[Script], click.Command], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.make = make
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        with user_errors():
+            return sorted(get_app(ctx).registry.scripts)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        with user_errors():
+            registry = get_app(ctx).registry
+        script = registry.scripts.get(cmd_name)
+        if script is None:
+            return None
+        return self.make(script)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if not name.startswith("-") and self.get_command(ctx, name) is None:
+            registry = get_app(ctx).registry
+            broken = [e for e in registry.errors if _file_name(e.path) == name]
+            if broken:
+                ctx.fail(f"Script {name!r} could not be loaded:\n  {broken[0]}")
+            known = ", ".join(sorted(registry.scripts)) or "none"
+            ctx.fail(f"No script named {name!r}. Known scripts: {known}")
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        registry = get_app(ctx).registry
+        rows = [(s.name, s.friendly_name) for s in registry]
+        if rows:
+            with formatter.section("Scripts"):
+                formatter.write_dl(rows)
+
+
+def _file_name(path: str) -> str:
+    from pathlib import Path
+
+    from quest.discovery import script_name
+
+    return script_name(Path(Path(path).name))
+
+
+def _collect(script: Script, params: dict[str, Any]) -> dict[str, Any]:
+    return {key: params[key] for key in script.inputs if params.get(key) is not None}
+
+
+def _bad_inputs(script: Script, exc: Any) -> click.BadParameter:
+    from quest.inputs import option_name
+
+    key, message = exc.errors[0] if exc.errors else ("", exc.message)
+    return click.BadParameter(message, param_hint=f"'{option_name(key)}'" if key else None)
+
+
+def _make_run(script: Script) -> click.Command:
+    def callback(**params: Any) -> None:
+        from quest.errors import InvalidInputs
+        from quest.runner import RunRequest
+
+        ctx = click.get_current_context()
+        app = get_app(ctx)
+        setup_logging(
+            20 if verbosity(ctx) >= 0 else 30,
+            runner_level=10 if verbosity(ctx) >= 2 else (20 if verbosity(ctx) else 30),
+        )
+        raw = _collect(script, params)
+        try:
+            with user_errors():
+                _, inputs = app.runner.prepare(script.name, raw)
+        except InvalidInputs as exc:
+            raise _bad_inputs(script, exc) from None
+        request = RunRequest(
+            retry=True if params.get("retry") else None,
+            wait=bool(params.get("wait")),
+        )
+        with user_errors():
+            outcome = app.runner.run(script.name, inputs, request)
+        if params.get("as_json"):
+            click.echo(
+                to_json(
+                    {
+                        "name": outcome.name,
+                        "run_id": outcome.run_id,
+                        "status": outcome.status.value,
+                        "result": outcome.result,
+                        "error": outcome.error,
+                        "duration_ms": outcome.duration_ms,
+                    }
+                )
+            )
+        elif outcome.ok:
+            click.secho(
+                f"✓ {outcome.name} succeeded in {outcome.duration_ms} ms (run {outcome.run_id})",
+                fg="green",
+                err=True,
+            )
+            if outcome.result is not None:
+                click.echo(to_json(outcome.result))
+        else:
+            if outcome.traceback:
+                click.echo(outcome.traceback.rstrip(), err=True)
+            retry = f"; retry queued for {outcome.retry_at:%Y-%m-%d %H:%M:%S %Z}" if outcome.retry_at else ""
+            click.secho(
+                f"✗ {outcome.name} {outcome.status.value} after {outcome.duration_ms} ms "
+                f"(run {outcome.run_id}): {outcome.error or outcome.reason}{retry}",
+                fg="red",
+                err=True,
+            )
+        ctx.exit(0 if outcome.ok else 1)
+
+    params: list[click.Parameter] = input_options(script)
+    reserved = _reserved(script, {"wait", "retry", "json"})
+    if "wait" in reserved:
+        params.append(
+            click.Option(["--wait"], is_flag=True, help="If the script is running, wait for it.")
+        )
+    if "retry" in reserved:
+        params.append(
+            click.Option(
+                ["--retry"], is_flag=True, help="Retry on failure as the quest block's attempts say."
+            )
+        )
+    if "json" in reserved:
+        params.append(
+            click.Option(["--json", "as_json"], is_flag=True, help="Print the outcome as JSON.")
+        )
+    return click.Command(
+        script.name,
+        callback=callback,
+        params=params,
+        help=_describe(script),
+        short_help=script.friendly_name,
+    )
+
+
+def _make_enqueue(script: Script) -> click.Command:
+    def callback(**params: Any) -> None:
+        from quest.errors import InvalidInputs
+
+        ctx = click.get_current_context()
+        app = get_app(ctx)
+        raw = _collect(script, params)
+        try:
+            with user_errors():
+                run_id = app.enqueue(
+                    script.name, raw, delay=params.get("delay"), key=params.get("key")
+                )
+        except InvalidInputs as exc:
+            if not exc.errors:
+                raise click.BadParameter(exc.message, param_hint="'--delay'") from None
+            raise _bad_inputs(script, exc) from None
+        click.echo(run_id)
+        click.secho(f"queued {script.name} (run {run_id})", fg="green", err=True)
+
+    params: list[click.Parameter] = input_options(script)
+    reserved = _reserved(script, {"delay", "key"})
+    if "delay" in reserved:
+        params.append(
+            click.Option(["--delay"], help='Run no sooner than this from now ("5m", "1 hour").')
+        )
+    if "key" in reserved:
+        params.append(
+            click.Option(["--key"], help="Group key: per-key rate limits and concurrency apply.")
+        )
+    return click.Command(
+        script.name,
+        callback=callback,
+        params=params,
+        help=_describe(script),
+        short_help=script.friendly_name,
+    )
+
+
+def _describe(script: Script) -> str:
+    lines = [script.friendly_name]
+    if script.description:
+        lines += ["", script.description]
+    return "\n".join(lines)
+
+
+run = ScriptGroup(
+    "run",
+    make=_make_run,
+    help="Run a script now, in this process, and record the run.\n\n"
+    "Options are generated from the script's inputs: quest run NAME --help lists them.",
+    no_args_is_help=True,
+)
+enqueue = ScriptGroup(
+    "enqueue",
+    make=_make_enqueue,
+    help="Queue a run of a script; quest serve runs it. Inputs are validated now.",
+    no_args_is_help=True,
+)

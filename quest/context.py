@@ -1,0 +1,68 @@
+"""What a running script receives next to its inputs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from .clock import Clock
+from .enums import Trigger
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+
+class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger bound to one run: every record carries the script name and run id."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = dict(self.extra or {})
+        extra.update(kwargs.get("extra") or {})
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+Enqueue = Callable[..., str]
+
+
+@dataclass(frozen=True)
+class Context:
+    """The run's clock, logger, database session factory, identity and ``enqueue``."""
+
+    name: str
+    run_id: str
+    trigger: Trigger
+    attempt: int
+    now: datetime
+    clock: Clock
+    log: logging.LoggerAdapter  # type: ignore[type-arg]
+    db: sessionmaker[Session]
+    settings: Settings
+    max_attempts: int = 1
+    scheduled_for: datetime | None = None
+    key: str | None = None
+    root_id: str | None = None
+    _enqueue: Enqueue | None = field(default=None, repr=False)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def enqueue(
+        self,
+        name: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        delay: timedelta | str | float | None = None,
+        key: str | None = None,
+    ) -> str:
+        """Queue a run of *name* (validated now); returns its run id."""
+        if self._enqueue is None:
+            raise RuntimeError("this context cannot enqueue runs")
+        return self._enqueue(name, inputs or {}, delay=delay, key=key)
+
+    @property
+    def is_retry(self) -> bool:
+        return self.attempt > 1

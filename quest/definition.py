@@ -1,0 +1,405 @@
+"""Script declarations: the ``@script`` decorator, the quest block and the :class:`Script` value."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .enums import BackoffType, CatchUp
+from .errors import InvalidDefinition
+from .inputs import Input, Inputs, build_model
+from .timespan import parse_timespan
+
+if TYPE_CHECKING:
+    from .schedule import Schedule
+
+ScriptFn = Callable[..., Any]
+ATTRIBUTE = "__quest_script__"
+
+
+def _span(value: Any) -> timedelta:
+    return parse_timespan(value)
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        arbitrary_types_allowed=True,
+    )
+
+
+class Backoff(_Block):
+    """How long to wait before the next attempt."""
+
+    type: BackoffType = BackoffType.fixed
+    delay: timedelta = timedelta(seconds=30)
+    max_delay: timedelta | None = Field(None, alias="maxDelay")
+    jitter: float = Field(0.0, ge=0.0, le=1.0)
+
+    _spans = field_validator("delay", "max_delay", mode="before")(
+        lambda v: None if v is None else _span(v)
+    )
+
+    def delay_for(self, attempt: int) -> timedelta:
+        """The wait after failed attempt number *attempt* (counting from 1), before jitter."""
+        if self.type is BackoffType.fixed:
+            wait = self.delay
+        else:
+            wait = self.delay * (2 ** max(0, attempt - 1))
+        if self.max_delay is not None:
+            wait = min(wait, self.max_delay)
+        return wait
+
+
+class RateLimit(_Block):
+    """At most ``max`` runs per ``per``, for the script or for each key."""
+
+    max: int = Field(gt=0)
+    per: timedelta
+    per_key: bool = Field(False, alias="perKey")
+
+    _per = field_validator("per", mode="before")(_span)
+
+
+class Concurrency(_Block):
+    """At most ``max`` runs at once, for the script or for each key."""
+
+    max: int = Field(gt=0)
+    per_key: bool = Field(False, alias="perKey")
+
+
+class CatchUpPolicy(_Block):
+    """What to do with slots missed while no serve was running."""
+
+    policy: CatchUp = CatchUp.skip
+    window: timedelta | None = None
+
+    _window = field_validator("window", mode="before")(lambda v: None if v is None else _span(v))
+
+
+class Keep(_Block):
+    age: timedelta | None = None
+    count: int | None = Field(None, gt=0)
+
+    _age = field_validator("age", mode="before")(lambda v: None if v is None else _span(v))
+
+
+class Retention(_Block):
+    succeeded: Keep = Keep(age=timedelta(days=30), count=1000)
+    failed: Keep = Keep(age=timedelta(days=90), count=5000)
+
+
+class QuestBlock(_Block):
+    """When and how a script runs. Every key is optional; an absent block means on demand only."""
+
+    interval: timedelta | None = None
+    cron: str | None = Field(None, alias="cronTime")
+    at: datetime | str | None = None
+    timezone: str | None = None
+    without_overlapping: bool = Field(True, alias="withoutOverlapping")
+    lease_ttl: timedelta | None = Field(None, alias="leaseTtl")
+    timeout: timedelta | None = None
+    attempts: int = Field(1, gt=0)
+    backoff: Backoff | None = None
+    jitter: timedelta | None = None
+    catch_up: CatchUpPolicy = Field(CatchUpPolicy(), alias="catchUp")
+    run_on_start: bool = Field(False, alias="runOnStart")
+    enabled: bool = Field(True, alias="isActive")
+    environments: tuple[str, ...] | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    rate_limit: RateLimit | None = Field(None, alias="rateLimit")
+    concurrency: Concurrency | None = None
+    retention: Retention | None = None
+    discard_on: tuple[type[BaseException], ...] = Field((), alias="discardOn")
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> Any:
+        from .schedule import parse_interval
+
+        return None if value is None else parse_interval(value)
+
+    @field_validator("lease_ttl", "timeout", "jitter", mode="before")
+    @classmethod
+    def _spans(cls, value: Any) -> Any:
+        return None if value is None else _span(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        from .schedule import parse_cron
+
+        if value is not None:
+            parse_cron(value)
+            value = " ".join(value.split())
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        from .schedule import parse_timezone
+
+        if value is not None:
+            parse_timezone(value)
+        return value
+
+    @field_validator("catch_up", mode="before")
+    @classmethod
+    def _catch_up(cls, value: Any) -> Any:
+        if isinstance(value, str | CatchUp):
+            return {"policy": value}
+        if value is True:
+            return {"policy": "once"}
+        if value is False:
+            return {"policy": "skip"}
+        return value
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency(cls, value: Any) -> Any:
+        return {"max": value} if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("environments", mode="before")
+    @classmethod
+    def _environments(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("discard_on", mode="before")
+    @classmethod
+    def _discard_on(cls, value: Any) -> Any:
+        items = value if isinstance(value, list | tuple) else (value,)
+        for item in items:
+            if not (isinstance(item, type) and issubclass(item, BaseException)):
+                raise ValueError(f"{item!r} is not an exception class")
+        return tuple(items)
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> QuestBlock:
+        given = [k for k in ("interval", "cron", "at") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"both {given[0]!r} and {given[1]!r} are set; a script has one schedule: "
+                "interval, cron or at"
+            )
+        return self
+
+    def zone(self, default: str) -> ZoneInfo:
+        from .schedule import parse_timezone
+
+        return parse_timezone(self.timezone or default)
+
+    def schedule(self, default_timezone: str) -> Schedule | None:
+        """The schedule this block declares, or ``None`` for an on-demand script."""
+        from .schedule import AtSchedule, CronSchedule, IntervalSchedule, parse_at
+
+        zone = self.zone(default_timezone)
+        if self.interval is not None:
+            return IntervalSchedule(self.interval, zone)
+        if self.cron is not None:
+            return CronSchedule(self.cron, zone)
+        if self.at is not None:
+            return AtSchedule(parse_at(self.at, zone), zone)
+        return None
+
+
+_BLOCK_KEYS = sorted(
+    {name for name in QuestBlock.model_fields}
+    | {f.alias for f in QuestBlock.model_fields.values() if f.alias}
+)
+
+
+def parse_block(data: Mapping[str, Any] | None) -> QuestBlock | None:
+    """Validate a quest block; the error names the key and what would be valid."""
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise InvalidDefinition("the quest block must be a dict of keys", key="quest")
+    try:
+        return QuestBlock.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _definition_error(exc) from None
+    except InvalidDefinition as exc:
+        raise InvalidDefinition(_strip(exc), key=f"quest.{exc.key}" if exc.key else "quest") from None
+
+
+def _strip(exc: InvalidDefinition) -> str:
+    text = exc.message
+    if exc.key and text.startswith(f"{exc.key}: "):
+        text = text[len(exc.key) + 2 :]
+    return text
+
+
+def _definition_error(exc: ValidationError) -> InvalidDefinition:
+    error = exc.errors()[0]
+    loc = ".".join(str(part) for part in error["loc"])
+    key = f"quest.{loc}" if loc else "quest"
+    if error["type"] == "extra_forbidden":
+        name = str(error["loc"][-1])
+        close = difflib.get_close_matches(name, _BLOCK_KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return InvalidDefinition(
+            f"unknown key{hint}; valid keys: {', '.join(_BLOCK_KEYS)}", key=key
+        )
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, InvalidDefinition):
+        return InvalidDefinition(_strip(cause), key=key)
+    message = str(cause) if cause is not None else error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return InvalidDefinition(message, key=key)
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """What ``@script`` declares, before discovery gives it a name and a path."""
+
+    fn: ScriptFn
+    friendly_name: str
+    description: str
+    inputs: Mapping[str, Input]
+    quest: QuestBlock | None
+
+
+@dataclass(frozen=True)
+class Script:
+    """A discovered script: its name, declaration and validated-input model."""
+
+    name: str
+    declaration: Declaration
+    path: str = ""
+    model: type[Inputs] = field(default=Inputs, repr=False)
+
+    @classmethod
+    def build(cls, name: str, declaration: Declaration, path: str = "") -> Script:
+        try:
+            model = build_model(name, declaration.inputs)
+            if declaration.quest is not None and declaration.quest.inputs:
+                from .inputs import validate
+
+                validate(model, declaration.inputs, declaration.quest.inputs)
+        except InvalidDefinition as exc:
+            raise InvalidDefinition(_strip(exc), path=path or None, key=exc.key) from None
+        except Exception as exc:
+            message = getattr(exc, "message", str(exc)).replace("\n", " ")
+            raise InvalidDefinition(
+                f"scheduled inputs are invalid: {message}", path=path or None, key="quest.inputs"
+            ) from None
+        return cls(name=name, declaration=declaration, path=path, model=model)
+
+    @property
+    def fn(self) -> ScriptFn:
+        return self.declaration.fn
+
+    @property
+    def friendly_name(self) -> str:
+        return self.declaration.friendly_name or self.name
+
+    @property
+    def description(self) -> str:
+        return self.declaration.description
+
+    @property
+    def inputs(self) -> Mapping[str, Input]:
+        return self.declaration.inputs
+
+    @property
+    def quest(self) -> QuestBlock | None:
+        return self.declaration.quest
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def block(self) -> QuestBlock:
+        return self.declaration.quest or _ON_DEMAND
+
+    def timezone(self, default: str) -> ZoneInfo:
+        return self.block().zone(default)
+
+    def schedule(self, default_timezone: str) -> Schedule | None:
+        return self.quest.schedule(default_timezone) if self.quest else None
+
+
+_ON_DEMAND = QuestBlock()
+
+_DECLARATION_ALIASES = {"friendlyName": "friendly_name"}
+
+
+def script(
+    fn: ScriptFn | None = None,
+    *,
+    friendly_name: str = "",
+    description: str = "",
+    quest: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Input | Mapping[str, Any]] | None = None,
+    **aliases: Any,
+) -> Any:
+    """Declare a script. Checked now: a bad declaration raises :class:`InvalidDefinition`.
+
+    The decorated function is returned unchanged, so it can still be called directly.
+    """
+    for alias, value in aliases.items():
+        if alias not in _DECLARATION_ALIASES:
+            valid = "friendly_name, description, quest, inputs"
+            raise InvalidDefinition(f"unknown argument {alias!r}; valid: {valid}", key=alias)
+        if alias == "friendlyName":
+            friendly_name = value
+
+    def decorate(func: ScriptFn) -> ScriptFn:
+        if not callable(func):
+            raise InvalidDefinition("@script decorates a function taking (inputs, ctx)")
+        declared: dict[str, Input] = {}
+        for key, spec in (inputs or {}).items():
+            if not key.isidentifier():
+                raise InvalidDefinition("input names must be Python identifiers", key=f"inputs.{key}")
+            try:
+                declared[key] = spec if isinstance(spec, Input) else Input.from_mapping(spec)
+            except InvalidDefinition as exc:
+                raise InvalidDefinition(_strip(exc), key=f"inputs.{key}") from None
+            except TypeError as exc:
+                raise InvalidDefinition(str(exc), key=f"inputs.{key}") from None
+        declaration = Declaration(
+            fn=func,
+            friendly_name=friendly_name,
+            description=description or (inspect.getdoc(func) or ""),
+            inputs=declared,
+            quest=parse_block(quest),
+        )
+        build_model(func.__name__, declared)
+        setattr(func, ATTRIBUTE, declaration)
+        return func
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def declaration_of(obj: object) -> Declaration | None:
+    found = getattr(obj, ATTRIBUTE, None)
+    return found if isinstance(found, Declaration) else None
+
+
+__all__ = [
+    "Backoff",
+    "Concurrency",
+    "Declaration",
+    "QuestBlock",
+    "RateLimit",
+    "Script",
+    "declaration_of",
+    "script",
+]

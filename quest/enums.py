@@ -1,0 +1,59 @@
+"""Statuses, triggers and policies as enums."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class RunStatus(str, Enum):
+    """The state of one run in the JobLog."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    timed_out = "timed_out"
+    skipped = "skipped"
+    interrupted = "interrupted"
+    abandoned = "abandoned"
+    discarded = "discarded"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunStatus.queued, RunStatus.running)
+
+    @property
+    def ok(self) -> bool:
+        return self is RunStatus.succeeded
+
+
+class Trigger(str, Enum):
+    """Why a run happened."""
+
+    manual = "manual"
+    scheduled = "scheduled"
+    catch_up = "catch_up"
+    enqueued = "enqueued"
+    retry = "retry"
+
+
+class SkipReason(str, Enum):
+    """Why a fire did not run."""
+
+    overlap = "overlap"
+    paused = "paused"
+    disabled = "disabled"
+    missed = "missed"
+    claimed = "claimed"
+
+
+class CatchUp(str, Enum):
+    """What to do with fire times missed while no serve was running."""
+
+    skip = "skip"
+    once = "once"
+
+
+class BackoffType(str, Enum):
+    fixed = "fixed"
+    exponential = "exponential"

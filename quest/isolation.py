@@ -1,0 +1,146 @@
+"""Running a sync script in a child process, so that a timeout or a shutdown really stops it.
+
+Python cannot stop a thread from outside; a child process can be terminated. A sync script that
+declares a ``timeout`` runs in a child started with the ``spawn`` method: the child imports the
+script file again, validates the same inputs, runs it with a context of its own (its own database
+connections) and sends back the result or the error. When the timeout passes, or the serve is
+stopping, the child gets SIGTERM, then SIGKILL two seconds later.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback as tb
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import Discard, RunInterrupted, RunTimeout
+
+if TYPE_CHECKING:
+    from .context import Context
+    from .definition import Script
+    from .inputs import Inputs
+
+
+@dataclass(frozen=True, slots=True)
+class _ChildError:
+    type_name: str
+    message: str
+    traceback: str
+    discard: bool
+
+
+class ChildFailed(Exception):
+    """The script raised in its child process."""
+
+    def __init__(self, error: _ChildError) -> None:
+        super().__init__(f"{error.type_name}: {error.message}")
+        self.error = error
+
+    def __str__(self) -> str:
+        return self.error.message
+
+
+def call_in_child(
+    script: Script, inputs: Inputs, ctx: Context, active: Any, timeout: float
+) -> Any:
+    spawn = multiprocessing.get_context("spawn")
+    receiver, sender = spawn.Pipe(duplex=False)
+    payload = {
+        "path": script.path,
+        "name": script.name,
+        "inputs": inputs.model_dump(),
+        "settings": ctx.settings,
+        "ctx": {
+            "run_id": ctx.run_id,
+            "trigger": ctx.trigger,
+            "attempt": ctx.attempt,
+            "max_attempts": ctx.max_attempts,
+            "now": ctx.now,
+            "scheduled_for": ctx.scheduled_for,
+            "key": ctx.key,
+            "root_id": ctx.root_id,
+        },
+    }
+    process = spawn.Process(target=_child_main, args=(sender, payload), daemon=True)
+    process.start()
+    sender.close()
+
+    def cancel() -> None:
+        if process.is_alive():
+            process.terminate()
+
+    active.cancel = cancel
+    start = ctx.clock.monotonic()
+    try:
+        while True:
+            remaining = timeout - (ctx.clock.monotonic() - start)
+            if active.interrupted:
+                _stop(process)
+                raise RunInterrupted("stopped by shutdown")
+            if remaining <= 0:
+                _stop(process)
+                raise RunTimeout(f"exceeded its timeout of {timeout:g} s")
+            if receiver.poll(min(remaining, 0.1)):
+                try:
+                    kind, value = receiver.recv()
+                except EOFError:
+                    kind, value = "lost", None
+                break
+            if not process.is_alive() and not receiver.poll(0):
+                kind, value = "lost", None
+                break
+    finally:
+        active.cancel = None
+        receiver.close()
+    process.join(5)
+    if kind == "ok":
+        return value
+    if kind == "lost":
+        if active.interrupted:
+            raise RunInterrupted("stopped by shutdown")
+        raise RuntimeError(f"the script's process exited with code {process.exitcode}")
+    if value.discard:
+        raise Discard(value.message)
+    raise ChildFailed(value)
+
+
+def _stop(process: Any) -> None:
+    process.terminate()
+    process.join(2)
+    if process.is_alive():
+        process.kill()
+        process.join(2)
+
+
+def _child_main(sender: Any, payload: dict[str, Any]) -> None:
+    from .app import Quest
+    from .discovery import load_file
+    from .results import capture
+
+    try:
+        settings = payload["settings"]
+        quest = Quest(settings)
+        script = load_file(Path(payload["path"]), payload["name"])
+        _, inputs = quest.runner.prepare(script.name, payload["inputs"]) if script.name in (
+            quest.registry.scripts
+        ) else (script, script.model.model_validate(payload["inputs"]))
+        base = quest.context_for(script, **payload["ctx"])
+        ctx = replace(base)
+        result = script.fn(inputs, ctx)
+        sender.send(("ok", capture(result)))
+    except BaseException as exc:
+        discard = isinstance(exc, Discard)
+        try:
+            discard = discard or isinstance(exc, script.block().discard_on)
+        except Exception:
+            pass
+        sender.send(
+            (
+                "error",
+                _ChildError(type(exc).__name__, str(exc), "".join(tb.format_exception(exc)), discard),
+            )
+        )
+    finally:
+        sender.close()

@@ -1,0 +1,118 @@
+"""The JobLog recorder: an ordinary subscriber of quest's signals that writes one row per run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from .enums import RunStatus
+from .signals import JobEvent, job_complete, job_error, job_skip, job_start
+from .store import Store
+
+log = logging.getLogger("quest.recorder")
+
+HOST = socket.gethostname()
+
+
+class Recorder:
+    """Writes the JobLog. Failed writes are retried with backoff so no outcome is lost."""
+
+    def __init__(self, store: Store, *, retry_for: float = 300.0) -> None:
+        self.store = store
+        self.retry_for = retry_for
+
+    def connect(self, sender: object) -> Recorder:
+        """Subscribe to the signals sent by *sender* (a runner)."""
+        job_start.connect(self.on_start, sender=sender, weak=False)
+        job_complete.connect(self.on_end, sender=sender, weak=False)
+        job_error.connect(self.on_end, sender=sender, weak=False)
+        job_skip.connect(self.on_skip, sender=sender, weak=False)
+        return self
+
+    def disconnect(self) -> None:
+        for signal, receiver in (
+            (job_start, self.on_start),
+            (job_complete, self.on_end),
+            (job_error, self.on_end),
+            (job_skip, self.on_skip),
+        ):
+            signal.disconnect(receiver)
+
+    def on_start(self, sender: object, event: JobEvent) -> None:
+        values = {
+            "id": event.run_id,
+            "name": event.name,
+            "status": RunStatus.running,
+            "trigger": event.trigger,
+            "attempt": event.attempt,
+            "max_attempts": event.max_attempts,
+            "root_id": event.root_id,
+            "key": event.key,
+            "inputs": event.inputs,
+            "scheduled_for": event.scheduled_for,
+            "created_at": event.started_at,
+            "started_at": event.started_at,
+            "heartbeat_at": event.started_at,
+            "owner_host": HOST,
+            "owner_pid": os.getpid(),
+        }
+        if event.extra.get("queued"):
+            values.pop("created_at")
+            self._write(lambda: self.store.update_run(event.run_id, values), event)
+        else:
+            self._write(lambda: self.store.insert_run(values), event)
+
+    def on_end(self, sender: object, event: JobEvent) -> None:
+        values = {
+            "status": event.status,
+            "finished_at": event.finished_at,
+            "duration_ms": event.duration_ms,
+            "result": event.result,
+            "error": event.error,
+            "traceback": event.traceback,
+            "max_attempts": event.max_attempts,
+        }
+        self._write(lambda: self.store.update_run(event.run_id, values), event)
+
+    def on_skip(self, sender: object, event: JobEvent) -> None:
+        values = {
+            "id": event.run_id,
+            "name": event.name,
+            "status": RunStatus.skipped,
+            "trigger": event.trigger,
+            "attempt": event.attempt,
+            "max_attempts": event.max_attempts,
+            "root_id": event.root_id,
+            "key": event.key,
+            "inputs": event.inputs,
+            "scheduled_for": event.scheduled_for,
+            "created_at": event.timestamp,
+            "finished_at": event.timestamp,
+            "reason": (event.reason or "")[:200],
+            "owner_host": HOST,
+            "owner_pid": os.getpid(),
+        }
+        self._write(lambda: self.store.insert_run(values), event)
+
+    def _write(self, write: Any, event: JobEvent) -> None:
+        delay = 0.1
+        deadline = time.monotonic() + self.retry_for
+        while True:
+            try:
+                write()
+                return
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "JobLog write for run %s failed (%s); retrying in %.1f s",
+                    event.run_id,
+                    exc.__class__.__name__,
+                    delay,
+                    extra={"run_id": event.run_id, "script": event.name, "action": "db_retry"},
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -1,0 +1,480 @@
+"""The runner: validate → lease → signals → call → signals. It knows nothing of APScheduler.
+
+Every way a script runs (``quest run``, a scheduled fire, a queued or retried run) goes through
+:meth:`Runner.run`, which returns a :class:`RunOutcome` once the run has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import threading
+import traceback as tb
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .clock import SYSTEM_CLOCK, Clock
+from .config import Settings
+from .context import Context, RunLogger
+from .definition import Script
+from .discovery import Registry
+from .enums import RunStatus, SkipReason, Trigger
+from .errors import Discard, LeaseHeld, RunInterrupted, RunTimeout
+from .inputs import Inputs, dump, scrub, sensitive_values, validate
+from .results import capture
+from .signals import JobEvent, emit, job_complete, job_error, job_skip, job_start
+from .store import Store
+
+log = logging.getLogger("quest.runner")
+
+HOST = socket.gethostname()
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended."""
+
+    name: str
+    run_id: str
+    status: RunStatus
+    trigger: Trigger
+    attempt: int = 1
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    duration_ms: int | None = None
+    reason: str | None = None
+    retry_at: datetime | None = None
+    retry_run_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.succeeded
+
+
+@dataclass(slots=True)
+class _Active:
+    script: Script
+    run_id: str
+    lease_ttl: timedelta | None
+    cancel: Callable[[], None] | None = None
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """Everything the runner needs to know about one run besides the script."""
+
+    trigger: Trigger = Trigger.manual
+    run_id: str | None = None
+    attempt: int = 1
+    root_id: str | None = None
+    key: str | None = None
+    scheduled_for: datetime | None = None
+    retry: bool | None = None
+    wait: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Runner:
+    """Runs scripts of one registry against one store."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        settings: Settings,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        owner: str | None = None,
+        enqueue: Callable[..., str] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.owner = owner or f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._enqueue = enqueue
+        self._active: dict[str, _Active] = {}
+        self._lock = threading.Lock()
+        self._heartbeat: threading.Thread | None = None
+        self._stop_heartbeat = threading.Event()
+
+    # -- public ------------------------------------------------------------------------------
+
+    def prepare(self, name: str, raw: Mapping[str, Any] | None = None) -> tuple[Script, Inputs]:
+        """Find *name* and validate *raw* inputs; raises before anything is recorded."""
+        script = self.registry.get(name)
+        tz = script.timezone(self.settings.timezone)
+        return script, validate(script.model, script.inputs, raw or {}, timezone=tz)
+
+    def run(
+        self,
+        name: str,
+        inputs: Mapping[str, Any] | Inputs | None = None,
+        request: RunRequest | None = None,
+    ) -> RunOutcome:
+        """Run *name* now and return how it ended. Invalid inputs raise; nothing is recorded."""
+        request = request or RunRequest()
+        if isinstance(inputs, Inputs):
+            script = self.registry.get(name)
+            validated = inputs
+        else:
+            script, validated = self.prepare(name, inputs)
+        run_id = request.run_id or new_run_id()
+        block = script.block()
+        lease_ttl = None
+        if block.without_overlapping:
+            lease_ttl = block.lease_ttl or timedelta(seconds=self.settings.lease_ttl)
+            if not self._take_lease(script, run_id, lease_ttl, request):
+                return self.skip(
+                    script,
+                    SkipReason.overlap,
+                    request,
+                    run_id=run_id,
+                    inputs=validated,
+                    detail=self._holder_text(script.name),
+                )
+        active = _Active(script, run_id, lease_ttl)
+        with self._lock:
+            self._active[run_id] = active
+        self._ensure_heartbeat()
+        try:
+            return self._execute(script, validated, request, run_id, active)
+        finally:
+            with self._lock:
+                self._active.pop(run_id, None)
+            if lease_ttl is not None:
+                try:
+                    self.store.release_lease(script.name, run_id=run_id)
+                except Exception:
+                    log.exception("could not release the lease of %s", script.name)
+
+    def skip(
+        self,
+        script: Script,
+        reason: SkipReason,
+        request: RunRequest,
+        *,
+        run_id: str | None = None,
+        inputs: Inputs | None = None,
+        detail: str = "",
+    ) -> RunOutcome:
+        """Record and announce a fire that does not run."""
+        now = self.clock.now()
+        run_id = run_id or new_run_id()
+        text = reason.value + (f": {detail}" if detail else "")
+        event = JobEvent(
+            name=script.name,
+            run_id=run_id,
+            trigger=request.trigger,
+            status=RunStatus.skipped,
+            inputs=dump(inputs, script.inputs) if inputs is not None else {},
+            timestamp=now,
+            attempt=request.attempt,
+            root_id=request.root_id or run_id,
+            key=request.key,
+            scheduled_for=request.scheduled_for,
+            finished_at=now,
+            reason=text,
+        )
+        emit(job_skip, self, event)
+        log.info(
+            "skip %s run=%s trigger=%s reason=%s",
+            script.name,
+            run_id,
+            request.trigger.value,
+            text,
+            extra={"script": script.name, "run_id": run_id, "action": "skip"},
+        )
+        return RunOutcome(script.name, run_id, RunStatus.skipped, request.trigger, reason=text)
+
+    def active_runs(self) -> list[str]:
+        with self._lock:
+            return list(self._active)
+
+    def interrupt_all(self) -> None:
+        """Stop every active run that can be stopped (async tasks, child processes)."""
+        with self._lock:
+            actives = list(self._active.values())
+        for active in actives:
+            active.interrupted = True
+            if active.cancel is not None:
+                active.cancel()
+
+    def close(self) -> None:
+        self._stop_heartbeat.set()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _take_lease(
+        self, script: Script, run_id: str, ttl: timedelta, request: RunRequest
+    ) -> bool:
+        while True:
+            if self.store.acquire_lease(
+                script.name, run_id=run_id, owner=self.owner, now=self.clock.now(), ttl=ttl
+            ):
+                return True
+            if request.trigger is Trigger.manual and not request.wait:
+                raise LeaseHeld(
+                    f"{script.name} is already running ({self._holder_text(script.name)}); "
+                    "it declares without_overlapping. Use --wait to wait for it."
+                )
+            if not request.wait:
+                return False
+            self._stop_heartbeat.wait(0.2)
+
+    def _holder_text(self, name: str) -> str:
+        lease = self.store.lease(name)
+        if not lease:
+            return "held by another run"
+        return f"run {lease['run_id']} on {lease['owner']}, lease until {lease['expires_at']:%H:%M:%S}"
+
+    def _execute(
+        self,
+        script: Script,
+        inputs: Inputs,
+        request: RunRequest,
+        run_id: str,
+        active: _Active,
+    ) -> RunOutcome:
+        block = script.block()
+        retry_allowed = request.retry if request.retry is not None else (
+            request.trigger is not Trigger.manual
+        )
+        max_attempts = block.attempts if retry_allowed else request.attempt
+        started = self.clock.now()
+        t0 = self.clock.monotonic()
+        redacted = dump(inputs, script.inputs)
+        base = JobEvent(
+            name=script.name,
+            run_id=run_id,
+            trigger=request.trigger,
+            status=RunStatus.running,
+            inputs=redacted,
+            timestamp=started,
+            attempt=request.attempt,
+            max_attempts=max_attempts,
+            root_id=request.root_id or run_id,
+            key=request.key,
+            scheduled_for=request.scheduled_for,
+            started_at=started,
+            extra=dict(request.extra),
+        )
+        emit(job_start, self, base)
+        log.info(
+            "start %s run=%s trigger=%s attempt=%d",
+            script.name,
+            run_id,
+            request.trigger.value,
+            request.attempt,
+            extra={"script": script.name, "run_id": run_id, "action": "start"},
+        )
+        ctx = Context(
+            name=script.name,
+            run_id=run_id,
+            trigger=request.trigger,
+            attempt=request.attempt,
+            max_attempts=max_attempts,
+            now=started,
+            clock=self.clock,
+            log=RunLogger(
+                logging.getLogger(f"quest.script.{script.name}"),
+                {"script": script.name, "run_id": run_id},
+            ),
+            db=self.store.sessions,
+            settings=self.settings,
+            scheduled_for=request.scheduled_for,
+            key=request.key,
+            root_id=request.root_id or run_id,
+            _enqueue=self._enqueue,
+        )
+        status = RunStatus.succeeded
+        result: Any = None
+        error: str | None = None
+        trace: str | None = None
+        retry_at: datetime | None = None
+        retry_id: str | None = None
+        try:
+            result = capture(self._call(script, inputs, ctx, active))
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit) and not active.interrupted:
+                raise
+            secrets = sensitive_values(inputs, script.inputs)
+            error = scrub(f"{type(exc).__name__}: {exc}", secrets)
+            trace = scrub("".join(tb.format_exception(exc)), secrets)
+            status = _status_for(exc, script, active)
+            if status is RunStatus.failed and request.attempt < max_attempts:
+                retry_at, retry_id = self._schedule_retry(script, inputs, request, run_id)
+        finished = self.clock.now()
+        duration_ms = max(0, round((self.clock.monotonic() - t0) * 1000))
+        end = JobEvent(
+            **{
+                **_fields(base),
+                "status": status,
+                "timestamp": finished,
+                "finished_at": finished,
+                "duration_ms": duration_ms,
+                "result": result,
+                "error": error,
+                "error_type": None if error is None else error.split(":", 1)[0],
+                "traceback": trace,
+                "retry_at": retry_at,
+            }
+        )
+        emit(job_complete if status is RunStatus.succeeded else job_error, self, end)
+        log.log(
+            logging.INFO if status is RunStatus.succeeded else logging.ERROR,
+            "end %s run=%s trigger=%s duration_ms=%d status=%s%s",
+            script.name,
+            run_id,
+            request.trigger.value,
+            duration_ms,
+            status.value,
+            f" error={error!r}" if error else "",
+            extra={
+                "script": script.name,
+                "run_id": run_id,
+                "action": "end",
+                "status": status.value,
+                "duration_ms": duration_ms,
+            },
+        )
+        return RunOutcome(
+            name=script.name,
+            run_id=run_id,
+            status=status,
+            trigger=request.trigger,
+            attempt=request.attempt,
+            result=result,
+            error=error,
+            traceback=trace,
+            duration_ms=duration_ms,
+            retry_at=retry_at,
+            retry_run_id=retry_id,
+        )
+
+    def _call(self, script: Script, inputs: Inputs, ctx: Context, active: _Active) -> Any:
+        timeout = script.block().timeout
+        if script.is_async:
+            return self._call_async(script, inputs, ctx, active, timeout)
+        if timeout is not None:
+            from .isolation import call_in_child
+
+            return call_in_child(script, inputs, ctx, active, timeout.total_seconds())
+        value = script.fn(inputs, ctx)
+        if asyncio.iscoroutine(value):
+            return asyncio.run(value)
+        return value
+
+    def _call_async(
+        self,
+        script: Script,
+        inputs: Inputs,
+        ctx: Context,
+        active: _Active,
+        timeout: timedelta | None,
+    ) -> Any:
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(script.fn(inputs, ctx))
+
+        def cancel() -> None:
+            loop.call_soon_threadsafe(task.cancel)
+
+        active.cancel = cancel
+        try:
+            if timeout is None:
+                return loop.run_until_complete(task)
+            try:
+                return loop.run_until_complete(
+                    asyncio.wait_for(task, timeout=timeout.total_seconds())
+                )
+            except TimeoutError:
+                if active.interrupted:
+                    raise
+                raise RunTimeout(f"exceeded its timeout of {timeout.total_seconds():g} s") from None
+        except asyncio.CancelledError:
+            raise RunInterrupted("stopped by shutdown") from None
+        finally:
+            active.cancel = None
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def _schedule_retry(
+        self, script: Script, inputs: Inputs, request: RunRequest, run_id: str
+    ) -> tuple[datetime, str]:
+        block = script.block()
+        backoff = block.backoff
+        wait = backoff.delay_for(request.attempt) if backoff else timedelta(0)
+        if backoff is not None and backoff.jitter:
+            wait = wait * (1 + random.uniform(-backoff.jitter, backoff.jitter))
+        retry_at = self.clock.now() + wait
+        retry_id = new_run_id()
+        self.store.insert_run(
+            {
+                "id": retry_id,
+                "name": script.name,
+                "status": RunStatus.queued,
+                "trigger": Trigger.retry,
+                "attempt": request.attempt + 1,
+                "max_attempts": block.attempts,
+                "root_id": request.root_id or run_id,
+                "key": request.key,
+                "inputs": inputs.model_dump(mode="json"),
+                "scheduled_for": request.scheduled_for,
+                "created_at": self.clock.now(),
+                "run_after": retry_at,
+            }
+        )
+        return retry_at, retry_id
+
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat is not None and self._heartbeat.is_alive():
+            return
+        self._stop_heartbeat.clear()
+        self._heartbeat = threading.Thread(
+            target=self._beat, name="quest-heartbeat", daemon=True
+        )
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        interval = max(0.2, self.settings.lease_ttl / 3)
+        while not self._stop_heartbeat.wait(interval):
+            with self._lock:
+                actives = list(self._active.values())
+            if not actives:
+                continue
+            now = self.clock.now()
+            for active in actives:
+                try:
+                    if active.lease_ttl is not None:
+                        self.store.renew_lease(
+                            active.script.name, run_id=active.run_id, now=now, ttl=active.lease_ttl
+                        )
+                    self.store.update_run(active.run_id, {"heartbeat_at": now})
+                except Exception:
+                    log.warning("heartbeat of run %s failed", active.run_id, exc_info=True)
+
+
+def _status_for(exc: BaseException, script: Script, active: _Active) -> RunStatus:
+    if isinstance(exc, RunTimeout):
+        return RunStatus.timed_out
+    if isinstance(exc, RunInterrupted) or active.interrupted:
+        return RunStatus.interrupted
+    if isinstance(exc, Discard) or isinstance(exc, script.block().discard_on):
+        return RunStatus.discarded
+    return RunStatus.failed
+
+
+def _fields(event: JobEvent) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in event.__dataclass_fields__}

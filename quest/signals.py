@@ -1,0 +1,99 @@
+"""Signals emitted for every run, from quest's own blinker namespace.
+
+Receivers get the sender (the runner that emitted) and ``event``, a :class:`JobEvent`::
+
+    from quest.signals import job_error
+
+    @job_error.connect
+    def alert(sender, event):
+        print(event.name, event.error)
+
+A receiver that raises is logged and never changes the run's outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from blinker import Namespace, Signal
+
+from .enums import RunStatus, Trigger
+
+log = logging.getLogger("quest.signals")
+
+namespace = Namespace()
+
+job_start: Signal = namespace.signal("job:start", doc="A run started.")
+job_complete: Signal = namespace.signal("job:complete", doc="A run succeeded.")
+job_error: Signal = namespace.signal(
+    "job:error", doc="A run failed, timed out, was interrupted, abandoned or discarded."
+)
+job_skip: Signal = namespace.signal(
+    "job:skip", doc="A fire did not run (overlap, paused, disabled, missed)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """What a signal says about a run. Sensitive inputs are already redacted."""
+
+    name: str
+    run_id: str
+    trigger: Trigger
+    status: RunStatus
+    inputs: dict[str, Any]
+    timestamp: datetime
+    attempt: int = 1
+    max_attempts: int = 1
+    root_id: str | None = None
+    key: str | None = None
+    scheduled_for: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    traceback: str | None = None
+    reason: str | None = None
+    retry_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> int | None:
+        """Milliseconds, as in the Sails payload."""
+        return self.duration_ms
+
+    @property
+    def will_retry(self) -> bool:
+        return self.retry_at is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["trigger"] = self.trigger.value
+        data["status"] = self.status.value
+        for key in ("timestamp", "scheduled_for", "started_at", "finished_at", "retry_at"):
+            if data[key] is not None:
+                data[key] = data[key].isoformat()
+        data["duration"] = self.duration_ms
+        data["will_retry"] = self.will_retry
+        return data
+
+
+def emit(signal: Signal, sender: object, event: JobEvent) -> None:
+    """Send *event* to every receiver; a receiver that raises is logged and skipped."""
+    if not signal.receivers:
+        return
+    for receiver in signal.receivers_for(sender):
+        try:
+            receiver(sender, event=event)
+        except Exception:
+            log.exception(
+                "signal receiver %r for %s raised; the run is unaffected",
+                receiver,
+                signal.name,
+                extra={"run_id": event.run_id, "script": event.name},
+            )

@@ -1,0 +1,365 @@
+"""The database: the JobLog, slot claims and overlap leases, on SQLite or PostgreSQL.
+
+Only this module writes SQL. Every write is a short transaction; on SQLite every transaction
+starts with ``BEGIN IMMEDIATE`` so that concurrent processes queue on the lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    MetaData,
+    Table,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import sessionmaker
+
+from .config import Settings
+from .enums import RunStatus
+from .errors import ConfigError, DatabaseUnavailable
+from .models import JOB_LOG_TABLE, JobLogMixin, Lease, QuestBase, ScriptState, SlotClaim
+
+log = logging.getLogger("quest.store")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for *url*; SQLite gets WAL, a busy timeout and immediate transactions."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:" and not path.startswith("file:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    try:
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    except Exception as exc:
+        raise ConfigError(f"database URL {url!r} is not usable: {exc}") from None
+
+
+@functools.cache
+def _fallback_job_log() -> type[JobLogMixin]:
+    class JobLog(JobLogMixin, QuestBase):
+        __tablename__ = JOB_LOG_TABLE
+
+    return JobLog
+
+
+def load_models(settings: Settings) -> tuple[type[JobLogMixin], list[MetaData]]:
+    """The JobLog model and every metadata to create: the app's models module, then quest's."""
+    metadatas: list[MetaData] = []
+    job_log: type[JobLogMixin] | None = None
+    if settings.models:
+        try:
+            module = importlib.import_module(settings.models)
+        except ModuleNotFoundError as exc:
+            if exc.name and settings.models.startswith(exc.name):
+                module = None
+            else:
+                raise
+        if module is not None:
+            job_log = getattr(module, "JobLog", None)
+            base = getattr(module, "Base", None)
+            if base is not None:
+                metadatas.append(base.metadata)
+    if job_log is None:
+        job_log = _fallback_job_log()
+    job_log_metadata = job_log.__table__.metadata  # type: ignore[attr-defined]
+    if job_log_metadata not in metadatas:
+        metadatas.append(job_log_metadata)
+    if QuestBase.metadata not in metadatas:
+        metadatas.append(QuestBase.metadata)
+    return job_log, metadatas
+
+
+class Store:
+    """quest's view of the database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        job_log: type[JobLogMixin] | None = None,
+        metadatas: Sequence[MetaData] = (),
+    ) -> None:
+        self.engine = engine
+        self.job_log = job_log or _fallback_job_log()
+        self.runs: Table = self.job_log.__table__  # type: ignore[attr-defined]
+        self.metadatas = list(metadatas) or [self.runs.metadata, QuestBase.metadata]
+        self.sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        self._schema_ready = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        job_log, metadatas = load_models(settings)
+        return cls(make_engine(settings.database_url), job_log, metadatas)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def ensure_schema(self) -> None:
+        """Create or migrate the tables, once per process."""
+        if self._schema_ready:
+            return
+        try:
+            from .migrate import upgrade
+
+            upgrade(self)
+        except OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"cannot reach the database {self.engine.url.render_as_string()}: {exc.orig}"
+            ) from None
+        self._schema_ready = True
+
+    def check(self) -> None:
+        """Raise :class:`DatabaseUnavailable` if the database cannot be reached."""
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"cannot reach the database {self.engine.url.render_as_string()}: {exc.orig}"
+            ) from None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def insert_run(self, values: dict[str, Any]) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(self.runs), values)
+
+    def update_run(self, run_id: str, values: dict[str, Any]) -> int:
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(self.runs).where(self.runs.c.id == run_id), values
+            )
+            return int(result.rowcount)
+
+    def start_run(self, values: dict[str, Any]) -> None:
+        """Mark a queued row running, or insert the row of a run that was never queued."""
+        run_id = values["id"]
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(self.runs)
+                .where(self.runs.c.id == run_id)
+                .values({k: v for k, v in values.items() if k != "id"})
+            ).rowcount
+            if not changed:
+                connection.execute(insert(self.runs), values)
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(self.runs).where(self.runs.c.id == run_id)).first()
+        return dict(row._mapping) if row else None
+
+    def history(
+        self,
+        name: str | None = None,
+        *,
+        statuses: Iterable[RunStatus] = (),
+        since: datetime | None = None,
+        limit: int | None = 50,
+    ) -> list[dict[str, Any]]:
+        """Runs, newest first."""
+        runs = self.runs
+        query = select(runs)
+        if name is not None:
+            query = query.where(runs.c.name == name)
+        wanted = list(statuses)
+        if wanted:
+            query = query.where(runs.c.status.in_(wanted))
+        if since is not None:
+            query = query.where(runs.c.created_at >= since)
+        query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def last_runs(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The latest finished run of each script in *names*."""
+        runs = self.runs
+        names = list(names)
+        if not names:
+            return {}
+        finished = [s for s in RunStatus if s.finished]
+        latest = (
+            select(runs.c.name, func.max(runs.c.created_at).label("created_at"))
+            .where(runs.c.status.in_(finished), runs.c.name.in_(names))
+            .group_by(runs.c.name)
+            .subquery()
+        )
+        query = select(runs).join(
+            latest, and_(runs.c.name == latest.c.name, runs.c.created_at == latest.c.created_at)
+        ).where(runs.c.status.in_(finished))
+        with self.engine.connect() as connection:
+            return {row.name: dict(row._mapping) for row in connection.execute(query)}
+
+    def count_runs(self, name: str | None = None, status: RunStatus | None = None) -> int:
+        query = select(func.count()).select_from(self.runs)
+        if name is not None:
+            query = query.where(self.runs.c.name == name)
+        if status is not None:
+            query = query.where(self.runs.c.status == status)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    # -- slots --------------------------------------------------------------------------------
+
+    def claim_slot(
+        self, name: str, scheduled_for: datetime, *, run_id: str | None, owner: str, now: datetime
+    ) -> bool:
+        """Take the slot (name, scheduled_for); ``False`` if another process already has it."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    insert(SlotClaim.__table__),
+                    {
+                        "name": name,
+                        "scheduled_for": scheduled_for,
+                        "run_id": run_id,
+                        "owner": owner,
+                        "claimed_at": now,
+                    },
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def last_slot(self, name: str) -> datetime | None:
+        table = SlotClaim.__table__
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(func.max(table.c.scheduled_for)).where(table.c.name == name)
+            ).scalar_one_or_none()
+        if value is None:
+            return None
+        return SlotClaim.__table__.c.scheduled_for.type.process_result_value(  # type: ignore[no-any-return]
+            value, self.engine.dialect
+        ) if not isinstance(value, datetime) or value.tzinfo is None else value
+
+    def prune_slots(self, before: datetime) -> int:
+        """Forget claims older than *before* but the newest of each script."""
+        table = SlotClaim.__table__
+        newest = (
+            select(table.c.name, func.max(table.c.scheduled_for).label("latest"))
+            .group_by(table.c.name)
+            .subquery()
+        )
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                delete(table).where(
+                    table.c.scheduled_for < before,
+                    table.c.scheduled_for
+                    < select(newest.c.latest)
+                    .where(newest.c.name == table.c.name)
+                    .scalar_subquery(),
+                )
+            )
+            return int(result.rowcount)
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def acquire_lease(
+        self, name: str, *, run_id: str, owner: str, now: datetime, ttl: timedelta
+    ) -> bool:
+        """Take the overlap lease of *name*, or take over an expired one."""
+        table = Lease.__table__
+        values = {
+            "run_id": run_id,
+            "owner": owner,
+            "acquired_at": now,
+            "expires_at": now + ttl,
+        }
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                update(table)
+                .where(table.c.name == name, table.c.expires_at <= now)
+                .values(values)
+            ).rowcount
+            if taken:
+                return True
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(table), {"name": name, **values})
+        except IntegrityError:
+            return False
+        return True
+
+    def renew_lease(self, name: str, *, run_id: str, now: datetime, ttl: timedelta) -> bool:
+        table = Lease.__table__
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(table)
+                .where(table.c.name == name, table.c.run_id == run_id)
+                .values(expires_at=now + ttl)
+            )
+            return bool(result.rowcount)
+
+    def release_lease(self, name: str, *, run_id: str) -> None:
+        table = Lease.__table__
+        with self.engine.begin() as connection:
+            connection.execute(delete(table).where(table.c.name == name, table.c.run_id == run_id))
+
+    def lease(self, name: str) -> dict[str, Any] | None:
+        table = Lease.__table__
+        with self.engine.connect() as connection:
+            row = connection.execute(select(table).where(table.c.name == name)).first()
+        return dict(row._mapping) if row else None
+
+    # -- pause --------------------------------------------------------------------------------
+
+    def set_paused(self, name: str, paused: bool, *, now: datetime) -> None:
+        table = ScriptState.__table__
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(table).where(table.c.name == name).values(paused=paused, updated_at=now)
+            ).rowcount
+            if not changed:
+                connection.execute(
+                    insert(table), {"name": name, "paused": paused, "updated_at": now}
+                )
+
+    def paused(self) -> set[str]:
+        table = ScriptState.__table__
+        with self.engine.connect() as connection:
+            return set(
+                connection.execute(select(table.c.name).where(table.c.paused.is_(True))).scalars()
+            )
+
+
+__all__ = ["Store", "load_models", "make_engine"]
