@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -60,6 +61,11 @@ class Quest:
             enqueue=self.enqueue,
         )
         self.recorder = Recorder(self.store).connect(runner)
+        if self.settings.bootstrap:
+            bootstrap = importlib.import_module(self.settings.bootstrap)
+            setup = getattr(bootstrap, "bootstrap", None)
+            if callable(setup):
+                setup(self, runner)
         return runner
 
     def run(

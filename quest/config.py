@@ -24,6 +24,7 @@ _ENV = {
     "outbox_dir": "QUEST_OUTBOX_DIR",
     "smtp_url": "QUEST_SMTP_URL",
     "alert_webhook_url": "QUEST_ALERT_WEBHOOK_URL",
+    "bootstrap": "QUEST_BOOTSTRAP",
 }
 
 
@@ -41,6 +42,7 @@ class Settings:
     outbox_dir: Path | None = None
     smtp_url: str | None = None
     alert_webhook_url: str | None = None
+    bootstrap: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -116,6 +118,7 @@ def load_settings(
         outbox_dir=_path(project, table["outbox_dir"]) if table.get("outbox_dir") else None,
         smtp_url=table.get("smtp_url"),
         alert_webhook_url=table.get("alert_webhook_url"),
+        bootstrap=table.get("bootstrap") or None,
         extra=table.get("extra", {}),
     )
 

@@ -18,7 +18,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "pause": ("quest.cli.admin:pause", "Pause a script's schedule (all hosts)."),
     "resume": ("quest.cli.admin:resume", "Resume a paused script."),
     "prune": ("quest.cli.admin:prune", "Delete old JobLog rows by the retention rules."),
-    "db": ("quest.cli.admin:db", "Manage the database schema."),
+    "db": ("quest.cli.db:db", "Manage the database schema."),
     "demo": ("quest.cli.demo:demo", "Sample data for the bundled application."),
 }
 
