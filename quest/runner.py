@@ -203,6 +203,10 @@ class Runner:
         with self._lock:
             return list(self._active)
 
+    def active(self) -> list[_Active]:
+        with self._lock:
+            return list(self._active.values())
+
     def interrupt_all(self) -> None:
         """Stop every active run that can be stopped (async tasks, child processes)."""
         with self._lock:

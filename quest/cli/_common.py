@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -116,8 +116,8 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def parse_instant(value: str, param: str) -> datetime:
-    """An ISO 8601 instant from the command line; naive means UTC."""
+def parse_instant(value: str, param: str, zone: tzinfo | None = None) -> datetime:
+    """An ISO 8601 instant from the command line; naive means in *zone* (UTC by default)."""
     from datetime import UTC
 
     try:
@@ -127,4 +127,4 @@ def parse_instant(value: str, param: str) -> datetime:
             f"{value!r} is not an ISO 8601 date-time (for example 2026-03-07T00:00:00-05:00)",
             param_hint=param,
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone or UTC)

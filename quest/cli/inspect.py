@@ -30,12 +30,9 @@ def schedule_words(app: Quest, script: Script) -> str:
 
 
 def next_fires(app: Quest, script: Script, after: datetime, count: int) -> list[datetime]:
-    from quest.schedule import fire_times
+    from quest.plan import upcoming
 
-    schedule = script.schedule(app.settings.timezone)
-    if schedule is None:
-        return []
-    return fire_times(schedule, after, count)
+    return upcoming(script, app.settings, after, count)
 
 
 def _print_errors(app: Quest) -> None:
@@ -122,15 +119,16 @@ def _outcome(value: str | None) -> str:
 @click.argument("name")
 @click.option("--next", "count", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="How many upcoming fire times to show.")
-@click.option("--after", help="Compute fire times after this ISO 8601 instant (default: now).")
+@click.option("--after", help="Fire times after this ISO 8601 instant; without an offset it is "
+              "read in the script's timezone (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def show(name: str, count: int, after: str | None, as_json: bool) -> None:
     """Show a script's declaration, inputs and next fire times (ISO 8601 with offset)."""
     app = get_app()
-    start = parse_instant(after, "'--after'") if after else app.clock.now()
     with user_errors():
         script = app.registry.get(name)
     zone = script.timezone(app.settings.timezone)
+    start = parse_instant(after, "'--after'", zone) if after else app.clock.now()
     fires = [f.astimezone(zone) for f in next_fires(app, script, start, count)]
     data = _declaration(app, script)
     data["next_fire_times"] = [f.isoformat() for f in fires]

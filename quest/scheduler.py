@@ -1,0 +1,314 @@
+"""``quest serve``: fire each scheduled script at its slots, claim each slot once, stop cleanly.
+
+The loop is deterministic at its core: :meth:`Serve.tick` processes exactly what is due at the
+instant it is given, so tests drive it with a frozen clock. :meth:`Serve.serve_forever` only adds
+waiting. Fire times come from APScheduler triggers built in :mod:`quest.plan`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .enums import CatchUp, RunStatus, SkipReason, Trigger
+from .plan import Planned, plan
+from .runner import RunOutcome, RunRequest, new_run_id
+
+if TYPE_CHECKING:
+    from .app import Quest
+
+log = logging.getLogger("quest.serve")
+
+MAX_MISSED_ROWS = 50
+MAX_MISSED_WALK = 100_000
+SLOT_MEMORY = timedelta(days=2)
+
+
+@dataclass(slots=True)
+class _Entry:
+    planned: Planned
+    next_slot: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """A slot this process claimed and started (or skipped)."""
+
+    name: str
+    scheduled_for: datetime
+    run_id: str
+    trigger: Trigger
+    skipped: SkipReason | None = None
+
+
+@dataclass
+class Serve:
+    """Schedules the scripts of one :class:`~quest.app.Quest`."""
+
+    quest: Quest
+    grace: float = 30.0
+    concurrency: int = 4
+    inline: bool = False
+    maintenance_every: float = 10.0
+    on_outcome: Callable[[RunOutcome], None] | None = None
+    entries: dict[str, _Entry] = field(default_factory=dict)
+    _threads: set[threading.Thread] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _paused: set[str] = field(default_factory=set)
+    _last_maintenance: float = float("-inf")
+
+    @property
+    def clock(self) -> Any:
+        return self.quest.clock
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def start(self, now: datetime | None = None) -> list[Fire]:
+        """Plan every script, handle slots missed while no serve ran, and run ``run_on_start``."""
+        now = now or self.clock.now()
+        store = self.quest.store
+        fires: list[Fire] = []
+        self._paused = store.paused()
+        for script in self.quest.registry:
+            planned = plan(script, self.quest.settings)
+            if planned is None:
+                continue
+            entry = _Entry(planned, planned.next_after(None, now))
+            self.entries[script.name] = entry
+            fires += self._catch_up(entry, store.last_slot(script.name), now)
+            if script.block().run_on_start:
+                fires += self._fire(entry, now, Trigger.scheduled)
+            log.info(
+                "scheduled %s: next %s",
+                script.name,
+                entry.next_slot.isoformat() if entry.next_slot else "never",
+                extra={"script": script.name, "action": "plan"},
+            )
+        return fires
+
+    def _catch_up(self, entry: _Entry, last: datetime | None, now: datetime) -> list[Fire]:
+        if last is None:
+            return []
+        missed: list[datetime] = []
+        slot = entry.planned.next_after(last, now)
+        walked = 0
+        while slot is not None and slot < now and walked < MAX_MISSED_WALK:
+            missed.append(slot)
+            slot = entry.planned.next_after(slot, now)
+            walked += 1
+        if not missed:
+            return []
+        policy = entry.planned.script.block().catch_up
+        run: datetime | None = None
+        if policy.policy is CatchUp.once and (
+            policy.window is None or now - missed[-1] <= policy.window
+        ):
+            run = missed.pop()
+        fires = self._skip_missed(entry, missed, "no serve was running")
+        if run is not None:
+            fires += self._fire(entry, run, Trigger.catch_up)
+        return fires
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> list[Fire]:
+        """Fire every slot due at *now*; slots that came due together run once, the rest skip."""
+        now = now or self.clock.now()
+        fires: list[Fire] = []
+        self._paused = self.quest.store.paused()
+        for entry in list(self.entries.values()):
+            due: list[datetime] = []
+            while entry.next_slot is not None and entry.next_slot <= now:
+                due.append(entry.next_slot)
+                entry.next_slot = entry.planned.next_after(entry.next_slot, now)
+                if len(due) > MAX_MISSED_WALK:
+                    break
+            if not due:
+                continue
+            fires += self._skip_missed(entry, due[:-1], "serve was busy or suspended")
+            fires += self._fire(entry, due[-1], Trigger.scheduled)
+        self._maintain(now)
+        return fires
+
+    def seconds_until_next(self, now: datetime) -> float:
+        upcoming = [e.next_slot for e in self.entries.values() if e.next_slot is not None]
+        if not upcoming:
+            return self.maintenance_every
+        wait = (min(upcoming) - now).total_seconds()
+        return max(0.0, min(wait, self.maintenance_every))
+
+    def serve_forever(self) -> None:
+        """Run until :meth:`stop` is called."""
+        self.start()
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("scheduler tick failed; retrying", extra={"action": "tick_error"})
+                self._stop.wait(1.0)
+            self._stop.wait(self.seconds_until_next(self.clock.now()))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def shutdown(self, grace: float | None = None) -> list[str]:
+        """Stop firing; wait up to *grace* seconds for running runs, then stop and record them.
+
+        Returns the run ids that had to be interrupted.
+        """
+        self._stop.set()
+        grace = self.grace if grace is None else grace
+        deadline = self.clock.monotonic() + grace
+        for thread in self._live_threads():
+            thread.join(max(0.0, deadline - self.clock.monotonic()))
+        runner = self.quest.runner
+        if not runner.active_runs():
+            return []
+        interrupted = runner.active_runs()
+        log.warning(
+            "grace period of %.0f s over; stopping %d run(s)", grace, len(interrupted),
+            extra={"action": "interrupt"},
+        )
+        runner.interrupt_all()
+        for thread in self._live_threads():
+            thread.join(5.0)
+        self.record_interrupted()
+        return interrupted
+
+    def record_interrupted(self) -> None:
+        """Mark every run still active in this process ``interrupted``."""
+        runner = self.quest.runner
+        store = self.quest.store
+        now = self.clock.now()
+        for run_id in runner.active_runs():
+            try:
+                store.update_run(
+                    run_id,
+                    {
+                        "status": RunStatus.interrupted,
+                        "finished_at": now,
+                        "error": "RunInterrupted: stopped by shutdown",
+                    },
+                )
+            except Exception:
+                log.exception("could not record run %s as interrupted", run_id)
+        for active in runner.active():
+            if active.lease_ttl is not None:
+                store.release_lease(active.script.name, run_id=active.run_id)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for every run this serve started (tests use this instead of sleeping)."""
+        for thread in self._live_threads():
+            thread.join(timeout)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _live_threads(self) -> list[threading.Thread]:
+        with self._lock:
+            self._threads = {t for t in self._threads if t.is_alive()}
+            return list(self._threads)
+
+    def _skip_missed(self, entry: _Entry, slots: list[datetime], why: str) -> list[Fire]:
+        if not slots:
+            return []
+        script = entry.planned.script
+        runner = self.quest.runner
+        store = self.quest.store
+        fires: list[Fire] = []
+        older, recent = slots[:-MAX_MISSED_ROWS], slots[-MAX_MISSED_ROWS:]
+        if older:
+            run_id = new_run_id()
+            if store.claim_slot(
+                script.name, older[0], run_id=run_id, owner=runner.owner, now=self.clock.now()
+            ):
+                detail = (
+                    f"{why}; {len(older)} slots from {older[0].isoformat()} "
+                    f"to {older[-1].isoformat()}"
+                )
+                runner.skip(
+                    script,
+                    SkipReason.missed,
+                    RunRequest(trigger=Trigger.scheduled, scheduled_for=older[0]),
+                    run_id=run_id,
+                    detail=detail,
+                )
+                fires.append(Fire(script.name, older[0], run_id, Trigger.scheduled, SkipReason.missed))
+        for slot in recent:
+            run_id = new_run_id()
+            if not store.claim_slot(
+                script.name, slot, run_id=run_id, owner=runner.owner, now=self.clock.now()
+            ):
+                continue
+            runner.skip(
+                script,
+                SkipReason.missed,
+                RunRequest(trigger=Trigger.scheduled, scheduled_for=slot),
+                run_id=run_id,
+                detail=why,
+            )
+            fires.append(Fire(script.name, slot, run_id, Trigger.scheduled, SkipReason.missed))
+        return fires
+
+    def _fire(self, entry: _Entry, slot: datetime, trigger: Trigger) -> list[Fire]:
+        script = entry.planned.script
+        runner = self.quest.runner
+        run_id = new_run_id()
+        if not self.quest.store.claim_slot(
+            script.name, slot, run_id=run_id, owner=runner.owner, now=self.clock.now()
+        ):
+            log.debug("slot %s of %s taken by another serve", slot, script.name)
+            return []
+        request = RunRequest(trigger=trigger, run_id=run_id, scheduled_for=slot)
+        if script.name in self._paused:
+            runner.skip(script, SkipReason.paused, request, run_id=run_id, detail="quest pause")
+            return [Fire(script.name, slot, run_id, trigger, SkipReason.paused)]
+        if self.inline:
+            self._run(script.name, request)
+        else:
+            thread = threading.Thread(
+                target=self._run,
+                args=(script.name, request),
+                name=f"quest-run-{script.name}",
+                daemon=True,
+            )
+            with self._lock:
+                self._threads.add(thread)
+            thread.start()
+        return [Fire(script.name, slot, run_id, trigger)]
+
+    def _run(self, name: str, request: RunRequest) -> None:
+        script = self.quest.registry.get(name)
+        block = script.block()
+        if block.jitter is not None and not self.inline:
+            if self._stop.wait(random.uniform(0, block.jitter.total_seconds())):
+                return
+        try:
+            outcome = self.quest.runner.run(name, dict(block.inputs), request)
+        except Exception:
+            log.exception(
+                "run %s of %s could not be carried out", request.run_id, name,
+                extra={"script": name, "run_id": request.run_id},
+            )
+            return
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def _maintain(self, now: datetime) -> None:
+        moment = self.clock.monotonic()
+        if moment - self._last_maintenance < self.maintenance_every:
+            return
+        self._last_maintenance = moment
+        try:
+            self.quest.store.prune_slots(now - SLOT_MEMORY)
+        except Exception:
+            log.warning("slot pruning failed", exc_info=True)
