@@ -150,6 +150,15 @@ class QuestBlock(_Block):
             value = " ".join(value.split())
         return value
 
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: datetime | str | None) -> datetime | str | None:
+        from .schedule import parse_at
+
+        if value is not None:
+            parse_at(value, ZoneInfo("UTC"))
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
@@ -235,7 +244,9 @@ def parse_block(data: Mapping[str, Any] | None) -> QuestBlock | None:
     except ValidationError as exc:
         raise _definition_error(exc) from None
     except InvalidDefinition as exc:
-        raise InvalidDefinition(_strip(exc), key=f"quest.{exc.key}" if exc.key else "quest") from None
+        raise InvalidDefinition(
+            _strip(exc), key=f"quest.{exc.key}" if exc.key else "quest"
+        ) from None
 
 
 def _strip(exc: InvalidDefinition) -> str:
@@ -364,10 +375,20 @@ def script(
     def decorate(func: ScriptFn) -> ScriptFn:
         if not callable(func):
             raise InvalidDefinition("@script decorates a function taking (inputs, ctx)")
+        _check_signature(func)
+        if inputs is not None and not isinstance(inputs, Mapping):
+            raise InvalidDefinition("inputs must be a dict of name: Input(...)", key="inputs")
         declared: dict[str, Input] = {}
         for key, spec in (inputs or {}).items():
             if not key.isidentifier():
-                raise InvalidDefinition("input names must be Python identifiers", key=f"inputs.{key}")
+                raise InvalidDefinition(
+                    "input names must be Python identifiers", key=f"inputs.{key}"
+                )
+            if not isinstance(spec, Input | Mapping):
+                raise InvalidDefinition(
+                    f"{spec!r} is not an input; write Input(type, default=..., description=...)",
+                    key=f"inputs.{key}",
+                )
             try:
                 declared[key] = spec if isinstance(spec, Input) else Input.from_mapping(spec)
             except InvalidDefinition as exc:
@@ -386,6 +407,21 @@ def script(
         return func
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _check_signature(func: ScriptFn) -> None:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        name = getattr(func, "__name__", repr(func))
+        raise InvalidDefinition(
+            f"{name}{signature} cannot be called as {name}(inputs, ctx); "
+            "a script function takes two arguments: (inputs, ctx)"
+        ) from None
 
 
 def declaration_of(obj: object) -> Declaration | None:
