@@ -172,11 +172,13 @@ def _collect(script: Script, params: dict[str, Any]) -> dict[str, Any]:
     return {key: params[key] for key in script.inputs if params.get(key) is not None}
 
 
-def _bad_inputs(script: Script, exc: Any) -> click.BadParameter:
+def _bad_inputs(script: Script, exc: Any) -> click.UsageError:
     from quest.inputs import option_name
 
-    key, message = exc.errors[0] if exc.errors else ("", exc.message)
-    return click.BadParameter(message, param_hint=f"'{option_name(key)}'" if key else None)
+    if len(exc.errors) != 1:
+        return click.UsageError(exc.message)
+    key, message = exc.errors[0]
+    return click.BadParameter(message, param_hint=f"'{option_name(key)}'")
 
 
 def _make_run(script: Script) -> click.Command:
@@ -191,11 +193,11 @@ def _make_run(script: Script) -> click.Command:
             runner_level=10 if verbosity(ctx) >= 2 else (20 if verbosity(ctx) else 30),
         )
         raw = _collect(script, params)
-        try:
-            with user_errors():
+        with user_errors():
+            try:
                 _, inputs = app.runner.prepare(script.name, raw)
-        except InvalidInputs as exc:
-            raise _bad_inputs(script, exc) from None
+            except InvalidInputs as exc:
+                raise _bad_inputs(script, exc) from None
         request = RunRequest(
             retry=True if params.get("retry") else None,
             wait=bool(params.get("wait")),
@@ -267,15 +269,15 @@ def _make_enqueue(script: Script) -> click.Command:
         ctx = click.get_current_context()
         app = get_app(ctx)
         raw = _collect(script, params)
-        try:
-            with user_errors():
+        with user_errors():
+            try:
                 run_id = app.enqueue(
                     script.name, raw, delay=params.get("delay"), key=params.get("key")
                 )
-        except InvalidInputs as exc:
-            if not exc.errors:
-                raise click.BadParameter(exc.message, param_hint="'--delay'") from None
-            raise _bad_inputs(script, exc) from None
+            except InvalidInputs as exc:
+                if not exc.errors:
+                    raise click.BadParameter(exc.message, param_hint="'--delay'") from None
+                raise _bad_inputs(script, exc) from None
         click.echo(run_id)
         click.secho(f"queued {script.name} (run {run_id})", fg="green", err=True)
 
