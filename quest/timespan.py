@@ -54,9 +54,11 @@ def format_timespan(span: timedelta) -> str:
         if total < 60:
             return f"{total:g} seconds" if total != 1 else "1 second"
     remaining = int(total)
+    fraction = total - remaining
     parts = []
     for unit, size in _UNITS:
         count, remaining = divmod(remaining, size)
-        if count:
-            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
+        amount = count + fraction if size == 1 else count
+        if amount:
+            parts.append(f"{amount:g} {unit}{'s' if amount != 1 else ''}")
     return " ".join(parts) or "0 seconds"
