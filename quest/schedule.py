@@ -1,0 +1,669 @@
+"""Schedules and their fire times: pure functions of ``(schedule, after)``.
+
+A schedule is one of three frozen values: :class:`IntervalSchedule` (every N seconds of real time),
+:class:`CronSchedule` (wall-clock times in a timezone) and :class:`AtSchedule` (one instant).
+:func:`next_fire` gives the first fire time strictly after an instant; :func:`to_trigger` wraps the
+same function in an APScheduler trigger, so ``quest serve`` and ``quest show`` always agree.
+
+Cron expressions mean what they mean in crontab(5):
+
+- Five fields (``minute hour day-of-month month day-of-week``) or six, where the extra field comes
+  FIRST and is the second (``second minute hour day-of-month month day-of-week``). Five fields fire
+  at second 0.
+- Numbers, ranges (``1-5``), steps (``*/15``, ``1-30/2``), lists (``1,15``) and names
+  (``JAN``-``DEC``, ``SUN``-``SAT``, any case). Day-of-week 0 and 7 are both Sunday, and a range
+  may end on Sunday (``FRI-SUN``).
+- When both day-of-month and day-of-week are restricted (neither field starts with ``*``), a day
+  matching either fires. Otherwise both must match, which means the restricted one alone decides
+  when the other is ``*``.
+- Macros: ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight``,
+  ``@hourly``. ``@reboot`` is not a schedule (use ``run_on_start``).
+- An expression that can never fire (``0 0 30 2 *``) is rejected rather than silently idle.
+
+Wall times are read in the schedule's timezone. Daylight-saving policy:
+
+- A wall time that does not exist (inside a spring-forward gap) fires once, at the first instant
+  after the gap. Several wall times inside one gap collapse into that single fire.
+- A wall time that occurs twice (inside a fall-back fold) fires once, at its first occurrence.
+- Exception: when the hour field covers every hour (``*``, ``*/1``, ``0-23``), the expression is
+  read as a rhythm rather than an appointment. It fires at every real instant whose wall time
+  matches: twice through a fold (``*/15 * * * *`` keeps firing every 15 real minutes), and not at
+  all for wall times inside a gap (which no clock shows).
+- Interval schedules count real elapsed time; DST never changes their spacing.
+
+All instants are compared in UTC; results come back in the schedule's timezone.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from bisect import bisect_left, bisect_right
+from calendar import monthrange
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from quest.errors import ScheduleError
+from quest.timespan import format_timespan, parse_timespan
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.base import BaseTrigger
+
+__all__ = [
+    "AtSchedule",
+    "CronSchedule",
+    "CronSpec",
+    "IntervalSchedule",
+    "Schedule",
+    "describe",
+    "fire_times",
+    "next_fire",
+    "parse_at",
+    "parse_cron",
+    "parse_interval",
+    "parse_timezone",
+    "to_trigger",
+]
+
+_SECOND = timedelta(seconds=1)
+_MICROSECOND = timedelta(microseconds=1)
+_MAX_YEARS = 400  # one Gregorian cycle: every feasible day/weekday combination occurs within it
+
+
+# --------------------------------------------------------------------------- cron expressions
+
+
+@dataclass(frozen=True, slots=True)
+class CronSpec:
+    """A parsed, validated cron expression: the set of values each field allows."""
+
+    expression: str
+    seconds: tuple[int, ...]
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    days: tuple[int, ...]
+    months: tuple[int, ...]
+    weekdays: tuple[int, ...]  # 0 = Sunday ... 6 = Saturday
+    day_or: bool  # both day fields restricted: a day matching either fires
+
+    @property
+    def every_hour(self) -> bool:
+        """Whether the hour field covers all 24 hours (a rhythm, not an appointment)."""
+        return len(self.hours) == 24
+
+    def day_matches(self, day: int, weekday: int) -> bool:
+        """Whether the date matches; *weekday* counts from 0 = Sunday."""
+        dom = day in self.days
+        dow = weekday in self.weekdays
+        return (dom or dow) if self.day_or else (dom and dow)
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    low: int
+    high: int
+    names: dict[str, int]
+    form: str
+
+
+_MONTH_NAMES = {
+    name: number
+    for number, name in enumerate(
+        ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1
+    )
+}
+_DAY_NAMES = {
+    name: number for number, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))
+}
+_SECOND_FIELD = _Field("second", 0, 59, {}, "0-59")
+_MINUTE_FIELD = _Field("minute", 0, 59, {}, "0-59")
+_HOUR_FIELD = _Field("hour", 0, 23, {}, "0-23")
+_DOM_FIELD = _Field("day-of-month", 1, 31, {}, "1-31")
+_MONTH_FIELD = _Field("month", 1, 12, _MONTH_NAMES, "1-12 or JAN-DEC")
+_DOW_FIELD = _Field("day-of-week", 0, 7, _DAY_NAMES, "0-7 (0 and 7 are Sunday) or SUN-SAT")
+_FIVE = (_MINUTE_FIELD, _HOUR_FIELD, _DOM_FIELD, _MONTH_FIELD, _DOW_FIELD)
+
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_FORMS = (
+    "use 5 fields (minute hour day-of-month month day-of-week), 6 fields with the second first "
+    "(second minute hour day-of-month month day-of-week), or a macro such as @daily"
+)
+_ITEM = re.compile(r"^(?:(?P<star>\*)|(?P<low>[^-/*]+)(?:-(?P<high>[^-/*]+))?)(?:/(?P<step>.*))?$")
+
+
+def _cron_error(message: str, expression: str) -> ScheduleError:
+    return ScheduleError(f'{message} (in "{expression}")', key="cron")
+
+
+def _value(text: str, spec: _Field, expression: str) -> int:
+    upper = text.upper()
+    if upper in spec.names:
+        return spec.names[upper]
+    if not (text.isascii() and text.isdigit()):
+        raise _cron_error(
+            f'{spec.name} field "{text}" is not a valid value; use {spec.form}', expression
+        )
+    number = int(text)
+    if not spec.low <= number <= spec.high:
+        raise _cron_error(
+            f'{spec.name} field "{text}" is out of range {spec.low}-{spec.high}', expression
+        )
+    return number
+
+
+def _parse_field(text: str, spec: _Field, expression: str) -> set[int]:
+    values: set[int] = set()
+    for item in text.split(","):
+        match = _ITEM.match(item)
+        if not item or match is None:
+            raise _cron_error(
+                f'{spec.name} field "{text}" is not valid; use {spec.form}, '
+                'a range "a-b", a step "*/n" or "a-b/n", or a list "a,b"',
+                expression,
+            )
+        step = 1
+        if match["step"] is not None:
+            if not (match["step"].isascii() and match["step"].isdigit()) or int(match["step"]) < 1:
+                raise _cron_error(
+                    f'{spec.name} field "{item}" has an invalid step; '
+                    "the step must be a whole number of at least 1",
+                    expression,
+                )
+            step = int(match["step"])
+        if match["star"]:
+            low, high = spec.low, spec.high
+        else:
+            low = _value(match["low"], spec, expression)
+            if match["high"] is not None:
+                high = _value(match["high"], spec, expression)
+                if spec is _DOW_FIELD and high == 0 and low > 0:
+                    high = 7  # FRI-SUN
+                if high < low:
+                    raise _cron_error(
+                        f'{spec.name} field "{item}" is a backwards range; write ranges low-high '
+                        f"within {spec.low}-{spec.high} (use a list to wrap around)",
+                        expression,
+                    )
+            elif match["step"] is not None:
+                raise _cron_error(
+                    f'{spec.name} field "{item}" puts a step on a single value; '
+                    f'write a range such as "{match["low"]}-{spec.high}/{step}"',
+                    expression,
+                )
+            else:
+                high = low
+        values.update(range(low, high + 1, step))
+    return values
+
+
+def _max_days(month: int) -> int:
+    return 29 if month == 2 else monthrange(2001, month)[1]
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_cron(expression: str) -> CronSpec:
+    """Parse and fully validate a cron expression; raise :class:`ScheduleError` (key ``cron``)."""
+    if not isinstance(expression, str):
+        raise ScheduleError(f"{expression!r} is not a cron expression; {_FORMS}", key="cron")
+    normalised = " ".join(expression.split())
+    if not normalised:
+        raise ScheduleError(f"the cron expression is empty; {_FORMS}", key="cron")
+    text = normalised
+    if text.startswith("@"):
+        macro = text.lower()
+        if macro == "@reboot":
+            raise ScheduleError(
+                '"@reboot" is not a schedule; use "run_on_start": true to run a script '
+                "when quest serve starts",
+                key="cron",
+            )
+        if macro == "@every" or macro.startswith("@every "):
+            raise ScheduleError(
+                f'"{normalised}" is not a cron macro; use "interval" for a fixed period',
+                key="cron",
+            )
+        if macro not in _MACROS:
+            raise ScheduleError(
+                f'unknown cron macro "{normalised}"; use one of {", ".join(_MACROS)}', key="cron"
+            )
+        text = _MACROS[macro]
+    parts = text.split(" ")
+    if len(parts) == 5:
+        seconds = {0}
+    elif len(parts) == 6:
+        seconds = _parse_field(parts[0], _SECOND_FIELD, normalised)
+        parts = parts[1:]
+    else:
+        count = f"{len(parts)} field{'s' if len(parts) != 1 else ''}"
+        raise ScheduleError(f'cron expression "{normalised}" has {count}; {_FORMS}', key="cron")
+    minutes, hours, days, months, weekdays = (
+        _parse_field(part, spec, normalised) for part, spec in zip(parts, _FIVE, strict=True)
+    )
+    if 7 in weekdays:
+        weekdays = (weekdays - {7}) | {0}
+    dom_text, month_text, dow_text = parts[2], parts[3], parts[4]
+    day_or = not dom_text.startswith("*") and not dow_text.startswith("*")
+    if not day_or and not any(day <= _max_days(month) for day in days for month in months):
+        raise _cron_error(
+            f'day-of-month field "{dom_text}" never occurs in month field "{month_text}", '
+            "so the schedule would never fire",
+            normalised,
+        )
+    return CronSpec(
+        expression=normalised,
+        seconds=tuple(sorted(seconds)),
+        minutes=tuple(sorted(minutes)),
+        hours=tuple(sorted(hours)),
+        days=tuple(sorted(days)),
+        months=tuple(sorted(months)),
+        weekdays=tuple(sorted(weekdays)),
+        day_or=day_or,
+    )
+
+
+def _next_wall(spec: CronSpec, start: datetime) -> datetime | None:
+    """The first naive wall time at or after *start* (whole seconds) that *spec* matches.
+
+    Skips by month, day, hour and minute rather than stepping second by second; naive arithmetic
+    is wall-clock arithmetic, which is what the fields describe.
+    """
+    wall = start
+    last_year = start.year + _MAX_YEARS
+    months, hours, minutes, seconds = spec.months, spec.hours, spec.minutes, spec.seconds
+    while wall.year <= last_year:
+        if wall.month not in months:
+            index = bisect_left(months, wall.month)
+            if index < len(months):
+                wall = datetime(wall.year, months[index], 1)
+            else:
+                wall = datetime(wall.year + 1, months[0], 1)
+            continue
+        year, month, day = wall.year, wall.month, wall.day
+        weekday = (wall.weekday() + 1) % 7
+        length = monthrange(year, month)[1]
+        while day <= length and not spec.day_matches(day, weekday):
+            day += 1
+            weekday = (weekday + 1) % 7
+        if day > length:
+            wall = datetime(year + 1, 1, 1) if month == 12 else datetime(year, month + 1, 1)
+            continue
+        if day != wall.day:
+            wall = datetime(year, month, day)
+        if wall.hour not in hours:
+            index = bisect_right(hours, wall.hour)
+            if index < len(hours):
+                wall = wall.replace(hour=hours[index], minute=0, second=0)
+            else:
+                wall = datetime(year, month, day) + timedelta(days=1)
+            continue
+        if wall.minute not in minutes:
+            index = bisect_right(minutes, wall.minute)
+            if index < len(minutes):
+                wall = wall.replace(minute=minutes[index], second=0)
+            else:
+                wall = wall.replace(minute=0, second=0) + timedelta(hours=1)
+            continue
+        if wall.second not in seconds:
+            index = bisect_right(seconds, wall.second)
+            if index < len(seconds):
+                wall = wall.replace(second=seconds[index])
+            else:
+                wall = wall.replace(second=0) + timedelta(minutes=1)
+            continue
+        return wall
+    return None
+
+
+# --------------------------------------------------------------------------- wall time -> instants
+
+
+def _utc_naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _transition(tz: ZoneInfo, before: datetime, after: datetime) -> datetime:
+    """The first UTC instant in ``(before, after]`` whose offset differs from *before*'s."""
+    offset = before.replace(tzinfo=UTC).astimezone(tz).utcoffset()
+    low, high = before, after
+    while high - low > _SECOND:
+        middle = low + _SECOND * max(1, (high - low) // _SECOND // 2)
+        if middle.replace(tzinfo=UTC).astimezone(tz).utcoffset() == offset:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def _instants(
+    wall: datetime, tz: ZoneInfo, every_hour: bool
+) -> tuple[datetime | None, datetime | None]:
+    """The UTC instants a matching wall time fires at: ``(primary, second occurrence)``.
+
+    The primary instant is the wall time's only or first occurrence, or for a wall time inside a
+    gap, the end of the gap (``None`` for an every-hour expression). The second occurrence exists
+    only inside a fold, and only for an every-hour expression.
+    """
+    first = wall.replace(tzinfo=tz).utcoffset()
+    second = wall.replace(tzinfo=tz, fold=1).utcoffset()
+    assert first is not None and second is not None
+    if first == second:
+        return wall - first, None
+    if first > second:  # a fold: the offset goes down, the wall time happens twice
+        return wall - first, (wall - second if every_hour else None)
+    if every_hour:  # a gap: no clock shows this wall time
+        return None, None
+    return _transition(tz, wall - second, wall - first), None
+
+
+def _cron_next(spec: CronSpec, tz: ZoneInfo, after: datetime) -> datetime | None:
+    """The first UTC instant (naive) strictly after *after* (naive UTC) that *spec* fires at.
+
+    Primary instants never decrease as wall time advances (see :func:`_instants`), and a second
+    occurrence always follows its own primary, so the search may stop at the first primary past
+    *after*; second occurrences met before it are kept as candidates.
+    """
+    local = after.replace(tzinfo=UTC).astimezone(tz)
+    wall = resume = local.replace(tzinfo=None, fold=0)
+    if spec.every_hour and local.fold == 0:
+        first = wall.replace(tzinfo=tz).utcoffset()
+        second = wall.replace(tzinfo=tz, fold=1).utcoffset()
+        assert first is not None and second is not None
+        if first > second:  # inside a fold's first pass: earlier wall times repeat after `after`
+            wall -= first - second
+    if wall.microsecond:
+        wall = wall.replace(microsecond=0) + _SECOND
+    best: datetime | None = None
+    while True:
+        match = _next_wall(spec, wall)
+        if match is None:
+            return best
+        primary, repeat = _instants(match, tz, spec.every_hour)
+        if repeat is not None and repeat > after and (best is None or repeat < best):
+            best = repeat
+        if primary is not None and primary > after:
+            return primary if best is None or primary < best else best
+        wall = match + _SECOND
+        if best is not None:  # later second occurrences come later still; look for a primary
+            wall = max(wall, resume)
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalSchedule:
+    """Fire every *every* of real elapsed time; *timezone* is only for display."""
+
+    every: timedelta
+    timezone: ZoneInfo
+
+    def __post_init__(self) -> None:
+        if self.every <= timedelta(0):
+            raise ScheduleError(f"the interval must be positive, not {self.every}", key="interval")
+
+
+@dataclass(frozen=True, slots=True)
+class CronSchedule:
+    """Fire at the wall times a cron expression describes, read in *timezone*."""
+
+    expression: str
+    timezone: ZoneInfo
+    spec: CronSpec = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        spec = parse_cron(self.expression)
+        object.__setattr__(self, "expression", spec.expression)
+        object.__setattr__(self, "spec", spec)
+
+
+@dataclass(frozen=True, slots=True)
+class AtSchedule:
+    """Fire once, at the aware instant *at*."""
+
+    at: datetime
+    timezone: ZoneInfo
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None or self.at.utcoffset() is None:
+            raise ScheduleError(f"{self.at.isoformat()} has no timezone", key="at")
+
+
+Schedule = IntervalSchedule | CronSchedule | AtSchedule
+
+
+def parse_timezone(name: str) -> ZoneInfo:
+    """The IANA zone *name*; raise :class:`ScheduleError` (key ``timezone``) if it is unknown."""
+    if isinstance(name, ZoneInfo):
+        return name
+    hint = 'use an IANA name such as "Europe/London" or "UTC"'
+    if not isinstance(name, str) or not name.strip():
+        raise ScheduleError(f"{name!r} is not a timezone; {hint}", key="timezone")
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    from zoneinfo import available_timezones
+
+    lowered = name.strip().lower()
+    for candidate in sorted(available_timezones()):
+        if candidate.lower() == lowered:
+            hint = f'did you mean "{candidate}"?'
+            break
+    raise ScheduleError(f'unknown timezone "{name}"; {hint}', key="timezone")
+
+
+def parse_interval(value: object) -> timedelta:
+    """A positive time span (``"1 hour"``, ``"5m"``, ``300``); raise :class:`ScheduleError`."""
+    try:
+        return parse_timespan(value)
+    except ValueError as error:
+        raise ScheduleError(str(error), key="interval") from None
+
+
+def _localize(wall: datetime, tz: ZoneInfo) -> datetime:
+    """*wall* (naive) in *tz*: its first occurrence in a fold, the gap's end in a gap."""
+    primary, _ = _instants(wall, tz, every_hour=False)
+    assert primary is not None
+    return primary.replace(tzinfo=UTC).astimezone(tz)
+
+
+def parse_at(value: str | datetime, tz: ZoneInfo) -> datetime:
+    """An ISO 8601 instant; a naive one is a wall time in *tz* (read as cron wall times are).
+
+    Raise :class:`ScheduleError` (key ``at``). The result is aware, in *tz*.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("z", "Z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ScheduleError(
+                f'"{value}" is not an ISO 8601 date and time; write for example '
+                '"2026-05-01T03:00" (in the schedule\'s timezone) or "2026-05-01T03:00+02:00"',
+                key="at",
+            ) from None
+    else:
+        raise ScheduleError(
+            f"{value!r} is not a date and time; write an ISO 8601 string such as "
+            '"2026-05-01T03:00"',
+            key="at",
+        )
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return _localize(moment, tz)
+    return moment.astimezone(tz)
+
+
+def _require_aware(moment: datetime, name: str) -> None:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime, not {moment.isoformat()}")
+
+
+def next_fire(
+    schedule: Schedule, after: datetime, *, anchor: datetime | None = None
+) -> datetime | None:
+    """The first fire time strictly after *after* (aware), in the schedule's timezone.
+
+    Interval: ``anchor + k * every`` for the smallest ``k >= 0`` that lands after *after*; the
+    anchor defaults to *after* (giving ``after + every``), and an anchor still in the future is
+    itself the first fire. At: the instant if it is after *after*, else ``None``. Cron: see the
+    module docstring; ``None`` only if nothing matches within 400 years.
+    """
+    _require_aware(after, "after")
+    if isinstance(schedule, IntervalSchedule):
+        start = after if anchor is None else anchor
+        _require_aware(start, "anchor")
+        start_utc, after_utc = start.astimezone(UTC), after.astimezone(UTC)
+        if start_utc > after_utc:
+            result = start_utc
+        else:
+            result = start_utc + schedule.every * ((after_utc - start_utc) // schedule.every + 1)
+        return result.astimezone(schedule.timezone)
+    if isinstance(schedule, AtSchedule):
+        if schedule.at.astimezone(UTC) > after.astimezone(UTC):
+            return schedule.at.astimezone(schedule.timezone)
+        return None
+    found = _cron_next(schedule.spec, schedule.timezone, _utc_naive(after))
+    if found is None:
+        return None
+    return found.replace(tzinfo=UTC).astimezone(schedule.timezone)
+
+
+def fire_times(
+    schedule: Schedule, after: datetime, count: int, *, anchor: datetime | None = None
+) -> list[datetime]:
+    """Up to *count* successive fire times strictly after *after* (fewer if the schedule ends)."""
+    if anchor is None:
+        anchor = after
+    times: list[datetime] = []
+    moment: datetime | None = after
+    while moment is not None and len(times) < count:
+        moment = next_fire(schedule, moment, anchor=anchor)
+        if moment is not None:
+            times.append(moment)
+    return times
+
+
+def describe(schedule: Schedule) -> str:
+    """The schedule in words.
+
+    ``every 1 hour``, ``at 03:00 AM``, ``once at 2026-05-01 03:00:00+02:00``.
+    Cron wall times are in the schedule's timezone, which is not repeated here.
+    """
+    if isinstance(schedule, IntervalSchedule):
+        return f"every {format_timespan(schedule.every)}"
+    if isinstance(schedule, AtSchedule):
+        moment = schedule.at.astimezone(schedule.timezone)
+        return f"once at {moment.isoformat(sep=' ', timespec='seconds')}"
+    from cron_descriptor import Options, get_description
+
+    expression = _MACROS.get(schedule.expression.lower(), schedule.expression)
+    try:
+        text = str(get_description(expression, Options(locale_code="en_US")))
+    except Exception:  # a description is a courtesy; the expression itself is valid
+        return f"cron {schedule.expression}"
+    return text[:1].lower() + text[1:] if text else f"cron {schedule.expression}"
+
+
+# --------------------------------------------------------------------------- APScheduler
+
+
+def to_trigger(
+    schedule: Schedule, *, anchor: datetime | None = None, jitter: float | None = None
+) -> BaseTrigger:
+    """An APScheduler 3 trigger whose fire times come from :func:`next_fire`.
+
+    ``get_next_fire_time(previous_fire_time, now)``:
+
+    - with a previous fire time, returns the first fire strictly after it, so a slot is never
+      repeated and missed slots are walked one by one, as APScheduler expects;
+    - without one (a job being added), returns the first fire at or after *now*, counting a fire
+      exactly at *now* (the search starts one microsecond, datetime's resolution, before it).
+      An interval with no *anchor* is anchored at that first *now*, so it first fires one period
+      later; the trigger keeps that anchor, so jitter never makes an interval drift.
+
+    Fire times come back in UTC, the same instants :func:`next_fire` gives: arithmetic on aware
+    datetimes that share a zone is wall-clock arithmetic and ignores ``fold``, so UTC keeps
+    APScheduler's own sums (jitter, wake-up delays) exact through DST folds.
+
+    *jitter* (seconds) is added as ``BaseTrigger._apply_jitter`` does. A one-off ``at`` in the past
+    gives ``None``: APScheduler then has nothing to run.
+    """
+    if jitter is not None and jitter < 0:
+        raise ScheduleError(f"jitter must be zero or more seconds, not {jitter}", key="jitter")
+    if anchor is not None:
+        _require_aware(anchor, "anchor")
+    trigger_class = _trigger_class()
+    trigger: BaseTrigger = trigger_class(schedule, anchor, jitter)
+    return trigger
+
+
+@functools.cache
+def _trigger_class() -> Callable[[Schedule, datetime | None, float | None], Any]:
+    from apscheduler.triggers.base import BaseTrigger
+
+    class ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
+        """Fires when :func:`quest.schedule.next_fire` says."""
+
+        __slots__ = ("anchor", "jitter", "schedule")
+
+        def __init__(
+            self, schedule: Schedule, anchor: datetime | None, jitter: float | None
+        ) -> None:
+            self.schedule = schedule
+            self.anchor = anchor
+            self.jitter = jitter
+
+        def get_next_fire_time(
+            self, previous_fire_time: datetime | None, now: datetime
+        ) -> datetime | None:
+            unanchored = isinstance(self.schedule, IntervalSchedule) and self.anchor is None
+            if previous_fire_time is not None:
+                after = previous_fire_time
+            elif unanchored:
+                after = now  # an interval with no anchor first fires one period after it starts
+            else:
+                after = now - _MICROSECOND  # a fire exactly at `now` counts
+            if unanchored:
+                self.anchor = after
+            found = next_fire(self.schedule, after, anchor=self.anchor)
+            if found is None:
+                return None
+            result: datetime = self._apply_jitter(found.astimezone(UTC), self.jitter, now)
+            return result
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (_rebuild_trigger, (self.schedule, self.anchor, self.jitter))
+
+        def __str__(self) -> str:
+            return f"quest[{describe(self.schedule)}]"
+
+        def __repr__(self) -> str:
+            return (
+                f"<ScheduleTrigger schedule={self.schedule!r} anchor={self.anchor!r} "
+                f"jitter={self.jitter!r}>"
+            )
+
+    return ScheduleTrigger
+
+
+def _rebuild_trigger(
+    schedule: Schedule, anchor: datetime | None, jitter: float | None
+) -> BaseTrigger:
+    trigger: BaseTrigger = _trigger_class()(schedule, anchor, jitter)
+    return trigger
