@@ -119,7 +119,11 @@ def _import(path: Path, name: str) -> ModuleType:
         spec.loader.exec_module(module)
     except InvalidDefinition as exc:
         sys.modules.pop(module_name, None)
-        raise InvalidDefinition(_without_path(exc), path=str(path), key=exc.key) from None
+        message = _without_path(exc)
+        if exc.key is None:
+            line = _line_in(exc, path)
+            message = f"line {line}: {message}" if line else message
+        raise InvalidDefinition(message, path=str(path), key=exc.key) from None
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
         raise InvalidDefinition(
@@ -133,6 +137,16 @@ def _import(path: Path, name: str) -> ModuleType:
             path=str(path),
         ) from None
     return module
+
+
+def _line_in(exc: BaseException, path: Path) -> int | None:
+    """The last line of *path* in the traceback of *exc*."""
+    lines = [
+        frame.lineno
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if Path(frame.filename) == path
+    ]
+    return lines[-1] if lines else None
 
 
 def _without_path(exc: InvalidDefinition) -> str:
