@@ -16,6 +16,7 @@ from .definition import Script
 from .discovery import Registry, discover
 from .enums import RunStatus, Trigger
 from .errors import InvalidInputs
+from .inputs import dump, secrets
 from .recorder import Recorder
 from .runner import RunOutcome, RunRequest, Runner, new_run_id
 from .store import Store
@@ -96,7 +97,7 @@ class Quest:
             wait = timedelta(0)
         now = self.clock.now()
         run_id = new_run_id()
-        self.store.insert_run(
+        self.store.enqueue_run(
             {
                 "id": run_id,
                 "name": script.name,
@@ -106,10 +107,11 @@ class Quest:
                 "max_attempts": script.block().attempts,
                 "root_id": run_id,
                 "key": key,
-                "inputs": validated.model_dump(mode="json"),
+                "inputs": dump(validated, script.inputs),
                 "created_at": now,
                 "run_after": run_at or now + wait,
-            }
+            },
+            secrets(validated, script.inputs),
         )
         return run_id
 

@@ -248,6 +248,16 @@ def dump(inputs: Inputs, specs: Mapping[str, Input]) -> dict[str, Any]:
     return redact(inputs.model_dump(mode="json"), specs)
 
 
+def secrets(inputs: Inputs, specs: Mapping[str, Input]) -> dict[str, Any]:
+    """The sensitive inputs given, JSON-ready, to keep beside a queued run."""
+    data = inputs.model_dump(mode="json")
+    return {
+        key: data[key]
+        for key, spec in specs.items()
+        if spec.sensitive and data.get(key) is not None
+    }
+
+
 def sensitive_values(inputs: Inputs | Mapping[str, Any], specs: Mapping[str, Input]) -> list[str]:
     """The string forms of the sensitive values given, to scrub from error messages."""
     data = inputs.model_dump() if isinstance(inputs, BaseModel) else inputs

@@ -144,3 +144,13 @@ class Worker(QuestBase):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PendingSecret(QuestBase):
+    """Sensitive inputs of a queued run chain, kept only until it ends; never in the JobLog."""
+
+    __tablename__ = "quest_pending_secrets"
+
+    root_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -75,6 +75,9 @@ class Recorder:
             "traceback": event.traceback,
             "max_attempts": event.max_attempts,
         }
+        if event.status is RunStatus.abandoned:
+            values.pop("error")
+            values.pop("traceback")
         self._write(lambda: self.store.update_run(event.run_id, values), event)
 
     def on_skip(self, sender: object, event: JobEvent) -> None:

@@ -26,7 +26,7 @@ from .definition import Script
 from .discovery import Registry
 from .enums import RunStatus, SkipReason, Trigger
 from .errors import Discard, LeaseHeld, RunInterrupted, RunTimeout
-from .inputs import Inputs, dump, scrub, sensitive_values, validate
+from .inputs import Inputs, dump, scrub, secrets, sensitive_values, validate
 from .results import capture
 from .signals import JobEvent, emit, job_complete, job_error, job_skip, job_start
 from .store import Store
@@ -137,6 +137,11 @@ class Runner:
         if block.without_overlapping:
             lease_ttl = block.lease_ttl or timedelta(seconds=self.settings.lease_ttl)
             if not self._take_lease(script, run_id, lease_ttl, request):
+                if request.trigger in (Trigger.enqueued, Trigger.retry):
+                    return RunOutcome(
+                        script.name, run_id, RunStatus.queued, request.trigger,
+                        attempt=request.attempt, reason="overlap",
+                    )
                 return self.skip(
                     script,
                     SkipReason.overlap,
@@ -198,6 +203,66 @@ class Runner:
             extra={"script": script.name, "run_id": run_id, "action": "skip"},
         )
         return RunOutcome(script.name, run_id, RunStatus.skipped, request.trigger, reason=text)
+
+    def abandoned(self, row: Mapping[str, Any], now: datetime) -> RunOutcome:
+        """Announce a run found abandoned and queue its retry if attempts remain."""
+        script = self.registry.scripts.get(row["name"])
+        retry_at: datetime | None = None
+        retry_id: str | None = None
+        attempt = int(row["attempt"])
+        if script is not None and attempt < int(row["max_attempts"] or 1):
+            backoff = script.block().backoff
+            wait = backoff.delay_for(attempt) if backoff else timedelta(0)
+            retry_at = now + wait
+            retry_id = new_run_id()
+            self.store.enqueue_run(
+                {
+                    "id": retry_id,
+                    "name": row["name"],
+                    "status": RunStatus.queued,
+                    "trigger": Trigger.retry,
+                    "attempt": attempt + 1,
+                    "max_attempts": row["max_attempts"],
+                    "root_id": row["root_id"] or row["id"],
+                    "key": row["key"],
+                    "inputs": row["inputs"],
+                    "scheduled_for": row["scheduled_for"],
+                    "created_at": now,
+                    "run_after": retry_at,
+                }
+            )
+        started = row["started_at"]
+        duration = round((now - started).total_seconds() * 1000) if started else None
+        event = JobEvent(
+            name=row["name"],
+            run_id=row["id"],
+            trigger=row["trigger"],
+            status=RunStatus.abandoned,
+            inputs=row["inputs"] or {},
+            timestamp=now,
+            attempt=attempt,
+            max_attempts=int(row["max_attempts"] or 1),
+            root_id=row["root_id"],
+            key=row["key"],
+            scheduled_for=row["scheduled_for"],
+            started_at=started,
+            finished_at=now,
+            duration_ms=duration,
+            error="Abandoned: its process stopped heartbeating",
+            error_type="Abandoned",
+            retry_at=retry_at,
+        )
+        emit(job_error, self, event)
+        log.warning(
+            "abandoned %s run=%s (owner %s:%s stopped heartbeating)%s",
+            row["name"], row["id"], row["owner_host"], row["owner_pid"],
+            f"; retry {retry_id} at {retry_at:%H:%M:%S}" if retry_at else "",
+            extra={"script": row["name"], "run_id": row["id"], "action": "abandoned"},
+        )
+        return RunOutcome(
+            row["name"], row["id"], RunStatus.abandoned, row["trigger"], attempt=attempt,
+            error=event.error, retry_at=retry_at, retry_run_id=retry_id,
+        )
 
     def active_runs(self) -> list[str]:
         with self._lock:
@@ -337,6 +402,11 @@ class Runner:
             }
         )
         emit(job_complete if status is RunStatus.succeeded else job_error, self, end)
+        if retry_id is None and any(spec.sensitive for spec in script.inputs.values()):
+            try:
+                self.store.forget_secrets(request.root_id or run_id)
+            except Exception:
+                log.warning("could not forget the pending inputs of %s", run_id, exc_info=True)
         log.log(
             logging.INFO if status is RunStatus.succeeded else logging.ERROR,
             "end %s run=%s trigger=%s duration_ms=%d status=%s%s",
@@ -424,7 +494,7 @@ class Runner:
             wait = wait * (1 + random.uniform(-backoff.jitter, backoff.jitter))
         retry_at = self.clock.now() + wait
         retry_id = new_run_id()
-        self.store.insert_run(
+        self.store.enqueue_run(
             {
                 "id": retry_id,
                 "name": script.name,
@@ -434,11 +504,12 @@ class Runner:
                 "max_attempts": block.attempts,
                 "root_id": request.root_id or run_id,
                 "key": request.key,
-                "inputs": inputs.model_dump(mode="json"),
+                "inputs": dump(inputs, script.inputs),
                 "scheduled_for": request.scheduled_for,
                 "created_at": self.clock.now(),
                 "run_after": retry_at,
-            }
+            },
+            secrets(inputs, script.inputs),
         )
         return retry_at, retry_id
 

@@ -8,6 +8,7 @@ waiting. Fire times come from APScheduler triggers built in :mod:`quest.plan`.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 from collections.abc import Callable
@@ -15,9 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .definition import Script
 from .enums import CatchUp, RunStatus, SkipReason, Trigger
+from .errors import InvalidInputs
 from .plan import Planned, plan
-from .runner import RunOutcome, RunRequest, new_run_id
+from .runner import HOST, RunOutcome, RunRequest, new_run_id
+from .store import Limits
 
 if TYPE_CHECKING:
     from .app import Quest
@@ -27,6 +31,20 @@ log = logging.getLogger("quest.serve")
 MAX_MISSED_ROWS = 50
 MAX_MISSED_WALK = 100_000
 SLOT_MEMORY = timedelta(days=2)
+
+
+def limits_of(script: Script) -> Limits | None:
+    """The queue limits a script declares (``rate_limit``, ``concurrency``), if any."""
+    block = script.block()
+    if block.rate_limit is None and block.concurrency is None:
+        return None
+    return Limits(
+        concurrency=block.concurrency.max if block.concurrency else None,
+        concurrency_per_key=bool(block.concurrency and block.concurrency.per_key),
+        rate_max=block.rate_limit.max if block.rate_limit else None,
+        rate_per=block.rate_limit.per if block.rate_limit else timedelta(seconds=1),
+        rate_per_key=bool(block.rate_limit and block.rate_limit.per_key),
+    )
 
 
 @dataclass(slots=True)
@@ -62,6 +80,13 @@ class Serve:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _paused: set[str] = field(default_factory=set)
     _last_maintenance: float = float("-inf")
+    _last_recovery: float = float("-inf")
+    _last_retention: float = float("-inf")
+    retention_every: float = 3600.0
+    poll_every: float = 1.0
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _queued_active: int = 0
+    _limits: dict[str, Limits] = field(default_factory=dict)
 
     @property
     def clock(self) -> Any:
@@ -75,6 +100,11 @@ class Serve:
         store = self.quest.store
         fires: list[Fire] = []
         self._paused = store.paused()
+        self._limits = {
+            script.name: rule
+            for script in self.quest.registry
+            if (rule := limits_of(script)) is not None
+        }
         for script in self.quest.registry:
             planned = plan(script, self.quest.settings)
             if planned is None:
@@ -134,14 +164,44 @@ class Serve:
             fires += self._skip_missed(entry, due[:-1], "serve was busy or suspended")
             fires += self._fire(entry, due[-1], Trigger.scheduled)
         self._maintain(now)
+        self.drain(now)
         return fires
 
+    def drain(self, now: datetime | None = None) -> list[str]:
+        """Claim and start due queued runs, as many as free workers allow; returns their ids."""
+        now = now or self.clock.now()
+        with self._lock:
+            free = self.concurrency - self._queued_active
+        if free <= 0 or self._stop.is_set():
+            return []
+        rows = self.quest.store.claim_queued(
+            now=now, limit=free, owner_host=HOST, owner_pid=os.getpid(), limits=self._limits
+        )
+        for row in rows:
+            with self._lock:
+                self._queued_active += 1
+            if self.inline:
+                self._run_queued(row)
+                continue
+            thread = threading.Thread(
+                target=self._run_queued, args=(row,), name=f"quest-queued-{row['name']}", daemon=True
+            )
+            with self._lock:
+                self._threads.add(thread)
+            thread.start()
+        return [row["id"] for row in rows]
+
     def seconds_until_next(self, now: datetime) -> float:
+        limit = min(self.maintenance_every, self.poll_every, self._recovery_every)
         upcoming = [e.next_slot for e in self.entries.values() if e.next_slot is not None]
         if not upcoming:
-            return self.maintenance_every
+            return limit
         wait = (min(upcoming) - now).total_seconds()
-        return max(0.0, min(wait, self.maintenance_every))
+        return max(0.0, min(wait, limit))
+
+    @property
+    def _recovery_every(self) -> float:
+        return max(0.5, self.quest.settings.lease_ttl / 2)
 
     def serve_forever(self) -> None:
         """Run until :meth:`stop` is called."""
@@ -152,10 +212,12 @@ class Serve:
             except Exception:
                 log.exception("scheduler tick failed; retrying", extra={"action": "tick_error"})
                 self._stop.wait(1.0)
-            self._stop.wait(self.seconds_until_next(self.clock.now()))
+            self._wake.wait(self.seconds_until_next(self.clock.now()))
+            self._wake.clear()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     @property
     def stopping(self) -> bool:
@@ -303,12 +365,93 @@ class Serve:
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
+    def _run_queued(self, row: dict[str, Any]) -> None:
+        store = self.quest.store
+        try:
+            outcome = self._run_row(row)
+            if outcome is not None and outcome.status is RunStatus.queued:
+                store.requeue(row["id"], run_after=self.clock.now() + timedelta(seconds=1))
+            elif outcome is not None and self.on_outcome is not None:
+                self.on_outcome(outcome)
+        except Exception:
+            log.exception(
+                "queued run %s of %s could not be carried out", row["id"], row["name"],
+                extra={"script": row["name"], "run_id": row["id"]},
+            )
+        finally:
+            with self._lock:
+                self._queued_active -= 1
+            self._wake.set()
+
+    def _run_row(self, row: dict[str, Any]) -> RunOutcome | None:
+        store = self.quest.store
+        runner = self.quest.runner
+        now = self.clock.now()
+        script = self.quest.registry.scripts.get(row["name"])
+        if script is None:
+            store.update_run(
+                row["id"],
+                {"status": RunStatus.failed, "finished_at": now,
+                 "error": f"ScriptNotFound: no script named {row['name']!r} in this serve"},
+            )
+            return None
+        sensitive = {k for k, spec in script.inputs.items() if spec.sensitive}
+        raw = {k: v for k, v in (row["inputs"] or {}).items() if k not in sensitive}
+        if sensitive:
+            raw.update(store.secrets_for(row["root_id"]))
+        try:
+            _, inputs = runner.prepare(script.name, raw)
+        except InvalidInputs as exc:
+            store.update_run(
+                row["id"],
+                {"status": RunStatus.failed, "finished_at": now,
+                 "error": f"InvalidInputs: {exc.message}"},
+            )
+            return None
+        request = RunRequest(
+            trigger=row["trigger"],
+            run_id=row["id"],
+            attempt=row["attempt"],
+            root_id=row["root_id"],
+            key=row["key"],
+            scheduled_for=row["scheduled_for"],
+            retry=True,
+            extra={"queued": True},
+        )
+        return runner.run(script.name, inputs, request)
+
     def _maintain(self, now: datetime) -> None:
         moment = self.clock.monotonic()
-        if moment - self._last_maintenance < self.maintenance_every:
-            return
-        self._last_maintenance = moment
-        try:
-            self.quest.store.prune_slots(now - SLOT_MEMORY)
-        except Exception:
-            log.warning("slot pruning failed", exc_info=True)
+        store = self.quest.store
+        if moment - self._last_recovery >= self._recovery_every:
+            self._last_recovery = moment
+            try:
+                self.recover(now)
+            except Exception:
+                log.warning("recovery of abandoned runs failed", exc_info=True)
+        if moment - self._last_maintenance >= self.maintenance_every:
+            self._last_maintenance = moment
+            try:
+                store.prune_slots(now - SLOT_MEMORY)
+            except Exception:
+                log.warning("slot pruning failed", exc_info=True)
+        if moment - self._last_retention >= self.retention_every:
+            self._last_retention = moment
+            try:
+                from .retention import prune
+
+                removed = prune(self.quest, now)
+                if removed:
+                    log.info("retention: deleted %d JobLog rows", sum(removed.values()),
+                             extra={"action": "prune"})
+            except Exception:
+                log.warning("retention pruning failed", exc_info=True)
+
+    def recover(self, now: datetime | None = None) -> list[str]:
+        """Mark runs whose owner stopped heartbeating ``abandoned``; queue their retry."""
+        now = now or self.clock.now()
+        ttl = timedelta(seconds=self.quest.settings.lease_ttl)
+        rows = self.quest.store.abandon_stale(now=now, ttl=ttl)
+        for row in rows:
+            self.quest.runner.abandoned(row, now)
+        return [row["id"] for row in rows]

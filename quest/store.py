@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,17 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from .config import Settings
-from .enums import RunStatus
+from .enums import RunStatus, Trigger
 from .errors import ConfigError, DatabaseUnavailable
-from .models import JOB_LOG_TABLE, JobLogMixin, Lease, QuestBase, ScriptState, SlotClaim
+from .models import (
+    JOB_LOG_TABLE,
+    JobLogMixin,
+    Lease,
+    PendingSecret,
+    QuestBase,
+    ScriptState,
+    SlotClaim,
+)
 
 log = logging.getLogger("quest.store")
 
@@ -238,6 +247,226 @@ class Store:
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
+    # -- the queue ---------------------------------------------------------------------------
+
+    def enqueue_run(self, values: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
+        """Insert a queued row; sensitive inputs go to a side table, never the JobLog."""
+        with self.engine.begin() as connection:
+            connection.execute(insert(self.runs), values)
+            if secrets:
+                table = PendingSecret.__table__
+                root = values["root_id"]
+                exists = connection.execute(
+                    select(table.c.root_id).where(table.c.root_id == root)
+                ).first()
+                if not exists:
+                    connection.execute(
+                        insert(table),
+                        {"root_id": root, "inputs": secrets, "created_at": values["created_at"]},
+                    )
+
+    def secrets_for(self, root_id: str | None) -> dict[str, Any]:
+        if root_id is None:
+            return {}
+        table = PendingSecret.__table__
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(table.c.inputs).where(table.c.root_id == root_id)
+            ).scalar_one_or_none()
+        return dict(value or {})
+
+    def forget_secrets(self, root_id: str | None) -> None:
+        if root_id is None:
+            return
+        table = PendingSecret.__table__
+        with self.engine.begin() as connection:
+            connection.execute(delete(table).where(table.c.root_id == root_id))
+
+    def claim_queued(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        owner_host: str,
+        owner_pid: int,
+        limits: Mapping[str, Limits] | None = None,
+        run_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Take up to *limit* due queued runs, honouring per-script and per-key limits.
+
+        On PostgreSQL rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent serves never
+        take the same run; on SQLite the immediate transaction serialises claimers.
+        """
+        if limit <= 0:
+            return []
+        runs = self.runs
+        limits = limits or {}
+        query = (
+            select(runs)
+            .where(runs.c.status == RunStatus.queued, runs.c.run_after <= now)
+            .order_by(runs.c.run_after, runs.c.created_at)
+            .limit(max(limit * 4, 16))
+        )
+        if run_id is not None:
+            query = select(runs).where(runs.c.id == run_id, runs.c.status == RunStatus.queued)
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        claimed: list[dict[str, Any]] = []
+        with self.engine.begin() as connection:
+            candidates = [dict(row._mapping) for row in connection.execute(query)]
+            usage: dict[tuple[str, str | None], int] = {}
+            for row in candidates:
+                if len(claimed) >= limit:
+                    break
+                rule = limits.get(row["name"])
+                if rule is not None and not self._within(connection, rule, row, now, usage):
+                    continue
+                taken = connection.execute(
+                    update(runs)
+                    .where(runs.c.id == row["id"], runs.c.status == RunStatus.queued)
+                    .values(
+                        status=RunStatus.running,
+                        started_at=now,
+                        heartbeat_at=now,
+                        owner_host=owner_host,
+                        owner_pid=owner_pid,
+                    )
+                ).rowcount
+                if taken:
+                    claimed.append(row)
+                    for scope in _scopes(rule, row):
+                        usage[scope] = usage.get(scope, 0) + 1
+        return claimed
+
+    def _within(
+        self,
+        connection: Any,
+        rule: Limits,
+        row: dict[str, Any],
+        now: datetime,
+        usage: dict[tuple[str, str | None], int],
+    ) -> bool:
+        runs = self.runs
+        if self.dialect == "postgresql":
+            connection.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(hashtext(%(name)s))", {"name": "quest:" + row["name"]}
+            )
+        for scope in _scopes(rule, row):
+            name, key = scope
+            same = [runs.c.name == name]
+            if key is not None:
+                same.append(runs.c.key == key)
+            pending = usage.get(scope, 0)
+            per_key = key is not None
+            if rule.concurrency is not None and rule.concurrency_per_key == per_key:
+                running = connection.execute(
+                    select(func.count()).select_from(runs).where(
+                        *same, runs.c.status == RunStatus.running
+                    )
+                ).scalar_one()
+                if running + pending >= rule.concurrency:
+                    return False
+            if rule.rate_max is not None and rule.rate_per_key == per_key:
+                since = now - rule.rate_per
+                started = connection.execute(
+                    select(func.count()).select_from(runs).where(
+                        *same, runs.c.started_at > since, runs.c.started_at.is_not(None),
+                        runs.c.status != RunStatus.skipped,
+                    )
+                ).scalar_one()
+                if started + pending >= rule.rate_max:
+                    return False
+        return True
+
+    def requeue(self, run_id: str, *, run_after: datetime) -> None:
+        """Give a claimed run back to the queue (its script was busy)."""
+        self.update_run(
+            run_id,
+            {"status": RunStatus.queued, "run_after": run_after, "started_at": None,
+             "owner_host": None, "owner_pid": None},
+        )
+
+    def next_queued_at(self) -> datetime | None:
+        runs = self.runs
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                select(func.min(runs.c.run_after)).where(runs.c.status == RunStatus.queued)
+            ).scalar_one_or_none()
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value  # type: ignore[no-any-return]
+
+    def abandon_stale(self, *, now: datetime, ttl: timedelta) -> list[dict[str, Any]]:
+        """Mark ``abandoned`` every running row whose owner stopped heartbeating; return them."""
+        runs = self.runs
+        cutoff = now - ttl
+        with self.engine.connect() as connection:
+            stale = [
+                dict(row._mapping)
+                for row in connection.execute(
+                    select(runs).where(
+                        runs.c.status == RunStatus.running, runs.c.heartbeat_at < cutoff
+                    )
+                )
+            ]
+        abandoned = []
+        for row in stale:
+            with self.engine.begin() as connection:
+                taken = connection.execute(
+                    update(runs)
+                    .where(
+                        runs.c.id == row["id"],
+                        runs.c.status == RunStatus.running,
+                        runs.c.heartbeat_at < cutoff,
+                    )
+                    .values(
+                        status=RunStatus.abandoned,
+                        finished_at=now,
+                        error=(
+                            f"Abandoned: owner {row['owner_host']}:{row['owner_pid']} stopped "
+                            f"heartbeating (last {row['heartbeat_at']:%Y-%m-%d %H:%M:%S} UTC)"
+                        ),
+                    )
+                ).rowcount
+            if taken:
+                abandoned.append(row)
+        return abandoned
+
+    def prune_runs(
+        self,
+        name: str,
+        statuses: Sequence[RunStatus],
+        *,
+        older_than: datetime | None,
+        keep: int | None,
+    ) -> int:
+        """Delete finished runs of *name* with *statuses*: older than a date, beyond a count."""
+        runs = self.runs
+        deleted = 0
+        where = [runs.c.name == name, runs.c.status.in_(list(statuses))]
+        with self.engine.begin() as connection:
+            if older_than is not None:
+                deleted += connection.execute(
+                    delete(runs).where(*where, runs.c.created_at < older_than)
+                ).rowcount
+            if keep is not None:
+                newest_beyond = (
+                    select(runs.c.created_at)
+                    .where(*where)
+                    .order_by(runs.c.created_at.desc())
+                    .offset(keep)
+                    .limit(1)
+                    .scalar_subquery()
+                )
+                deleted += connection.execute(
+                    delete(runs).where(*where, runs.c.created_at <= newest_beyond)
+                ).rowcount
+        return int(deleted)
+
+    def names_in_log(self) -> list[str]:
+        with self.engine.connect() as connection:
+            return list(connection.execute(select(self.runs.c.name).distinct()).scalars())
+
     # -- slots --------------------------------------------------------------------------------
 
     def claim_slot(
@@ -362,4 +591,30 @@ class Store:
             )
 
 
-__all__ = ["Store", "load_models", "make_engine"]
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The concurrency and rate limits of one script's queued runs."""
+
+    concurrency: int | None = None
+    concurrency_per_key: bool = False
+    rate_max: int | None = None
+    rate_per: timedelta = timedelta(seconds=1)
+    rate_per_key: bool = False
+
+
+def _scopes(rule: Limits | None, row: dict[str, Any]) -> list[tuple[str, str | None]]:
+    if rule is None:
+        return []
+    scopes: list[tuple[str, str | None]] = []
+    wants_key = rule.concurrency_per_key or rule.rate_per_key
+    wants_script = (rule.concurrency is not None and not rule.concurrency_per_key) or (
+        rule.rate_max is not None and not rule.rate_per_key
+    )
+    if wants_script:
+        scopes.append((row["name"], None))
+    if wants_key and row.get("key") is not None:
+        scopes.append((row["name"], row["key"]))
+    return scopes
+
+
+__all__ = ["Limits", "Store", "load_models", "make_engine"]
