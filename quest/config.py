@@ -62,9 +62,7 @@ def find_root(start: Path | None = None) -> Path:
     return here
 
 
-def load_settings(
-    root: Path | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings for the project at *root* (found from the working folder by default)."""
     environ = os.environ if environ is None else environ
     if root is None and environ.get("QUEST_ROOT"):
@@ -74,7 +72,9 @@ def load_settings(
     pyproject = project / "pyproject.toml"
     if pyproject.is_file():
         try:
-            table = dict(tomllib.loads(pyproject.read_text("utf-8")).get("tool", {}).get("quest", {}))
+            table = dict(
+                tomllib.loads(pyproject.read_text("utf-8")).get("tool", {}).get("quest", {})
+            )
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{pyproject}: not valid TOML: {exc}") from None
     known = set(_ENV) | {"extra"}
@@ -85,6 +85,12 @@ def load_settings(
                 + ", ".join(sorted(_ENV))
             )
         table[key.replace("-", "_")] = table.pop(key)
+    for key, value in table.items():
+        text_ok = isinstance(value, str) or (key == "models" and value is False)
+        if key not in ("lease_ttl", "extra") and not text_ok:
+            raise ConfigError(f"{pyproject}: [tool.quest] {key} must be a string, got {value!r}")
+    if not isinstance(table.get("extra", {}), dict):
+        raise ConfigError(f"{pyproject}: [tool.quest] extra must be a table")
     for key, variable in _ENV.items():
         if environ.get(variable):
             table[key] = environ[variable]
