@@ -1,14 +1,120 @@
-"""Schema management for quest's tables and the application's models."""
+"""Schema migrations with Alembic: quest's own tables, then the application's.
+
+quest's revisions live in ``quest/migrations/versions`` (branch ``quest``); the application's in
+``<package>/migrations/versions`` next to its models module (branch ``app``). ``quest db upgrade``
+applies every head; the embedded default upgrades itself on first use. Whether anything is to do is
+decided by reading the revision files and the ``alembic_version`` table, so an up-to-date database
+costs one query and Alembic is imported only when there is work.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib.util
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import inspect, text
 
 if TYPE_CHECKING:
     from .store import Store
 
+QUEST_MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION = re.compile(r"^revision\s*(?::\s*str)?\s*=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(.+)$", re.M)
 
-def upgrade(store: Store) -> None:
-    """Bring the database up to date."""
-    for metadata in store.metadatas:
-        metadata.create_all(store.engine)
+
+def version_locations(models: str | None) -> list[Path]:
+    """quest's versions folder, and the application's when its package has one."""
+    locations = [QUEST_MIGRATIONS / "versions"]
+    if models:
+        top = models.split(".")[0]
+        spec = importlib.util.find_spec(top)
+        if spec is not None and spec.submodule_search_locations:
+            folder = Path(next(iter(spec.submodule_search_locations))) / "migrations" / "versions"
+            if folder.is_dir():
+                locations.append(folder)
+    return locations
+
+
+def heads(locations: list[Path]) -> set[str]:
+    """The head revisions, read from the revision files without importing Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for folder in locations:
+        for path in folder.glob("*.py"):
+            source = path.read_text("utf-8")
+            found = _REVISION.search(source)
+            if not found:
+                continue
+            revisions.add(found.group(1))
+            down = _DOWN.search(source)
+            if down:
+                parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    return revisions - parents
+
+
+def current(store: Store) -> set[str]:
+    with store.engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return set()
+        return {row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))}
+
+
+def config(store: Store, models: str | None, connection: Any = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(QUEST_MIGRATIONS))
+    cfg.set_main_option("path_separator", "space")
+    cfg.set_main_option(
+        "version_locations", " ".join(str(p) for p in version_locations(models))
+    )
+    cfg.attributes["connection"] = connection
+    cfg.attributes["metadatas"] = store.metadatas
+    return cfg
+
+
+def is_current(store: Store, models: str | None) -> bool:
+    return current(store) == heads(version_locations(models))
+
+
+def upgrade(store: Store, models: str | None = None, *, force: bool = False) -> bool:
+    """Apply every pending migration; returns whether anything was applied."""
+    locations = version_locations(models)
+    changed = False
+    if force or current(store) != heads(locations):
+        from alembic import command
+
+        with store.engine.begin() as connection:
+            if store.dialect == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('quest:migrate'))"))
+            command.upgrade(config(store, models, connection), "heads")
+        changed = True
+    if len(locations) == 1:
+        for metadata in store.metadatas:
+            metadata.create_all(store.engine)
+    return changed
+
+
+def revision(store: Store, models: str | None, message: str, *, autogenerate: bool = True) -> Any:
+    """Write a new revision of the application's branch, comparing its models to the database."""
+    from alembic import command
+
+    locations = version_locations(models)
+    if len(locations) < 2:
+        raise FileNotFoundError(
+            "the application has no migrations folder; create <package>/migrations/versions"
+        )
+    upgrade(store, models)
+    app_heads = heads(locations[1:])
+    with store.engine.begin() as connection:
+        cfg = config(store, models, connection)
+        return command.revision(
+            cfg,
+            message=message,
+            autogenerate=autogenerate,
+            head="app@head" if app_heads else "base",
+            branch_label=None if app_heads else "app",
+            version_path=str(locations[1]),
+        )

@@ -134,18 +134,6 @@ class ScriptState(QuestBase):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class Worker(QuestBase):
-    """A live serve process, renewed by heartbeat; used to find runs whose owner died."""
-
-    __tablename__ = "quest_workers"
-
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    host: Mapped[str] = mapped_column(String(255))
-    pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
 class PendingSecret(QuestBase):
     """Sensitive inputs of a queued run chain, kept only until it ends; never in the JobLog."""
 

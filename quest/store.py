@@ -121,8 +121,11 @@ class Store:
         engine: Engine,
         job_log: type[JobLogMixin] | None = None,
         metadatas: Sequence[MetaData] = (),
+        *,
+        models: str | None = None,
     ) -> None:
         self.engine = engine
+        self.models = models
         self.job_log = job_log or _fallback_job_log()
         self.runs: Table = self.job_log.__table__  # type: ignore[attr-defined]
         self.metadatas = list(metadatas) or [self.runs.metadata, QuestBase.metadata]
@@ -132,7 +135,7 @@ class Store:
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
         job_log, metadatas = load_models(settings)
-        return cls(make_engine(settings.database_url), job_log, metadatas)
+        return cls(make_engine(settings.database_url), job_log, metadatas, models=settings.models)
 
     @property
     def dialect(self) -> str:
@@ -145,7 +148,7 @@ class Store:
         try:
             from .migrate import upgrade
 
-            upgrade(self)
+            upgrade(self, self.models)
         except OperationalError as exc:
             raise DatabaseUnavailable(
                 f"cannot reach the database {self.engine.url.render_as_string()}: {exc.orig}"

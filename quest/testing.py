@@ -190,6 +190,8 @@ def reset_database(url: str, settings: Settings) -> None:
     try:
         for metadata in reversed(metadatas):
             metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     finally:
         engine.dispose()
 
