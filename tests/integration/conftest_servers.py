@@ -159,7 +159,7 @@ class HttpServer:
         return self.route(path, delay=float("inf"))
 
     def to(self, path: str) -> list[Request]:
-        return [r for r in self.requests if r.path == path]
+        return [r for r in self.requests if r.path.split("?")[0] == path]
 
 
 def _handler(server: HttpServer) -> type[BaseHTTPRequestHandler]:
@@ -172,7 +172,7 @@ def _handler(server: HttpServer) -> type[BaseHTTPRequestHandler]:
                     self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
                 )
             )
-            route = server.routes.get(self.path, Route())
+            route = server.routes.get(self.path.split("?")[0], Route())
             if route.delay:
                 # Simulates a slow upstream; a hanging route waits for the end of the test.
                 server.release.wait(None if route.delay == float("inf") else route.delay)
@@ -205,7 +205,7 @@ def http_fixture() -> Iterator[HttpServer]:
     state = HttpServer(base="")
     httpd = _Server(("127.0.0.1", 0), _handler(state))
     state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield state
