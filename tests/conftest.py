@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from quest.config import Settings
-from quest.testing import reset_database, test_settings
+from quest.store import make_engine
+from quest.testing import test_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("QUEST_TEST_POSTGRES_URL")
@@ -35,11 +38,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'quest.sqlite3'}"
         return
-    url = _postgres_or_skip()
-    settings = test_settings(ROOT, database_url=url)
-    reset_database(url, settings)
-    yield url
-    reset_database(url, settings)
+    with postgres_schema(_postgres_or_skip()) as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    """A URL whose connections live in a fresh schema, dropped afterwards: tests never collide."""
+    schema = f"quest_test_{uuid.uuid4().hex[:12]}"
+    engine = make_engine(base_url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        separator = "&" if "?" in base_url else "?"
+        yield f"{base_url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
 
 
 @pytest.fixture
