@@ -178,6 +178,8 @@ def _bad_inputs(script: Script, exc: Any) -> click.UsageError:
     if len(exc.errors) != 1:
         return click.UsageError(exc.message)
     key, message = exc.errors[0]
+    if message == "is required":
+        return click.MissingParameter(param_hint=f"'{option_name(key)}'", param_type="option")
     return click.BadParameter(message, param_hint=f"'{option_name(key)}'")
 
 
