@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from conftest_servers import NOW, pattern_quest
 from sqlalchemy import func, select
 
-from app.models import ArchivedRecord
+from app.models import ArchivedRecord, Session
 from quest.cli import cli
 
 T0 = datetime.fromisoformat(NOW)
@@ -88,3 +88,21 @@ def test_purge_rejects_a_negative_retention_at_the_cli(tmp_path, database_url):
         assert "--retention-days" in result.output
         assert _remaining(quest) == 1
         assert quest.store.history("purge-deleted-records") == []
+
+
+def test_cleanup_sessions_removes_inactive_sessions(tmp_path, database_url):
+    with pattern_quest(tmp_path, database_url) as quest:
+        with quest.store.sessions.begin() as db:
+            for n, days in enumerate([1, 6, 8, 40]):
+                db.add(
+                    Session(
+                        token=f"token-{n}",
+                        created_at=T0 - timedelta(days=days + 1),
+                        last_active=T0 - timedelta(days=days),
+                    )
+                )
+        outcome = quest.run("cleanup-sessions", {"days_old": 7})
+        assert outcome.ok, outcome.error
+        assert outcome.result == {"deleted": 2}
+        with quest.store.sessions() as db:
+            assert sorted(db.scalars(select(Session.token))) == ["token-0", "token-1"]

@@ -8,12 +8,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from email import message_from_bytes, policy
 
+import pytest
 from click.testing import CliRunner
 from conftest_servers import NOW, pattern_quest, refused_port_fixture, smtp_fixture  # noqa: F401
 from sqlalchemy import select
 
+from app.mail import send_email
 from app.models import Activity, Customer, EmailQueue, EmailStatus, Order, OrderStatus, User
 from quest.cli import cli
+from quest.testing import test_settings as project_settings
 
 T0 = datetime.fromisoformat(NOW)
 
@@ -255,3 +258,37 @@ def test_monthly_report_fails_clearly_when_smtp_is_unreachable(
         outcome = quest.run("export-monthly-report")
     assert not outcome.ok
     assert "ConnectionRefusedError" in outcome.error
+
+
+def test_send_email_helper_validates_and_attaches(tmp_path, smtp):
+    settings = project_settings(tmp_path, smtp_url=smtp.url)
+    with pytest.raises(ValueError, match="'ada at example' is not a valid email address"):
+        send_email(settings, "ada at example", "Hi", "email-generic", {"body": "x"})
+    with pytest.raises(ValueError, match="not a valid email address"):
+        send_email(settings, "ada@example.com\nBcc: eve@example.com", "Hi", "email-generic")
+    assert smtp.messages == []
+
+    send_email(
+        settings,
+        "ada@example.com",
+        "Numbers",
+        "email-generic",
+        {"body": "See attached."},
+        attachments=[
+            ("n.csv", "a,b\n1,2\n", "text/csv"),
+            ("blob.bin", b"\x00\x01", "application/octet-stream"),
+        ],
+    )
+    (message,) = smtp.messages
+    assert message.recipients == ["ada@example.com"]
+    assert "See attached." in message.text()
+    parts = {p.get_filename(): p for p in message.message.iter_attachments()}
+    assert parts["n.csv"].get_content().splitlines() == ["a,b", "1,2"]
+    assert parts["blob.bin"].get_content() == b"\x00\x01"
+
+
+def test_send_email_defaults_to_the_project_outbox(tmp_path):
+    settings = project_settings(tmp_path)
+    assert settings.smtp_url is None and settings.outbox_dir is None
+    send_email(settings, "ada@example.com", "Hi", "email-generic", {"body": "x"})
+    assert len(list((tmp_path / ".quest" / "outbox").glob("*.eml"))) == 1

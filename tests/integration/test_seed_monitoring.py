@@ -144,7 +144,10 @@ def test_monitor_stale_data_is_quiet_when_all_fresh(tmp_path, database_url, http
     assert _alerts(http_server) == []
 
 
-def test_bootstrap_alerts_when_a_job_fails(tmp_path, database_url, http_server, refused_url):
+def test_bootstrap_alerts_when_a_job_fails(
+    tmp_path, database_url, http_server, refused_url, caplog
+):
+    caplog.set_level(logging.INFO, logger="app.jobs")
     hook = http_server.route("/alerts")
     port = refused_url.rsplit(":", 1)[1].strip("/")
     with pattern_quest(
@@ -165,3 +168,8 @@ def test_bootstrap_alerts_when_a_job_fails(tmp_path, database_url, http_server, 
         f'Job "export-monthly-report" failed after {outcome.duration_ms}ms:\n{outcome.error}'
     )
     assert "ConnectionRefusedError" in alerts[0]["text"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "app.jobs"]
+    assert logged[0].startswith("job purge-deleted-records started")
+    assert logged[1].startswith("job purge-deleted-records completed in")
+    assert logged[2].startswith("job export-monthly-report started")
+    assert logged[3].startswith("job export-monthly-report failed after")
