@@ -1,8 +1,8 @@
-"""quest's tables: the JobLog columns (mapped by the app's ``JobLog`` model) and its own bookkeeping.
+"""quest's tables: the JobLog columns (mapped by the app's ``JobLog``) and its own bookkeeping.
 
 The JobLog lives in the application's models (``app/models/job_log.py``) so the app can query it
-like any other model; it takes its columns from :class:`JobLogMixin`. Slot claims, overlap leases
-and script state are quest's own tables, in :data:`QuestBase.metadata`.
+like any other model; it takes its columns from :class:`JobLogMixin`. Slot claims, overlap leases,
+script state and pending secrets are quest's own Core tables, in :data:`metadata`.
 """
 
 from __future__ import annotations
@@ -13,16 +13,19 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    Column,
     DateTime,
     Dialect,
     Enum,
     Index,
     Integer,
+    MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
 
 from .enums import RunStatus, Trigger
 
@@ -56,20 +59,30 @@ def _enum(kind: type[Any]) -> Enum:
                 values_callable=lambda e: [m.value for m in e])
 
 
+def _job_log_indexes() -> tuple[Index, ...]:
+    table = JOB_LOG_TABLE
+    return (
+        Index(f"ix_{table}_name_created", "name", "created_at"),
+        Index(f"ix_{table}_created", "created_at"),
+        Index(f"ix_{table}_status_run_after", "status", "run_after"),
+        Index(f"ix_{table}_root", "root_id"),
+    )
+
+
 class JobLogMixin:
     """The columns of the JobLog: one row per run, created at start and finished at the end."""
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus))
-    trigger: Mapped[Trigger] = mapped_column(_enum(Trigger))
-    attempt: Mapped[int] = mapped_column(Integer, default=1)
-    max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus), nullable=False)
+    trigger: Mapped[Trigger] = mapped_column(_enum(Trigger), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
     root_id: Mapped[str | None] = mapped_column(String(32))
     key: Mapped[str | None] = mapped_column(String(200))
     inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     run_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -84,61 +97,63 @@ class JobLogMixin:
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:
-        table = JOB_LOG_TABLE
-        return (
-            Index(f"ix_{table}_name_created", "name", "created_at"),
-            Index(f"ix_{table}_created", "created_at"),
-            Index(f"ix_{table}_status_run_after", "status", "run_after"),
-            Index(f"ix_{table}_root", "root_id"),
-        )
+        return _job_log_indexes()
 
     def __repr__(self) -> str:
         return f"<JobLog {self.name} {self.id} {self.status.value}>"
 
 
-class QuestBase(DeclarativeBase):
-    """Metadata of quest's own bookkeeping tables."""
+metadata = MetaData()
+"""quest's own bookkeeping tables (Core tables: nothing to map, cheap to load)."""
+
+# A scheduled slot (script, instant) taken by one serve; the key makes it unique.
+slots = Table(
+    "quest_slots",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("scheduled_for", UTCDateTime, primary_key=True),
+    Column("run_id", String(32)),
+    Column("owner", String(255), nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+)
+
+# The overlap lease of a script: held by one run, renewed by heartbeat.
+leases = Table(
+    "quest_leases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("run_id", String(32), nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Runtime state of a script that outlives processes (paused).
+script_state = Table(
+    "quest_script_state",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("paused", Boolean, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Sensitive inputs of a queued run chain, kept only until it ends.
+pending_secrets = Table(
+    "quest_pending_secrets",
+    metadata,
+    Column("root_id", String(32), primary_key=True),
+    Column("inputs", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
 
 
-class SlotClaim(QuestBase):
-    """A scheduled slot (script, instant) taken by one serve; the primary key makes it unique."""
-
-    __tablename__ = "quest_slots"
-
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    run_id: Mapped[str | None] = mapped_column(String(32))
-    owner: Mapped[str] = mapped_column(String(255))
-    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class Lease(QuestBase):
-    """The overlap lease of a script: held by one run, renewed by heartbeat, lost at expiry."""
-
-    __tablename__ = "quest_leases"
-
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    run_id: Mapped[str] = mapped_column(String(32))
-    owner: Mapped[str] = mapped_column(String(255))
-    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class ScriptState(QuestBase):
-    """Runtime state of a script that outlives processes (paused)."""
-
-    __tablename__ = "quest_script_state"
-
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    paused: Mapped[bool] = mapped_column(Boolean, default=False)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class PendingSecret(QuestBase):
-    """Sensitive inputs of a queued run chain, kept only until it ends; never in the JobLog."""
-
-    __tablename__ = "quest_pending_secrets"
-
-    root_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+def job_log_table(target: MetaData) -> Table:
+    """The JobLog as a Core table in *target*, for projects whose models define none."""
+    columns = []
+    for name, value in vars(JobLogMixin).items():
+        if isinstance(value, MappedColumn):
+            column = value.column._copy()
+            column.name = column.key = name
+            columns.append(column)
+    indexes = [Index(index.name, *index.expressions) for index in _job_log_indexes()]
+    return Table(JOB_LOG_TABLE, target, *columns, *indexes)

@@ -32,16 +32,17 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from .config import Settings
-from .enums import RunStatus, Trigger
+from .enums import RunStatus
 from .errors import ConfigError, DatabaseUnavailable
 from .models import (
-    JOB_LOG_TABLE,
-    JobLogMixin,
-    Lease,
-    PendingSecret,
-    QuestBase,
-    ScriptState,
-    SlotClaim,
+    job_log_table,
+    leases,
+    pending_secrets,
+    script_state,
+    slots,
+)
+from .models import (
+    metadata as quest_metadata,
 )
 
 log = logging.getLogger("quest.store")
@@ -78,18 +79,18 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"database URL {url!r} is not usable: {exc}") from None
 
 
+_FALLBACK = MetaData()
+
+
 @functools.cache
-def _fallback_job_log() -> type[JobLogMixin]:
-    class JobLog(JobLogMixin, QuestBase):
-        __tablename__ = JOB_LOG_TABLE
-
-    return JobLog
+def _fallback_job_log() -> Table:
+    return job_log_table(_FALLBACK)
 
 
-def load_models(settings: Settings) -> tuple[type[JobLogMixin], list[MetaData]]:
-    """The JobLog model and every metadata to create: the app's models module, then quest's."""
+def load_models(settings: Settings) -> tuple[Table, list[MetaData]]:
+    """The JobLog table and every metadata to create: the app's models module, then quest's."""
     metadatas: list[MetaData] = []
-    job_log: type[JobLogMixin] | None = None
+    job_log: Table | None = None
     if settings.models:
         try:
             module = importlib.import_module(settings.models)
@@ -99,17 +100,16 @@ def load_models(settings: Settings) -> tuple[type[JobLogMixin], list[MetaData]]:
             else:
                 raise
         if module is not None:
-            job_log = getattr(module, "JobLog", None)
+            model = getattr(module, "JobLog", None)
+            job_log = model.__table__ if model is not None else None
             base = getattr(module, "Base", None)
             if base is not None:
                 metadatas.append(base.metadata)
     if job_log is None:
         job_log = _fallback_job_log()
-    job_log_metadata = job_log.__table__.metadata  # type: ignore[attr-defined]
-    if job_log_metadata not in metadatas:
-        metadatas.append(job_log_metadata)
-    if QuestBase.metadata not in metadatas:
-        metadatas.append(QuestBase.metadata)
+    if job_log.metadata not in metadatas:
+        metadatas.append(job_log.metadata)
+    metadatas.append(quest_metadata)
     return job_log, metadatas
 
 
@@ -119,16 +119,15 @@ class Store:
     def __init__(
         self,
         engine: Engine,
-        job_log: type[JobLogMixin] | None = None,
+        job_log: Table | None = None,
         metadatas: Sequence[MetaData] = (),
         *,
         models: str | None = None,
     ) -> None:
         self.engine = engine
         self.models = models
-        self.job_log = job_log or _fallback_job_log()
-        self.runs: Table = self.job_log.__table__  # type: ignore[attr-defined]
-        self.metadatas = list(metadatas) or [self.runs.metadata, QuestBase.metadata]
+        self.runs: Table = job_log if job_log is not None else _fallback_job_log()
+        self.metadatas = list(metadatas) or [self.runs.metadata, quest_metadata]
         self.sessions = sessionmaker(bind=engine, expire_on_commit=False)
         self._schema_ready = False
 
@@ -257,7 +256,7 @@ class Store:
         with self.engine.begin() as connection:
             connection.execute(insert(self.runs), values)
             if secrets:
-                table = PendingSecret.__table__
+                table = pending_secrets
                 root = values["root_id"]
                 exists = connection.execute(
                     select(table.c.root_id).where(table.c.root_id == root)
@@ -271,7 +270,7 @@ class Store:
     def secrets_for(self, root_id: str | None) -> dict[str, Any]:
         if root_id is None:
             return {}
-        table = PendingSecret.__table__
+        table = pending_secrets
         with self.engine.connect() as connection:
             value = connection.execute(
                 select(table.c.inputs).where(table.c.root_id == root_id)
@@ -281,7 +280,7 @@ class Store:
     def forget_secrets(self, root_id: str | None) -> None:
         if root_id is None:
             return
-        table = PendingSecret.__table__
+        table = pending_secrets
         with self.engine.begin() as connection:
             connection.execute(delete(table).where(table.c.root_id == root_id))
 
@@ -479,7 +478,7 @@ class Store:
         try:
             with self.engine.begin() as connection:
                 connection.execute(
-                    insert(SlotClaim.__table__),
+                    insert(slots),
                     {
                         "name": name,
                         "scheduled_for": scheduled_for,
@@ -493,20 +492,20 @@ class Store:
         return True
 
     def last_slot(self, name: str) -> datetime | None:
-        table = SlotClaim.__table__
+        table = slots
         with self.engine.connect() as connection:
             value = connection.execute(
                 select(func.max(table.c.scheduled_for)).where(table.c.name == name)
             ).scalar_one_or_none()
         if value is None:
             return None
-        return SlotClaim.__table__.c.scheduled_for.type.process_result_value(  # type: ignore[no-any-return]
+        return slots.c.scheduled_for.type.process_result_value(  # type: ignore[no-any-return]
             value, self.engine.dialect
         ) if not isinstance(value, datetime) or value.tzinfo is None else value
 
     def prune_slots(self, before: datetime) -> int:
         """Forget claims older than *before* but the newest of each script."""
-        table = SlotClaim.__table__
+        table = slots
         newest = (
             select(table.c.name, func.max(table.c.scheduled_for).label("latest"))
             .group_by(table.c.name)
@@ -530,7 +529,7 @@ class Store:
         self, name: str, *, run_id: str, owner: str, now: datetime, ttl: timedelta
     ) -> bool:
         """Take the overlap lease of *name*, or take over an expired one."""
-        table = Lease.__table__
+        table = leases
         values = {
             "run_id": run_id,
             "owner": owner,
@@ -553,7 +552,7 @@ class Store:
         return True
 
     def renew_lease(self, name: str, *, run_id: str, now: datetime, ttl: timedelta) -> bool:
-        table = Lease.__table__
+        table = leases
         with self.engine.begin() as connection:
             result = connection.execute(
                 update(table)
@@ -563,12 +562,12 @@ class Store:
             return bool(result.rowcount)
 
     def release_lease(self, name: str, *, run_id: str) -> None:
-        table = Lease.__table__
+        table = leases
         with self.engine.begin() as connection:
             connection.execute(delete(table).where(table.c.name == name, table.c.run_id == run_id))
 
     def lease(self, name: str) -> dict[str, Any] | None:
-        table = Lease.__table__
+        table = leases
         with self.engine.connect() as connection:
             row = connection.execute(select(table).where(table.c.name == name)).first()
         return dict(row._mapping) if row else None
@@ -576,7 +575,7 @@ class Store:
     # -- pause --------------------------------------------------------------------------------
 
     def set_paused(self, name: str, paused: bool, *, now: datetime) -> None:
-        table = ScriptState.__table__
+        table = script_state
         with self.engine.begin() as connection:
             changed = connection.execute(
                 update(table).where(table.c.name == name).values(paused=paused, updated_at=now)
@@ -587,7 +586,7 @@ class Store:
                 )
 
     def paused(self) -> set[str]:
-        table = ScriptState.__table__
+        table = script_state
         with self.engine.connect() as connection:
             return set(
                 connection.execute(select(table.c.name).where(table.c.paused.is_(True))).scalars()

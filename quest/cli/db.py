@@ -43,7 +43,7 @@ def current() -> None:
         revisions = migrate.current(app.store)
         wanted = migrate.heads(migrate.version_locations(app.settings.models))
     click.echo(", ".join(sorted(revisions)) or "empty")
-    if revisions != wanted:
+    if not wanted <= revisions:
         click.secho(f"pending: quest db upgrade would go to {', '.join(sorted(wanted))}", fg="yellow")
         raise SystemExit(1)
 
