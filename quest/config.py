@@ -28,6 +28,9 @@ _ENV = {
 }
 
 
+_CLEARABLE = ("models", "bootstrap")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Where quest finds its scripts and database, and its global defaults."""
@@ -94,6 +97,8 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
     for key, variable in _ENV.items():
         if environ.get(variable):
             table[key] = environ[variable]
+        elif key in _CLEARABLE and variable in environ:
+            table[key] = None
 
     scripts_dir = _path(project, table.get("scripts_dir", "scripts"))
     database_url = table.get("database_url") or f"sqlite:///{project / DEFAULT_DB_FILE}"
