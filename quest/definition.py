@@ -300,16 +300,27 @@ class Script:
     def build(cls, name: str, declaration: Declaration, path: str = "") -> Script:
         try:
             model = build_model(name, declaration.inputs)
-            if declaration.quest is not None and declaration.quest.inputs:
+            block = declaration.quest
+            scheduled = block is not None and any(
+                value is not None for value in (block.interval, block.cron, block.at)
+            )
+            if block is not None and (block.inputs or scheduled):
                 from .inputs import validate
 
-                validate(model, declaration.inputs, declaration.quest.inputs)
+                validate(model, declaration.inputs, block.inputs)
         except InvalidDefinition as exc:
             raise InvalidDefinition(_strip(exc), path=path or None, key=exc.key) from None
         except Exception as exc:
-            message = getattr(exc, "message", str(exc)).replace("\n", " ")
+            problems = getattr(exc, "errors", None)
+            if problems:
+                message = "; ".join(f"{key}: {reason}" for key, reason in problems)
+            else:
+                message = getattr(exc, "message", str(exc)).replace("\n", " ")
             raise InvalidDefinition(
-                f"scheduled inputs are invalid: {message}", path=path or None, key="quest.inputs"
+                f"scheduled inputs are invalid: {message} (a scheduled run gets the defaults "
+                "and the values in quest.inputs)",
+                path=path or None,
+                key="quest.inputs",
             ) from None
         return cls(name=name, declaration=declaration, path=path, model=model)
 
