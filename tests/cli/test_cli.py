@@ -46,7 +46,7 @@ SCRIPTS = {
 
         @script(
             friendly_name="Send digest",
-            quest={"cron": "0 3 * * *", "timezone": "Europe/Paris"},
+            quest={"cron": "0 3 * * *", "timezone": "Europe/Paris", "inputs": {"count": 10}},
             inputs={
                 "count": Input(int, description="How many items.", min=1, max=100),
                 "dry_run": Input(bool, default=False, description="Only pretend."),

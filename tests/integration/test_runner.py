@@ -34,10 +34,10 @@ def observe(ctx: Any) -> None:
     seen["row"] = store.get_run(ctx.run_id)
     seen["ctx"] = ctx
     with ctx.db() as session:
-        job_log = store.job_log
-        seen["orm_status"] = session.scalars(
-            select(job_log.status).where(job_log.id == ctx.run_id)  # type: ignore[attr-defined]
-        ).one()
+        runs = store.runs
+        seen["orm_status"] = session.execute(
+            select(runs.c.status).where(runs.c.id == ctx.run_id)
+        ).scalar_one()
 
 
 @script(

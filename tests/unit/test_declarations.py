@@ -506,3 +506,19 @@ def test_dates_as_input_types_in_a_declaration() -> None:
     )
     assert declared.inputs["day"].type_name == "date"
     assert declared.inputs["since"].type_name == "datetime"
+
+
+def test_a_scheduled_script_needs_a_value_for_every_required_input() -> None:
+    with pytest.raises(InvalidDefinition) as caught:
+        declare(quest={"cron": "0 3 * * *"}, inputs={"count": Input(int)})
+    assert caught.value.key == "quest.inputs"
+    assert "count: is required" in str(caught.value)
+    scheduled = declare(
+        quest={"cron": "0 3 * * *", "inputs": {"count": 5}}, inputs={"count": Input(int)}
+    )
+    assert scheduled.block().inputs == {"count": 5}
+
+
+def test_an_on_demand_script_may_have_required_inputs() -> None:
+    assert declare(inputs={"count": Input(int)}).inputs["count"].is_required
+    assert declare(quest={"timeout": 60}, inputs={"count": Input(int)}).quest is not None
