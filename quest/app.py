@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from .enums import RunStatus, Trigger
 from .errors import InvalidInputs
 from .inputs import dump, secrets
 from .recorder import Recorder
-from .runner import RunOutcome, RunRequest, Runner, new_run_id
+from .runner import HOST, Runner, RunOutcome, RunRequest, new_run_id
 from .store import Store
 from .timespan import parse_timespan
 
@@ -114,6 +115,52 @@ class Quest:
             secrets(validated, script.inputs),
         )
         return run_id
+
+    def run_claimed(self, row: Mapping[str, Any]) -> RunOutcome | None:
+        """Run a queued JobLog row already claimed by this process; ``None`` if it cannot run."""
+        store = self.store
+        now = self.clock.now()
+        script = self.registry.scripts.get(row["name"])
+        if script is None:
+            store.update_run(
+                row["id"],
+                {
+                    "status": RunStatus.failed,
+                    "finished_at": now,
+                    "error": f"ScriptNotFound: no script named {row['name']!r} here",
+                },
+            )
+            return None
+        sensitive = {key for key, spec in script.inputs.items() if spec.sensitive}
+        raw = {k: v for k, v in (row["inputs"] or {}).items() if k not in sensitive}
+        if sensitive:
+            raw.update(store.secrets_for(row["root_id"]))
+        try:
+            _, inputs = self.runner.prepare(script.name, raw)
+        except InvalidInputs as exc:
+            store.update_run(
+                row["id"],
+                {"status": RunStatus.failed, "finished_at": now, "error": f"InvalidInputs: {exc}"},
+            )
+            return None
+        request = RunRequest(
+            trigger=row["trigger"],
+            run_id=row["id"],
+            attempt=row["attempt"],
+            root_id=row["root_id"],
+            key=row["key"],
+            scheduled_for=row["scheduled_for"],
+            retry=True,
+            extra={"queued": True},
+        )
+        return self.runner.run(script.name, inputs, request)
+
+    def claim(self, run_id: str) -> dict[str, Any] | None:
+        """Claim one queued run by id (``None`` if another process has it)."""
+        rows = self.store.claim_queued(
+            now=self.clock.now(), limit=1, owner_host=HOST, owner_pid=os.getpid(), run_id=run_id
+        )
+        return rows[0] if rows else None
 
     def context_for(self, script: Script, **fields: Any) -> Context:
         """A context for running *script* outside the runner (a child process, a test)."""

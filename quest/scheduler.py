@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from .definition import Script
 from .enums import CatchUp, RunStatus, SkipReason, Trigger
-from .errors import InvalidInputs
 from .plan import Planned, plan
 from .runner import HOST, RunOutcome, RunRequest, new_run_id
 from .store import Limits
@@ -184,7 +183,10 @@ class Serve:
                 self._run_queued(row)
                 continue
             thread = threading.Thread(
-                target=self._run_queued, args=(row,), name=f"quest-queued-{row['name']}", daemon=True
+                target=self._run_queued,
+                args=(row,),
+                name=f"quest-queued-{row['name']}",
+                daemon=True,
             )
             with self._lock:
                 self._threads.add(thread)
@@ -238,7 +240,9 @@ class Serve:
             return []
         interrupted = runner.active_runs()
         log.warning(
-            "grace period of %.0f s over; stopping %d run(s)", grace, len(interrupted),
+            "grace period of %.0f s over; stopping %d run(s)",
+            grace,
+            len(interrupted),
             extra={"action": "interrupt"},
         )
         runner.interrupt_all()
@@ -304,7 +308,9 @@ class Serve:
                     run_id=run_id,
                     detail=detail,
                 )
-                fires.append(Fire(script.name, older[0], run_id, Trigger.scheduled, SkipReason.missed))
+                fires.append(
+                    Fire(script.name, older[0], run_id, Trigger.scheduled, SkipReason.missed)
+                )
         for slot in recent:
             run_id = new_run_id()
             if not store.claim_slot(
@@ -358,7 +364,9 @@ class Serve:
             outcome = self.quest.runner.run(name, dict(block.inputs), request)
         except Exception:
             log.exception(
-                "run %s of %s could not be carried out", request.run_id, name,
+                "run %s of %s could not be carried out",
+                request.run_id,
+                name,
                 extra={"script": name, "run_id": request.run_id},
             )
             return
@@ -368,57 +376,22 @@ class Serve:
     def _run_queued(self, row: dict[str, Any]) -> None:
         store = self.quest.store
         try:
-            outcome = self._run_row(row)
+            outcome = self.quest.run_claimed(row)
             if outcome is not None and outcome.status is RunStatus.queued:
                 store.requeue(row["id"], run_after=self.clock.now() + timedelta(seconds=1))
             elif outcome is not None and self.on_outcome is not None:
                 self.on_outcome(outcome)
         except Exception:
             log.exception(
-                "queued run %s of %s could not be carried out", row["id"], row["name"],
+                "queued run %s of %s could not be carried out",
+                row["id"],
+                row["name"],
                 extra={"script": row["name"], "run_id": row["id"]},
             )
         finally:
             with self._lock:
                 self._queued_active -= 1
             self._wake.set()
-
-    def _run_row(self, row: dict[str, Any]) -> RunOutcome | None:
-        store = self.quest.store
-        runner = self.quest.runner
-        now = self.clock.now()
-        script = self.quest.registry.scripts.get(row["name"])
-        if script is None:
-            store.update_run(
-                row["id"],
-                {"status": RunStatus.failed, "finished_at": now,
-                 "error": f"ScriptNotFound: no script named {row['name']!r} in this serve"},
-            )
-            return None
-        sensitive = {k for k, spec in script.inputs.items() if spec.sensitive}
-        raw = {k: v for k, v in (row["inputs"] or {}).items() if k not in sensitive}
-        if sensitive:
-            raw.update(store.secrets_for(row["root_id"]))
-        try:
-            _, inputs = runner.prepare(script.name, raw)
-        except InvalidInputs as exc:
-            store.update_run(
-                row["id"],
-                {"status": RunStatus.failed, "finished_at": now,
-                 "error": f"InvalidInputs: {exc.message}"},
-            )
-            return None
-        request = RunRequest(
-            trigger=row["trigger"],
-            run_id=row["id"],
-            attempt=row["attempt"],
-            root_id=row["root_id"],
-            key=row["key"],
-            scheduled_for=row["scheduled_for"],
-            retry=True,
-            extra={"queued": True},
-        )
-        return runner.run(script.name, inputs, request)
 
     def _maintain(self, now: datetime) -> None:
         moment = self.clock.monotonic()
@@ -442,8 +415,11 @@ class Serve:
 
                 removed = prune(self.quest, now)
                 if removed:
-                    log.info("retention: deleted %d JobLog rows", sum(removed.values()),
-                             extra={"action": "prune"})
+                    log.info(
+                        "retention: deleted %d JobLog rows",
+                        sum(removed.values()),
+                        extra={"action": "prune"},
+                    )
             except Exception:
                 log.warning("retention pruning failed", exc_info=True)
 

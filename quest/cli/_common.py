@@ -71,6 +71,7 @@ def setup_logging(level: int, fmt: str = "text", *, runner_level: int | None = N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
     if runner_level is not None:
         logging.getLogger("quest.runner").setLevel(runner_level)
 

@@ -1,4 +1,4 @@
-"""``quest run NAME`` and ``quest enqueue NAME``: one click command per script, options from inputs."""
+"""``quest run NAME`` and ``quest enqueue NAME``: a click command per script, options from inputs."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ class IsoParam(click.ParamType):
             return datetime.fromisoformat(value)
         except ValueError:
             example = "2026-03-07" if self.kind is date else "2026-03-07T08:00:00+00:00"
-            self.fail(f"{value!r} is not an ISO 8601 {self.name} (for example {example})", param, ctx)
+            self.fail(
+                f"{value!r} is not an ISO 8601 {self.name} (for example {example})", param, ctx
+            )
 
 
 class ChoiceParam(click.Choice):
@@ -103,9 +105,7 @@ def input_options(script: Script) -> list[click.Option]:
         flag = option_name(key)
         if spec.type is bool and spec.choices is None:
             options.append(
-                click.Option(
-                    [f"{flag}/--no-{flag[2:]}", key], default=None, help=_help(spec)
-                )
+                click.Option([f"{flag}/--no-{flag[2:]}", key], default=None, help=_help(spec))
             )
         else:
             options.append(
@@ -185,6 +185,7 @@ def _bad_inputs(script: Script, exc: Any) -> click.UsageError:
 
 def _make_run(script: Script) -> click.Command:
     def callback(**params: Any) -> None:
+        from quest.enums import RunStatus
         from quest.errors import InvalidInputs
         from quest.runner import RunRequest
 
@@ -206,37 +207,12 @@ def _make_run(script: Script) -> click.Command:
         )
         with user_errors():
             outcome = app.runner.run(script.name, inputs, request)
-        if params.get("as_json"):
-            click.echo(
-                to_json(
-                    {
-                        "name": outcome.name,
-                        "run_id": outcome.run_id,
-                        "status": outcome.status.value,
-                        "result": outcome.result,
-                        "error": outcome.error,
-                        "duration_ms": outcome.duration_ms,
-                    }
-                )
-            )
-        elif outcome.ok:
-            click.secho(
-                f"✓ {outcome.name} succeeded in {outcome.duration_ms} ms (run {outcome.run_id})",
-                fg="green",
-                err=True,
-            )
-            if outcome.result is not None:
-                click.echo(to_json(outcome.result))
-        else:
-            if outcome.traceback:
-                click.echo(outcome.traceback.rstrip(), err=True)
-            retry = f"; retry queued for {outcome.retry_at:%Y-%m-%d %H:%M:%S %Z}" if outcome.retry_at else ""
-            click.secho(
-                f"✗ {outcome.name} {outcome.status.value} after {outcome.duration_ms} ms "
-                f"(run {outcome.run_id}): {outcome.error or outcome.reason}{retry}",
-                fg="red",
-                err=True,
-            )
+            while outcome.retry_run_id is not None and params.get("retry"):
+                _report(outcome, as_json=False)
+                outcome = _retry_here(app, outcome) or outcome
+                if outcome.status is RunStatus.queued:
+                    break
+        _report(outcome, as_json=bool(params.get("as_json")))
         ctx.exit(0 if outcome.ok else 1)
 
     params: list[click.Parameter] = input_options(script)
@@ -248,7 +224,9 @@ def _make_run(script: Script) -> click.Command:
     if "retry" in reserved:
         params.append(
             click.Option(
-                ["--retry"], is_flag=True, help="Retry on failure as the quest block's attempts say."
+                ["--retry"],
+                is_flag=True,
+                help="Retry on failure as the quest block's attempts say.",
             )
         )
     if "json" in reserved:
@@ -262,6 +240,62 @@ def _make_run(script: Script) -> click.Command:
         help=_describe(script),
         short_help=script.friendly_name,
     )
+
+
+def _report(outcome: Any, *, as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            to_json(
+                {
+                    "name": outcome.name,
+                    "run_id": outcome.run_id,
+                    "status": outcome.status.value,
+                    "attempt": outcome.attempt,
+                    "result": outcome.result,
+                    "error": outcome.error,
+                    "duration_ms": outcome.duration_ms,
+                }
+            )
+        )
+    elif outcome.ok:
+        click.secho(
+            f"✓ {outcome.name} succeeded in {outcome.duration_ms} ms (run {outcome.run_id})",
+            fg="green",
+            err=True,
+        )
+        if outcome.result is not None:
+            click.echo(to_json(outcome.result))
+    else:
+        if outcome.traceback:
+            click.echo(outcome.traceback.rstrip(), err=True)
+        retry = (
+            f"; attempt {outcome.attempt + 1} at {outcome.retry_at:%H:%M:%S}"
+            if outcome.retry_at
+            else ""
+        )
+        click.secho(
+            f"✗ {outcome.name} {outcome.status.value} after {outcome.duration_ms} ms "
+            f"(run {outcome.run_id}, attempt {outcome.attempt}): "
+            f"{outcome.error or outcome.reason}{retry}",
+            fg="red",
+            err=True,
+        )
+
+
+def _retry_here(app: Any, outcome: Any) -> Any:
+    """Wait for the retry *outcome* queued and run it in this process, unless serve took it."""
+    import time
+
+    if outcome.retry_at is not None:
+        delay = (outcome.retry_at - app.clock.now()).total_seconds()
+        if delay > 0:
+            click.secho(f"  waiting {delay:.1f} s before attempt {outcome.attempt + 1}", err=True)
+            time.sleep(delay)
+    row = app.claim(outcome.retry_run_id)
+    if row is None:
+        click.secho(f"  attempt {outcome.attempt + 1} was taken by quest serve", err=True)
+        return None
+    return app.run_claimed(row)
 
 
 def _make_enqueue(script: Script) -> click.Command:
