@@ -357,9 +357,9 @@ class Serve:
     def _run(self, name: str, request: RunRequest) -> None:
         script = self.quest.registry.get(name)
         block = script.block()
-        if block.jitter is not None and not self.inline:
-            if self._stop.wait(random.uniform(0, block.jitter.total_seconds())):
-                return
+        jitter = block.jitter.total_seconds() if block.jitter is not None else 0.0
+        if jitter and not self.inline and self._stop.wait(random.uniform(0, jitter)):
+            return
         try:
             outcome = self.quest.runner.run(name, dict(block.inputs), request)
         except Exception:

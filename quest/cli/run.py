@@ -1,4 +1,4 @@
-"""``quest run NAME`` and ``quest enqueue NAME``: a click command per script, options from inputs."""
+"""``quest run NAME`` and ``quest enqueue NAME``: a command per script, options from its inputs."""
 
 from __future__ import annotations
 
