@@ -6,9 +6,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from app.mail import EMAIL_PATTERN, send_email
+from app.mail import EmailInput, send_email
 from app.models import Order
-from quest import Input, script
+from quest import script
 
 QUEST = {"cron": "0 6 1 * *"}
 HEADER = ["Order ID", "Customer", "Amount", "Status", "Date"]
@@ -19,11 +19,9 @@ HEADER = ["Order ID", "Customer", "Amount", "Status", "Date"]
     description="Generate and email monthly report as CSV.",
     quest=QUEST,
     inputs={
-        "recipient_email": Input(
+        "recipient_email": EmailInput(
             str,
             default="admin@example.com",
-            pattern=EMAIL_PATTERN,
-            max_length=320,
             description="Send the report to this address.",
         ),
     },
