@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from blinker import Namespace, Signal
+from blinker import NamedSignal, Namespace
 
 from .enums import RunStatus, Trigger
 
@@ -26,12 +26,12 @@ log = logging.getLogger("quest.signals")
 
 namespace = Namespace()
 
-job_start: Signal = namespace.signal("job:start", doc="A run started.")
-job_complete: Signal = namespace.signal("job:complete", doc="A run succeeded.")
-job_error: Signal = namespace.signal(
+job_start: NamedSignal = namespace.signal("job:start", doc="A run started.")
+job_complete: NamedSignal = namespace.signal("job:complete", doc="A run succeeded.")
+job_error: NamedSignal = namespace.signal(
     "job:error", doc="A run failed, timed out, was interrupted, abandoned or discarded."
 )
-job_skip: Signal = namespace.signal(
+job_skip: NamedSignal = namespace.signal(
     "job:skip", doc="A fire did not run (overlap, paused, disabled, missed)."
 )
 
@@ -83,7 +83,7 @@ class JobEvent:
         return data
 
 
-def emit(signal: Signal, sender: object, event: JobEvent) -> None:
+def emit(signal: NamedSignal, sender: object, event: JobEvent) -> None:
     """Send *event* to every receiver; a receiver that raises is logged and skipped."""
     if not signal.receivers:
         return

@@ -394,9 +394,7 @@ class Store:
             value = connection.execute(
                 select(func.min(runs.c.run_after)).where(runs.c.status == RunStatus.queued)
             ).scalar_one_or_none()
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value  # type: ignore[no-any-return]
+        return _as_utc(value)
 
     def abandon_stale(self, *, now: datetime, ttl: timedelta) -> list[dict[str, Any]]:
         """Mark ``abandoned`` every running row whose owner stopped heartbeating; return them."""
@@ -497,11 +495,7 @@ class Store:
             value = connection.execute(
                 select(func.max(table.c.scheduled_for)).where(table.c.name == name)
             ).scalar_one_or_none()
-        if value is None:
-            return None
-        return slots.c.scheduled_for.type.process_result_value(  # type: ignore[no-any-return]
-            value, self.engine.dialect
-        ) if not isinstance(value, datetime) or value.tzinfo is None else value
+        return _as_utc(value)
 
     def prune_slots(self, before: datetime) -> int:
         """Forget claims older than *before* but the newest of each script."""
@@ -591,6 +585,16 @@ class Store:
             return set(
                 connection.execute(select(table.c.name).where(table.c.paused.is_(True))).scalars()
             )
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """An aggregate's datetime as an aware UTC value (SQLite may hand back naive ones)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    moment: datetime = value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)

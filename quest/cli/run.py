@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from quest.inputs import Input
 
 
-class JsonParam(click.ParamType):
+class JsonParam(click.ParamType):  # type: ignore[type-arg]
     name = "json"
 
     def __init__(self, kind: type) -> None:
@@ -35,7 +35,7 @@ class JsonParam(click.ParamType):
         return parsed
 
 
-class IsoParam(click.ParamType):
+class IsoParam(click.ParamType):  # type: ignore[type-arg]
     def __init__(self, kind: type) -> None:
         self.kind = kind
         self.name = "date" if kind is date else "datetime"
@@ -54,7 +54,7 @@ class IsoParam(click.ParamType):
             )
 
 
-class ChoiceParam(click.Choice):
+class ChoiceParam(click.Choice):  # type: ignore[type-arg]
     """A choice among typed values: compares as text, returns the declared value."""
 
     def __init__(self, values: tuple[Any, ...]) -> None:
@@ -215,7 +215,7 @@ def _make_run(script: Script) -> click.Command:
         _report(outcome, as_json=bool(params.get("as_json")))
         ctx.exit(0 if outcome.ok else 1)
 
-    params: list[click.Parameter] = input_options(script)
+    params: list[click.Parameter] = list(input_options(script))
     reserved = _reserved(script, {"wait", "retry", "json"})
     if "wait" in reserved:
         params.append(
@@ -317,7 +317,7 @@ def _make_enqueue(script: Script) -> click.Command:
         click.echo(run_id)
         click.secho(f"queued {script.name} (run {run_id})", fg="green", err=True)
 
-    params: list[click.Parameter] = input_options(script)
+    params: list[click.Parameter] = list(input_options(script))
     reserved = _reserved(script, {"delay", "key"})
     if "delay" in reserved:
         params.append(
