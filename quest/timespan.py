@@ -14,6 +14,9 @@ from pytimeparse2 import parse as _parse
 EXAMPLES = '"30 seconds", "5m", "1h30m", "every 5 minutes" or a number of seconds'
 
 
+_BARE_UNITS = {"second", "minute", "hour", "day", "week"}
+
+
 def parse_timespan(value: object, *, allow_zero: bool = False) -> timedelta:
     """Return *value* as a :class:`~datetime.timedelta`; raise :class:`ValueError` if it is not one."""
     if isinstance(value, timedelta):
@@ -28,6 +31,8 @@ def parse_timespan(value: object, *, allow_zero: bool = False) -> timedelta:
             text = text[len("every ") :].strip()
         if text.startswith(("a ", "an ")):
             text = "1 " + text.split(" ", 1)[1]
+        elif text in _BARE_UNITS:
+            text = "1 " + text
         parsed = _parse(text) if text else None
         if parsed is None:
             try:
