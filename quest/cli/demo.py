@@ -16,13 +16,14 @@ def demo() -> None:
 @click.option("--reset", is_flag=True, help="Empty the sample tables first (the JobLog is kept).")
 def seed(reset: bool) -> None:
     """Fill the sample tables with data relative to now, and upload files in .tmp/uploads."""
+    quest = get_app()  # puts the project's root on sys.path, where the app package lives
     try:
         from app import demo as sample
     except ModuleNotFoundError as exc:
         raise click.UsageError(
-            f"quest demo seed needs the bundled sample application (app.demo): {exc}"
+            f"quest demo seed needs the bundled sample application (app.demo) in "
+            f"{quest.settings.root}: {exc}"
         ) from None
-    quest = get_app()
     with user_errors():
         quest.store.ensure_schema()
         counts = sample.seed(
