@@ -316,12 +316,11 @@ class Store:
         claimed: list[dict[str, Any]] = []
         with self.engine.begin() as connection:
             candidates = [dict(row._mapping) for row in connection.execute(query)]
-            usage: dict[tuple[str, str | None], int] = {}
             for row in candidates:
                 if len(claimed) >= limit:
                     break
                 rule = limits.get(row["name"])
-                if rule is not None and not self._within(connection, rule, row, now, usage):
+                if rule is not None and not self._within(connection, rule, row, now):
                     continue
                 taken = connection.execute(
                     update(runs)
@@ -336,8 +335,6 @@ class Store:
                 ).rowcount
                 if taken:
                     claimed.append(row)
-                    for scope in _scopes(rule, row):
-                        usage[scope] = usage.get(scope, 0) + 1
         return claimed
 
     def _within(
@@ -346,8 +343,9 @@ class Store:
         rule: Limits,
         row: dict[str, Any],
         now: datetime,
-        usage: dict[tuple[str, str | None], int],
     ) -> bool:
+        """Whether *row* may start now. Rows claimed earlier in this transaction are already
+        ``running`` with ``started_at`` set, so the counts below include them."""
         runs = self.runs
         if self.dialect == "postgresql":
             connection.exec_driver_sql(
@@ -358,7 +356,6 @@ class Store:
             same = [runs.c.name == name]
             if key is not None:
                 same.append(runs.c.key == key)
-            pending = usage.get(scope, 0)
             per_key = key is not None
             if rule.concurrency is not None and rule.concurrency_per_key == per_key:
                 running = connection.execute(
@@ -366,7 +363,7 @@ class Store:
                         *same, runs.c.status == RunStatus.running
                     )
                 ).scalar_one()
-                if running + pending >= rule.concurrency:
+                if running >= rule.concurrency:
                     return False
             if rule.rate_max is not None and rule.rate_per_key == per_key:
                 since = now - rule.rate_per
@@ -376,7 +373,7 @@ class Store:
                         runs.c.status != RunStatus.skipped,
                     )
                 ).scalar_one()
-                if started + pending >= rule.rate_max:
+                if started >= rule.rate_max:
                     return False
         return True
 
