@@ -41,6 +41,7 @@ class _Block(BaseModel):
         frozen=True,
         populate_by_name=True,
         arbitrary_types_allowed=True,
+        defer_build=True,
     )
 
 

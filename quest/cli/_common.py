@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -129,3 +130,13 @@ def parse_instant(value: str, param: str, zone: tzinfo | None = None) -> datetim
             param_hint=param,
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone or UTC)
+
+
+def console() -> Any:
+    """A rich console: the terminal's width, or wide enough that piped tables never fold."""
+    from rich.console import Console
+
+    out = Console(soft_wrap=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(soft_wrap=False, width=240)
+    return out

@@ -19,7 +19,7 @@ def _set_paused(name: str, paused: bool) -> None:
 @click.command()
 @click.argument("name")
 def pause(name: str) -> None:
-    """Pause NAME's schedule on every serve sharing this database (fires are recorded as skipped)."""
+    """Pause NAME's schedule on every serve of this database; its fires are recorded skipped."""
     _set_paused(name, True)
 
 

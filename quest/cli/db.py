@@ -44,7 +44,9 @@ def current() -> None:
         wanted = migrate.heads(migrate.version_locations(app.settings.models))
     click.echo(", ".join(sorted(revisions)) or "empty")
     if not wanted <= revisions:
-        click.secho(f"pending: quest db upgrade would go to {', '.join(sorted(wanted))}", fg="yellow")
+        click.secho(
+            f"pending: quest db upgrade would go to {', '.join(sorted(wanted))}", fg="yellow"
+        )
         raise SystemExit(1)
 
 

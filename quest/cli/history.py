@@ -6,11 +6,18 @@ from typing import Any
 
 import click
 
-from ._common import get_app, iso, parse_instant, to_json, user_errors
+from ._common import console, get_app, iso, parse_instant, to_json, user_errors
 
 STATUSES = [
-    "queued", "running", "succeeded", "failed", "timed_out",
-    "skipped", "interrupted", "abandoned", "discarded",
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "skipped",
+    "interrupted",
+    "abandoned",
+    "discarded",
 ]
 
 
@@ -42,11 +49,21 @@ def run_json(row: dict[str, Any]) -> dict[str, Any]:
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--status", "statuses", type=click.Choice(STATUSES), multiple=True,
-              help="Only runs with this status (repeatable).")
+@click.option(
+    "--status",
+    "statuses",
+    type=click.Choice(STATUSES),
+    multiple=True,
+    help="Only runs with this status (repeatable).",
+)
 @click.option("--since", help="Only runs created at or after this ISO 8601 instant.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-              help="At most this many runs, newest first.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most this many runs, newest first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of runs.")
 def history(
     name: str | None, statuses: tuple[str, ...], since: str | None, limit: int, as_json: bool
@@ -70,7 +87,6 @@ def history(
     if not rows:
         click.echo("No runs recorded" + (f" for {name}." if name else "."))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table()
@@ -79,9 +95,12 @@ def history(
     for row in rows:
         when = row["started_at"] or row["created_at"]
         status = row["status"].value
-        colour = {"succeeded": "green", "skipped": "yellow", "queued": "cyan", "running": "cyan"}.get(
-            status, "red"
-        )
+        colour = {
+            "succeeded": "green",
+            "skipped": "yellow",
+            "queued": "cyan",
+            "running": "cyan",
+        }.get(status, "red")
         detail = row["error"] or row["reason"] or ""
         table.add_row(
             when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "—",
@@ -93,4 +112,4 @@ def history(
             f"{row['duration_ms']} ms" if row["duration_ms"] is not None else "—",
             detail.splitlines()[0][:80] if detail else "",
         )
-    Console(soft_wrap=False).print(table)
+    console().print(table)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import get_app, iso, parse_instant, to_json, user_errors
+from ._common import console, get_app, iso, parse_instant, to_json, user_errors
 
 if TYPE_CHECKING:
     from quest.app import Quest
@@ -62,7 +62,9 @@ def list_scripts(as_json: bool) -> None:
                 "schedule": schedule_words(app, script)
                 + (" (paused)" if script.name in paused else ""),
                 "timezone": str(zone),
-                "next_run": fires[0].astimezone(zone).isoformat(timespec="seconds") if fires else None,
+                "next_run": fires[0].astimezone(zone).isoformat(timespec="seconds")
+                if fires
+                else None,
                 "last_outcome": outcome["status"].value if outcome else None,
                 "last_run_at": iso(outcome["finished_at"] or outcome["created_at"])
                 if outcome
@@ -73,11 +75,11 @@ def list_scripts(as_json: bool) -> None:
         click.echo(to_json(rows))
         _print_errors(app)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} scripts in {app.settings.scripts_dir}", title_justify="left")
-    for column in ("Name", "Friendly name", "Schedule", "Timezone", "Next run", "Last outcome"):
+    table.add_column("Name", no_wrap=True)
+    for column in ("Friendly name", "Schedule", "Timezone", "Next run", "Last outcome"):
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
@@ -88,7 +90,7 @@ def list_scripts(as_json: bool) -> None:
             _short(row["next_run"]),
             _outcome(row["last_outcome"]),
         )
-    Console(soft_wrap=False).print(table)
+    console().print(table)
     _print_errors(app)
 
 
@@ -117,10 +119,19 @@ def _outcome(value: str | None) -> str:
 
 @click.command()
 @click.argument("name")
-@click.option("--next", "count", type=click.IntRange(1, 1000), default=5, show_default=True,
-              help="How many upcoming fire times to show.")
-@click.option("--after", help="Fire times after this ISO 8601 instant; without an offset it is "
-              "read in the script's timezone (default: now).")
+@click.option(
+    "--next",
+    "count",
+    type=click.IntRange(1, 1000),
+    default=5,
+    show_default=True,
+    help="How many upcoming fire times to show.",
+)
+@click.option(
+    "--after",
+    help="Fire times after this ISO 8601 instant; without an offset it is "
+    "read in the script's timezone (default: now).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def show(name: str, count: int, after: str | None, as_json: bool) -> None:
     """Show a script's declaration, inputs and next fire times (ISO 8601 with offset)."""
@@ -148,8 +159,11 @@ def show(name: str, count: int, after: str | None, as_json: bool) -> None:
     if data["inputs"]:
         click.echo("  inputs:")
         for key, spec in data["inputs"].items():
-            click.echo(f"    {key}: {spec['type']}" + (f" — {spec['description']}" if spec["description"] else "")
-                       + ("" if spec["required"] else f" (default {json_text(spec['default'])})"))
+            click.echo(
+                f"    {key}: {spec['type']}"
+                + (f" — {spec['description']}" if spec["description"] else "")
+                + ("" if spec["required"] else f" (default {json_text(spec['default'])})")
+            )
     click.echo("  next fire times:" if fires else "  next fire times: none")
     for fire in fires:
         click.echo(f"    {fire.isoformat()}")

@@ -17,12 +17,27 @@ log = logging.getLogger("quest.serve")
 
 
 @click.command()
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds to let running runs finish on SIGTERM/SIGINT before stopping them.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Worker threads for queued and retried runs.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="json prints one JSON object per log line.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to let running runs finish on SIGTERM/SIGINT before stopping them.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Worker threads for queued and retried runs.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json prints one JSON object per log line.",
+)
 def serve(grace: float, concurrency: int, log_format: str) -> None:
     """Run every enabled script on its schedule, and queued runs, until stopped.
 

@@ -72,11 +72,6 @@ def test_the_checked_steps(tmp_path: Path) -> None:
     assert "UTC" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quest list folds the Name and Schedule cells at the default 80 columns of a pipe "
-    "(quest/cli/inspect.py), so 'cleanup-sessions' is printed as 'cleanup-se' / 'ssions'",
-)
 def test_list_at_the_default_width_of_a_pipe(tmp_path: Path) -> None:
     listed = quest(environment(tmp_path), "list")
     assert listed.returncode == 0, listed.stderr
