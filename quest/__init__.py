@@ -61,7 +61,38 @@ _EXPORTS = {
     "ScriptNotFound": "errors",
 }
 
-__all__ = [*_EXPORTS, "enqueue"]
+__all__ = [  # noqa: RUF022 - grouped by concept
+    # declaring scripts
+    "Context",
+    "Discard",
+    "Input",
+    "Inputs",
+    "Script",
+    "script",
+    # running
+    "CatchUp",
+    "Clock",
+    "Quest",
+    "RunOutcome",
+    "RunRequest",
+    "RunStatus",
+    "SkipReason",
+    "SystemClock",
+    "Trigger",
+    "enqueue",
+    # signals
+    "JobEvent",
+    "job_complete",
+    "job_error",
+    "job_skip",
+    "job_start",
+    # errors
+    "InvalidDefinition",
+    "InvalidInputs",
+    "QuestError",
+    "ScheduleError",
+    "ScriptNotFound",
+]
 
 
 def __getattr__(name: str) -> Any:

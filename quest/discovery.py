@@ -28,7 +28,9 @@ class LoadError:
     message: str
 
     def __str__(self) -> str:
-        return self.message if self.message.startswith(self.path) else f"{self.path}: {self.message}"
+        if self.message.startswith(self.path):
+            return self.message
+        return f"{self.path}: {self.message}"
 
 
 @dataclass
@@ -83,9 +85,7 @@ def is_script_file(relative: Path) -> bool:
 def script_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(
-        path for path in folder.rglob("*.py") if is_script_file(path.relative_to(folder))
-    )
+    return sorted(path for path in folder.rglob("*.py") if is_script_file(path.relative_to(folder)))
 
 
 def load_file(path: Path, name: str) -> Script:
@@ -172,8 +172,7 @@ def discover(folder: Path | str) -> Registry:
             registry.errors.append(
                 LoadError(
                     str(path),
-                    f"{path}: two scripts are named {name!r} ({seen[name]} and {path}); "
-                    "rename one",
+                    f"{path}: two scripts are named {name!r} ({seen[name]} and {path}); rename one",
                 )
             )
             duplicates.add(name)

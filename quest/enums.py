@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """The state of one run in the JobLog."""
 
     queued = "queued"
@@ -27,7 +27,7 @@ class RunStatus(str, Enum):
         return self is RunStatus.succeeded
 
 
-class Trigger(str, Enum):
+class Trigger(StrEnum):
     """Why a run happened."""
 
     manual = "manual"
@@ -37,7 +37,7 @@ class Trigger(str, Enum):
     retry = "retry"
 
 
-class SkipReason(str, Enum):
+class SkipReason(StrEnum):
     """Why a fire did not run."""
 
     overlap = "overlap"
@@ -47,13 +47,13 @@ class SkipReason(str, Enum):
     claimed = "claimed"
 
 
-class CatchUp(str, Enum):
+class CatchUp(StrEnum):
     """What to do with fire times missed while no serve was running."""
 
     skip = "skip"
     once = "once"
 
 
-class BackoffType(str, Enum):
+class BackoffType(StrEnum):
     fixed = "fixed"
     exponential = "exponential"

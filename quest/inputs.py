@@ -81,7 +81,9 @@ class Input:
             try:
                 re.compile(self.pattern)
             except re.error as exc:
-                raise InvalidDefinition(f"pattern {self.pattern!r} is not a regular expression: {exc}")
+                raise InvalidDefinition(
+                    f"pattern {self.pattern!r} is not a regular expression: {exc}"
+                ) from None
         if self.min is not None and self.max is not None and self.min > self.max:
             raise InvalidDefinition(f"min ({self.min}) is greater than max ({self.max})")
         if self.required and self.default is not MISSING:
@@ -216,7 +218,8 @@ def _load_json(key: str, text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputs(
-            f"Invalid value for {option_name(key)}: not valid JSON ({exc.msg} at position {exc.pos})",
+            f"Invalid value for {option_name(key)}: "
+            f"not valid JSON ({exc.msg} at position {exc.pos})",
             errors=[(key, "not valid JSON")],
         ) from None
 
@@ -230,6 +233,8 @@ def _inputs_error(exc: ValidationError, specs: Mapping[str, Input]) -> InvalidIn
             message = "unknown input; valid inputs: " + (", ".join(specs) or "none")
         elif error["type"] == "missing":
             message = "is required"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
         problems.append((key, message))
     lines = [f"{option_name(key)} ({key}): {message}" for key, message in problems]
     return InvalidInputs("Invalid inputs:\n  " + "\n  ".join(lines), errors=problems)

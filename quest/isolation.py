@@ -9,10 +9,11 @@ stopping, the child gets SIGTERM, then SIGKILL two seconds later.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import time
 import traceback as tb
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,9 +44,7 @@ class ChildFailed(Exception):
         return self.error.message
 
 
-def call_in_child(
-    script: Script, inputs: Inputs, ctx: Context, active: Any, timeout: float
-) -> Any:
+def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, timeout: float) -> Any:
     spawn = multiprocessing.get_context("spawn")
     receiver, sender = spawn.Pipe(duplex=False)
     payload = {
@@ -119,31 +118,26 @@ def _stop(process: Any) -> None:
 
 def _child_main(sender: Any, payload: dict[str, Any]) -> None:
     from .app import Quest
-    from .discovery import load_file
+    from .discovery import Registry, load_file
+    from .inputs import validate
     from .results import capture
 
+    script: Script | None = None
     try:
-        settings = payload["settings"]
-        quest = Quest(settings)
         script = load_file(Path(payload["path"]), payload["name"])
-        _, inputs = quest.runner.prepare(script.name, payload["inputs"]) if script.name in (
-            quest.registry.scripts
-        ) else (script, script.model.model_validate(payload["inputs"]))
-        base = quest.context_for(script, **payload["ctx"])
-        ctx = replace(base)
-        result = script.fn(inputs, ctx)
+        registry = Registry()
+        registry.add(script)
+        quest = Quest(payload["settings"], registry=registry)
+        inputs = validate(script.model, script.inputs, payload["inputs"])
+        result = script.fn(inputs, quest.context_for(script, **payload["ctx"]))
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
         sender.send(("ok", capture(result)))
     except BaseException as exc:
-        discard = isinstance(exc, Discard)
-        try:
-            discard = discard or isinstance(exc, script.block().discard_on)
-        except Exception:
-            pass
-        sender.send(
-            (
-                "error",
-                _ChildError(type(exc).__name__, str(exc), "".join(tb.format_exception(exc)), discard),
-            )
+        discard = isinstance(exc, Discard) or (
+            script is not None and isinstance(exc, script.block().discard_on)
         )
+        trace = "".join(tb.format_exception(exc))
+        sender.send(("error", _ChildError(type(exc).__name__, str(exc), trace, discard)))
     finally:
         sender.close()

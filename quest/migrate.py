@@ -58,7 +58,8 @@ def current(store: Store) -> set[str]:
     with store.engine.connect() as connection:
         if not inspect(connection).has_table("alembic_version"):
             return set()
-        return {row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))}
+        rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+        return {row[0] for row in rows}
 
 
 def config(store: Store, models: str | None, connection: Any = None) -> Any:
@@ -67,9 +68,7 @@ def config(store: Store, models: str | None, connection: Any = None) -> Any:
     cfg = Config()
     cfg.set_main_option("script_location", str(QUEST_MIGRATIONS))
     cfg.set_main_option("path_separator", "space")
-    cfg.set_main_option(
-        "version_locations", " ".join(str(p) for p in version_locations(models))
-    )
+    cfg.set_main_option("version_locations", " ".join(str(p) for p in version_locations(models)))
     cfg.attributes["connection"] = connection
     cfg.attributes["metadatas"] = store.metadatas
     return cfg

@@ -55,8 +55,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def _enum(kind: type[Any]) -> Enum:
-    return Enum(kind, native_enum=False, length=20, validate_strings=True,
-                values_callable=lambda e: [m.value for m in e])
+    return Enum(
+        kind,
+        native_enum=False,
+        length=20,
+        validate_strings=True,
+        values_callable=lambda e: [m.value for m in e],
+    )
 
 
 def _job_log_indexes() -> tuple[Index, ...]:

@@ -1,4 +1,4 @@
-"""A run's return value as JSON for the JobLog: capped in size, with markers when it is not plain."""
+"""A run's return value as JSON for the JobLog: capped in size, marked when it is not plain."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ TRUNCATED_MARKER = "quest:truncated"
 
 def capture(value: Any, *, limit: int = MAX_RESULT_BYTES) -> Any:
     """*value* if it is JSON and small; else a marked ``repr`` or a marked, truncated preview."""
-    if value is None or isinstance(value, bool | int | float) and not isinstance(value, float):
+    if value is None or isinstance(value, bool | int):
         return value
     try:
         text = json.dumps(value, allow_nan=False)

@@ -139,8 +139,12 @@ class Runner:
             if not self._take_lease(script, run_id, lease_ttl, request):
                 if request.trigger in (Trigger.enqueued, Trigger.retry):
                     return RunOutcome(
-                        script.name, run_id, RunStatus.queued, request.trigger,
-                        attempt=request.attempt, reason="overlap",
+                        script.name,
+                        run_id,
+                        RunStatus.queued,
+                        request.trigger,
+                        attempt=request.attempt,
+                        reason="overlap",
                     )
                 return self.skip(
                     script,
@@ -255,13 +259,22 @@ class Runner:
         emit(job_error, self, event)
         log.warning(
             "abandoned %s run=%s (owner %s:%s stopped heartbeating)%s",
-            row["name"], row["id"], row["owner_host"], row["owner_pid"],
+            row["name"],
+            row["id"],
+            row["owner_host"],
+            row["owner_pid"],
             f"; retry {retry_id} at {retry_at:%H:%M:%S}" if retry_at else "",
             extra={"script": row["name"], "run_id": row["id"], "action": "abandoned"},
         )
         return RunOutcome(
-            row["name"], row["id"], RunStatus.abandoned, row["trigger"], attempt=attempt,
-            error=event.error, retry_at=retry_at, retry_run_id=retry_id,
+            row["name"],
+            row["id"],
+            RunStatus.abandoned,
+            row["trigger"],
+            attempt=attempt,
+            error=event.error,
+            retry_at=retry_at,
+            retry_run_id=retry_id,
         )
 
     def active_runs(self) -> list[str]:
@@ -286,9 +299,7 @@ class Runner:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _take_lease(
-        self, script: Script, run_id: str, ttl: timedelta, request: RunRequest
-    ) -> bool:
+    def _take_lease(self, script: Script, run_id: str, ttl: timedelta, request: RunRequest) -> bool:
         while True:
             if self.store.acquire_lease(
                 script.name, run_id=run_id, owner=self.owner, now=self.clock.now(), ttl=ttl
@@ -307,7 +318,8 @@ class Runner:
         lease = self.store.lease(name)
         if not lease:
             return "held by another run"
-        return f"run {lease['run_id']} on {lease['owner']}, lease until {lease['expires_at']:%H:%M:%S}"
+        until = f"{lease['expires_at']:%H:%M:%S} UTC"
+        return f"run {lease['run_id']} on {lease['owner']}, lease until {until}"
 
     def _execute(
         self,
@@ -318,8 +330,8 @@ class Runner:
         active: _Active,
     ) -> RunOutcome:
         block = script.block()
-        retry_allowed = request.retry if request.retry is not None else (
-            request.trigger is not Trigger.manual
+        retry_allowed = (
+            request.retry if request.retry is not None else (request.trigger is not Trigger.manual)
         )
         max_attempts = block.attempts if retry_allowed else request.attempt
         started = self.clock.now()
@@ -517,9 +529,7 @@ class Runner:
         if self._heartbeat is not None and self._heartbeat.is_alive():
             return
         self._stop_heartbeat.clear()
-        self._heartbeat = threading.Thread(
-            target=self._beat, name="quest-heartbeat", daemon=True
-        )
+        self._heartbeat = threading.Thread(target=self._beat, name="quest-heartbeat", daemon=True)
         self._heartbeat.start()
 
     def _beat(self) -> None:
@@ -546,7 +556,7 @@ def _status_for(exc: BaseException, script: Script, active: _Active) -> RunStatu
         return RunStatus.timed_out
     if isinstance(exc, RunInterrupted) or active.interrupted:
         return RunStatus.interrupted
-    if isinstance(exc, Discard) or isinstance(exc, script.block().discard_on):
+    if isinstance(exc, (Discard, *script.block().discard_on)):
         return RunStatus.discarded
     return RunStatus.failed
 

@@ -538,7 +538,7 @@ def next_fire(
         if schedule.at.astimezone(UTC) > after.astimezone(UTC):
             return schedule.at.astimezone(schedule.timezone)
         return None
-    found = _cron_next(schedule.spec, schedule.timezone, _utc_naive(after))
+    found = _cron_next(schedule.spec, schedule.timezone, _utc_naive(after).replace(microsecond=0))
     if found is None:
         return None
     return found.replace(tzinfo=UTC).astimezone(schedule.timezone)

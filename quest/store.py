@@ -175,9 +175,7 @@ class Store:
 
     def update_run(self, run_id: str, values: dict[str, Any]) -> int:
         with self.engine.begin() as connection:
-            result = connection.execute(
-                update(self.runs).where(self.runs.c.id == run_id), values
-            )
+            result = connection.execute(update(self.runs).where(self.runs.c.id == run_id), values)
             return int(result.rowcount)
 
     def start_run(self, values: dict[str, Any]) -> None:
@@ -234,9 +232,13 @@ class Store:
             .group_by(runs.c.name)
             .subquery()
         )
-        query = select(runs).join(
-            latest, and_(runs.c.name == latest.c.name, runs.c.created_at == latest.c.created_at)
-        ).where(runs.c.status.in_(finished))
+        query = (
+            select(runs)
+            .join(
+                latest, and_(runs.c.name == latest.c.name, runs.c.created_at == latest.c.created_at)
+            )
+            .where(runs.c.status.in_(finished))
+        )
         with self.engine.connect() as connection:
             return {row.name: dict(row._mapping) for row in connection.execute(query)}
 
@@ -359,17 +361,21 @@ class Store:
             per_key = key is not None
             if rule.concurrency is not None and rule.concurrency_per_key == per_key:
                 running = connection.execute(
-                    select(func.count()).select_from(runs).where(
-                        *same, runs.c.status == RunStatus.running
-                    )
+                    select(func.count())
+                    .select_from(runs)
+                    .where(*same, runs.c.status == RunStatus.running)
                 ).scalar_one()
                 if running >= rule.concurrency:
                     return False
             if rule.rate_max is not None and rule.rate_per_key == per_key:
                 since = now - rule.rate_per
                 started = connection.execute(
-                    select(func.count()).select_from(runs).where(
-                        *same, runs.c.started_at > since, runs.c.started_at.is_not(None),
+                    select(func.count())
+                    .select_from(runs)
+                    .where(
+                        *same,
+                        runs.c.started_at > since,
+                        runs.c.started_at.is_not(None),
                         runs.c.status != RunStatus.skipped,
                     )
                 ).scalar_one()
@@ -381,8 +387,13 @@ class Store:
         """Give a claimed run back to the queue (its script was busy)."""
         self.update_run(
             run_id,
-            {"status": RunStatus.queued, "run_after": run_after, "started_at": None,
-             "owner_host": None, "owner_pid": None},
+            {
+                "status": RunStatus.queued,
+                "run_after": run_after,
+                "started_at": None,
+                "owner_host": None,
+                "owner_pid": None,
+            },
         )
 
     def next_queued_at(self) -> datetime | None:
@@ -529,9 +540,7 @@ class Store:
         }
         with self.engine.begin() as connection:
             taken = connection.execute(
-                update(table)
-                .where(table.c.name == name, table.c.expires_at <= now)
-                .values(values)
+                update(table).where(table.c.name == name, table.c.expires_at <= now).values(values)
             ).rowcount
             if taken:
                 return True

@@ -110,7 +110,7 @@ def captured_signals() -> Iterator[CapturedSignals]:
             signal.disconnect(receiver)
 
 
-def test_settings(
+def project_settings(
     folder: Path | str,
     *,
     scripts_dir: Path | str | None = None,
@@ -144,7 +144,7 @@ def temporary_quest(
     """
     with tempfile.TemporaryDirectory(prefix="quest-") as scratch:
         here = Path(folder) if folder is not None else Path(scratch)
-        settings = test_settings(
+        settings = project_settings(
             here if folder is not None else Path.cwd(),
             scripts_dir=scripts_dir,
             database_url=database_url or f"sqlite:///{here / 'quest-test.sqlite3'}",
@@ -201,9 +201,9 @@ __all__ = [
     "FrozenClock",
     "Store",
     "captured_signals",
+    "project_settings",
     "registry_of",
     "reset_database",
     "run_script",
     "temporary_quest",
-    "test_settings",
 ]

@@ -18,7 +18,7 @@ _BARE_UNITS = {"second", "minute", "hour", "day", "week"}
 
 
 def parse_timespan(value: object, *, allow_zero: bool = False) -> timedelta:
-    """Return *value* as a :class:`~datetime.timedelta`; raise :class:`ValueError` if it is not one."""
+    """*value* as a :class:`~datetime.timedelta`; :class:`ValueError` if it is not a time span."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, bool):
@@ -55,9 +55,8 @@ _UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
 def format_timespan(span: timedelta) -> str:
     """Words for *span*: ``1 hour``, ``1 hour 30 minutes``, ``0.5 seconds``."""
     total = span.total_seconds()
-    if total < 1 or total != int(total):
-        if total < 60:
-            return f"{total:g} seconds" if total != 1 else "1 second"
+    if total < 60 and (total < 1 or total != int(total)):
+        return f"{total:g} seconds"
     remaining = int(total)
     fraction = total - remaining
     parts = []

@@ -12,7 +12,7 @@ import pytest
 
 from quest.config import Settings
 from quest.store import make_engine
-from quest.testing import test_settings
+from quest.testing import project_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("QUEST_TEST_POSTGRES_URL")
@@ -61,4 +61,4 @@ def postgres_schema(base_url: str) -> Iterator[str]:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     """Settings of this repository's project on the test's database."""
-    return test_settings(ROOT, database_url=database_url, outbox_dir=tmp_path / "outbox")
+    return project_settings(ROOT, database_url=database_url, outbox_dir=tmp_path / "outbox")

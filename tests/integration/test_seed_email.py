@@ -16,7 +16,7 @@ from sqlalchemy import select
 from app.mail import send_email
 from app.models import Activity, Customer, EmailQueue, EmailStatus, Order, OrderStatus, User
 from quest.cli import cli
-from quest.testing import test_settings as project_settings
+from quest.testing import project_settings
 
 T0 = datetime.fromisoformat(NOW)
 

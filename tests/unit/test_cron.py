@@ -474,3 +474,13 @@ def test_random_starts_agree_with_brute_force() -> None:
         expected = _reference(spec, start, start + timedelta(days=12), timedelta(minutes=1))
         if expected:
             assert next_fire(CronSchedule(expression, UTC_ZONE), start) == expected[0]
+
+
+@pytest.mark.parametrize("expression", ["*/15 * * * *", "30 2 * * *", "*/5 * * * * *"])
+def test_a_fire_after_a_fractional_instant_lands_on_a_whole_second(expression: str) -> None:
+    schedule = CronSchedule(expression, ZoneInfo("America/New_York"))
+    after = datetime(2026, 11, 1, 5, 0, 57, 492563, tzinfo=UTC)
+    fire = next_fire(schedule, after)
+    assert fire is not None
+    assert fire.microsecond == 0
+    assert fire > after
