@@ -245,9 +245,14 @@ class Serve:
             len(interrupted),
             extra={"action": "interrupt"},
         )
+        # Async runs and sync runs in a child process can be stopped: give them a moment to
+        # record themselves. A sync run in a thread cannot, so waiting for it would only delay
+        # the exit past the grace period the operator chose.
+        stoppable = any(active.cancel is not None for active in runner.active())
         runner.interrupt_all()
-        for thread in self._live_threads():
-            thread.join(5.0)
+        if stoppable:
+            for thread in self._live_threads():
+                thread.join(5.0)
         self.record_interrupted()
         return interrupted
 
