@@ -1,0 +1,199 @@
+"""Crash recovery: a run whose process stopped heartbeating is marked abandoned and retried.
+
+Another process's run is simulated as it looks in the database: a row claimed by a host that
+never heartbeats again. Every test runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quest import Quest, RunStatus, Trigger, script
+from quest.runner import new_run_id
+from quest.scheduler import Serve
+from quest.testing import FrozenClock, captured_signals, temporary_quest
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+TTL = 30.0
+
+attempts: list[int] = []
+
+
+@script(quest={"attempts": 3, "backoff": {"delay": "5 seconds"}})
+def import_orders(inputs: Any, ctx: Any) -> dict[str, int]:
+    attempts.append(ctx.attempt)
+    return {"attempt": ctx.attempt}
+
+
+@script
+def once_only(inputs: Any, ctx: Any) -> None:
+    attempts.append(ctx.attempt)
+
+
+@script(quest={"interval": "1 hour", "attempts": 2})
+def hourly(inputs: Any, ctx: Any) -> None:
+    attempts.append(ctx.attempt)
+
+
+@pytest.fixture(autouse=True)
+def clean() -> None:
+    attempts.clear()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(NOW)
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str, clock: FrozenClock) -> Iterator[Quest]:
+    with temporary_quest(
+        tmp_path,
+        scripts=[import_orders, once_only, hourly],
+        database_url=database_url,
+        clock=clock,
+        lease_ttl=TTL,
+    ) as instance:
+        yield instance
+
+
+@pytest.fixture
+def serve(app: Quest) -> Serve:
+    server = Serve(app, inline=True)
+    server.start(NOW)
+    return server
+
+
+def claimed_elsewhere(app: Quest, name: str) -> str:
+    """Queue a run of *name* and let a process on another host claim it (and then die)."""
+    run_id = app.enqueue(name)
+    [row] = app.store.claim_queued(now=NOW, limit=1, owner_host="worker-7", owner_pid=4242)
+    assert row["id"] == run_id
+    return run_id
+
+
+def test_a_run_that_stopped_heartbeating_is_abandoned_and_retried(
+    app: Quest, serve: Serve, clock: FrozenClock
+) -> None:
+    run_id = claimed_elsewhere(app, "import-orders")
+    clock.set(NOW + timedelta(seconds=TTL - 1))
+    assert serve.recover(clock.now()) == [], "still within the lease TTL"
+
+    later = NOW + timedelta(seconds=TTL + 1)
+    clock.set(later)
+    with captured_signals() as events:
+        assert serve.recover(later) == [run_id]
+    row = app.store.get_run(run_id)
+    assert row is not None
+    assert row["status"] is RunStatus.abandoned
+    assert row["finished_at"] == later
+    assert "worker-7:4242 stopped heartbeating" in (row["error"] or "")
+
+    [event] = events.events("job:error")
+    assert event.status is RunStatus.abandoned
+    assert event.run_id == run_id
+    assert event.will_retry
+    assert event.retry_at == later + timedelta(seconds=5)
+
+    [retry] = app.store.history(statuses=[RunStatus.queued])
+    assert (retry["attempt"], retry["trigger"], retry["root_id"]) == (2, Trigger.retry, run_id)
+    assert retry["run_after"] == later + timedelta(seconds=5)
+
+    clock.set(later + timedelta(seconds=5))
+    assert serve.drain(clock.now()) == [retry["id"]]
+    assert attempts == [2]
+    assert app.store.get_run(retry["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+    assert serve.recover(clock.now() + timedelta(hours=1)) == [], "recovered once"
+
+
+def test_an_abandoned_run_without_attempts_left_is_not_retried(
+    app: Quest, serve: Serve, clock: FrozenClock
+) -> None:
+    run_id = claimed_elsewhere(app, "once-only")
+    clock.set(NOW + timedelta(minutes=5))
+    with captured_signals() as events:
+        assert serve.recover(clock.now()) == [run_id]
+    assert app.store.get_run(run_id)["status"] is RunStatus.abandoned  # type: ignore[index]
+    assert not events.events("job:error")[0].will_retry
+    assert app.store.count_runs(status=RunStatus.queued) == 0
+
+
+def test_a_live_run_keeps_heartbeating_and_is_not_abandoned(
+    app: Quest, serve: Serve, clock: FrozenClock
+) -> None:
+    run_id = claimed_elsewhere(app, "import-orders")
+    for step in range(1, 5):
+        clock.set(NOW + timedelta(seconds=step * TTL / 2))
+        app.store.update_run(run_id, {"heartbeat_at": clock.now()})
+        assert serve.recover(clock.now()) == []
+    assert app.store.get_run(run_id)["status"] is RunStatus.running  # type: ignore[index]
+
+
+def test_serve_recovers_on_its_own_as_it_ticks(
+    app: Quest, serve: Serve, clock: FrozenClock
+) -> None:
+    stale_since = NOW - timedelta(minutes=10)
+    run_id = new_run_id()
+    app.store.insert_run(
+        {
+            "id": run_id,
+            "name": "hourly",
+            "status": RunStatus.running,
+            "trigger": Trigger.scheduled,
+            "attempt": 1,
+            "max_attempts": 2,
+            "root_id": run_id,
+            "scheduled_for": stale_since,
+            "created_at": stale_since,
+            "started_at": stale_since,
+            "heartbeat_at": stale_since,
+            "owner_host": "worker-7",
+            "owner_pid": 4242,
+        }
+    )
+    serve.tick(NOW)
+    row = app.store.get_run(run_id)
+    assert row is not None and row["status"] is RunStatus.abandoned
+    retries = [r for r in app.store.history("hourly") if r["trigger"] is Trigger.retry]
+    assert len(retries) == 1
+    assert retries[0]["scheduled_for"] == stale_since
+    assert retries[0]["status"] is RunStatus.succeeded, "due at once (no backoff), drained"
+    assert attempts.count(2) == 1
+
+
+def test_two_serves_recover_a_run_once(
+    app: Quest, clock: FrozenClock, tmp_path: Path, database_url: str
+) -> None:
+    run_id = claimed_elsewhere(app, "import-orders")
+    (tmp_path / "other").mkdir()
+    with temporary_quest(
+        tmp_path / "other",
+        scripts=[import_orders, once_only, hourly],
+        database_url=database_url,
+        clock=clock,
+        lease_ttl=TTL,
+    ) as other:
+        clock.set(NOW + timedelta(minutes=1))
+        first = Serve(app, inline=True).recover(clock.now())
+        second = Serve(other, inline=True).recover(clock.now())
+    assert (first, second) == ([run_id], [])
+    assert app.store.count_runs(status=RunStatus.queued) == 1
+
+
+def test_this_process_runs_are_not_abandoned_by_its_own_heartbeat_gap(
+    app: Quest, serve: Serve, clock: FrozenClock
+) -> None:
+    """A finished run is never touched by recovery, whatever its last heartbeat."""
+    outcome = app.run("import-orders")
+    clock.set(NOW + timedelta(hours=2))
+    assert serve.recover(clock.now()) == []
+    row = app.store.get_run(outcome.run_id)
+    assert row is not None
+    assert row["status"] is RunStatus.succeeded
+    assert row["owner_pid"] == os.getpid()
