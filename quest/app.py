@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import logging
 import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -12,7 +11,7 @@ from typing import Any
 
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Settings, activate, load_settings
-from .context import Context, RunLogger
+from .context import Context
 from .definition import Script
 from .discovery import Registry, discover
 from .enums import RunStatus, Trigger
@@ -166,22 +165,7 @@ class Quest:
         """A context for running *script* outside the runner (a child process, a test)."""
         run_id = fields.pop("run_id", None) or new_run_id()
         now = fields.pop("now", None) or self.clock.now()
-        return Context(
-            name=script.name,
-            run_id=run_id,
-            trigger=fields.pop("trigger", Trigger.manual),
-            attempt=fields.pop("attempt", 1),
-            now=now,
-            clock=self.clock,
-            log=RunLogger(
-                logging.getLogger(f"quest.script.{script.name}"),
-                {"script": script.name, "run_id": run_id},
-            ),
-            db=self.store.sessions,
-            settings=self.settings,
-            _enqueue=self.enqueue,
-            **fields,
-        )
+        return self.runner.context(script, run_id=run_id, now=now, **fields)
 
     def close(self) -> None:
         if "runner" in self.__dict__:

@@ -42,23 +42,8 @@ class Recorder:
             signal.disconnect(receiver)
 
     def on_start(self, sender: object, event: JobEvent) -> None:
-        values = {
-            "id": event.run_id,
-            "name": event.name,
-            "status": RunStatus.running,
-            "trigger": event.trigger,
-            "attempt": event.attempt,
-            "max_attempts": event.max_attempts,
-            "root_id": event.root_id,
-            "key": event.key,
-            "inputs": event.inputs,
-            "scheduled_for": event.scheduled_for,
-            "created_at": event.started_at,
-            "started_at": event.started_at,
-            "heartbeat_at": event.started_at,
-            "owner_host": HOST,
-            "owner_pid": os.getpid(),
-        }
+        values = _row(event, RunStatus.running)
+        values.update(started_at=event.started_at, heartbeat_at=event.started_at)
         if event.extra.get("queued"):
             values.pop("created_at")
             self._write(lambda: self.store.update_run(event.run_id, values), event)
@@ -81,23 +66,8 @@ class Recorder:
         self._write(lambda: self.store.update_run(event.run_id, values), event)
 
     def on_skip(self, sender: object, event: JobEvent) -> None:
-        values = {
-            "id": event.run_id,
-            "name": event.name,
-            "status": RunStatus.skipped,
-            "trigger": event.trigger,
-            "attempt": event.attempt,
-            "max_attempts": event.max_attempts,
-            "root_id": event.root_id,
-            "key": event.key,
-            "inputs": event.inputs,
-            "scheduled_for": event.scheduled_for,
-            "created_at": event.timestamp,
-            "finished_at": event.timestamp,
-            "reason": (event.reason or "")[:200],
-            "owner_host": HOST,
-            "owner_pid": os.getpid(),
-        }
+        values = _row(event, RunStatus.skipped)
+        values.update(finished_at=event.timestamp, reason=(event.reason or "")[:200])
         self._write(lambda: self.store.insert_run(values), event)
 
     def _write(self, write: Any, event: JobEvent) -> None:
@@ -119,3 +89,22 @@ class Recorder:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _row(event: JobEvent, status: RunStatus) -> dict[str, Any]:
+    """The columns a new JobLog row takes from *event*."""
+    return {
+        "id": event.run_id,
+        "name": event.name,
+        "status": status,
+        "trigger": event.trigger,
+        "attempt": event.attempt,
+        "max_attempts": event.max_attempts,
+        "root_id": event.root_id,
+        "key": event.key,
+        "inputs": event.inputs,
+        "scheduled_for": event.scheduled_for,
+        "created_at": event.started_at or event.timestamp,
+        "owner_host": HOST,
+        "owner_pid": os.getpid(),
+    }

@@ -277,6 +277,25 @@ class Runner:
             retry_run_id=retry_id,
         )
 
+    def context(self, script: Script, *, run_id: str, now: datetime, **fields: Any) -> Context:
+        """The context a run of *script* receives (its clock, logger, database, enqueue)."""
+        return Context(
+            name=script.name,
+            run_id=run_id,
+            now=now,
+            trigger=fields.pop("trigger", Trigger.manual),
+            attempt=fields.pop("attempt", 1),
+            clock=self.clock,
+            log=RunLogger(
+                logging.getLogger(f"quest.script.{script.name}"),
+                {"script": script.name, "run_id": run_id},
+            ),
+            db=self.store.sessions,
+            settings=self.settings,
+            _enqueue=self._enqueue,
+            **fields,
+        )
+
     def active_runs(self) -> list[str]:
         with self._lock:
             return list(self._active)
@@ -361,24 +380,16 @@ class Runner:
             request.attempt,
             extra={"script": script.name, "run_id": run_id, "action": "start"},
         )
-        ctx = Context(
-            name=script.name,
+        ctx = self.context(
+            script,
             run_id=run_id,
+            now=started,
             trigger=request.trigger,
             attempt=request.attempt,
             max_attempts=max_attempts,
-            now=started,
-            clock=self.clock,
-            log=RunLogger(
-                logging.getLogger(f"quest.script.{script.name}"),
-                {"script": script.name, "run_id": run_id},
-            ),
-            db=self.store.sessions,
-            settings=self.settings,
             scheduled_for=request.scheduled_for,
             key=request.key,
             root_id=request.root_id or run_id,
-            _enqueue=self._enqueue,
         )
         status = RunStatus.succeeded
         result: Any = None
