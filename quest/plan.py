@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .enums import SkipReason
-
 if TYPE_CHECKING:
     from .config import Settings
     from .definition import Script
@@ -52,15 +50,16 @@ def plan(script: Script, settings: Settings) -> Planned | None:
     return Planned(script, schedule, to_trigger(schedule, anchor=anchor))
 
 
-def inactive_reason(script: Script, settings: Settings) -> SkipReason | None:
-    """Why serve does not schedule *script* (on demand scripts give ``None`` too)."""
+def inactive_reason(script: Script, settings: Settings) -> str | None:
+    """Why serve does not schedule *script*, in words (on demand scripts give ``None`` too)."""
     block = script.quest
     if block is None:
         return None
     if not block.enabled:
-        return SkipReason.disabled
+        return "enabled is false"
     if block.environments and settings.env not in block.environments:
-        return SkipReason.disabled
+        wanted = ", ".join(block.environments)
+        return f"runs only in {wanted}; QUEST_ENV is {settings.env}"
     return None
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .definition import Script
 from .enums import CatchUp, RunStatus, SkipReason, Trigger
-from .plan import Planned, plan
+from .plan import Planned, inactive_reason, plan
 from .runner import HOST, RunOutcome, RunRequest, new_run_id
 from .store import Limits
 
@@ -107,6 +107,7 @@ class Serve:
         for script in self.quest.registry:
             planned = plan(script, self.quest.settings)
             if planned is None:
+                fires += self._skip_disabled(script)
                 continue
             entry = _Entry(planned, planned.next_after(None, now))
             self.entries[script.name] = entry
@@ -120,6 +121,24 @@ class Serve:
                 extra={"script": script.name, "action": "plan"},
             )
         return fires
+
+    def _skip_disabled(self, script: Script) -> list[Fire]:
+        """Say once per start, as a skip, why a script with a schedule is not scheduled."""
+        why = inactive_reason(script, self.quest.settings)
+        if why is None or script.schedule(self.quest.settings.timezone) is None:
+            return []
+        outcome = self.quest.runner.skip(
+            script, SkipReason.disabled, RunRequest(trigger=Trigger.scheduled), detail=why
+        )
+        return [
+            Fire(
+                script.name,
+                self.clock.now(),
+                outcome.run_id,
+                Trigger.scheduled,
+                SkipReason.disabled,
+            )
+        ]
 
     def _catch_up(self, entry: _Entry, last: datetime | None, now: datetime) -> list[Fire]:
         if last is None:

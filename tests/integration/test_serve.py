@@ -198,16 +198,21 @@ def test_only_enabled_scripts_with_a_schedule_for_this_environment_are_planned(
         assert set(serve.entries) == {"every-minute", "paris-morning", "one-off"}
         tick(serve, clock, START + timedelta(minutes=6))
         assert {c["name"] for c in calls} == {"every-minute", "one-off"}
-        assert app.store.count_runs("dormant") == 0
-        assert app.store.count_runs("staging-only") == 0
         assert app.store.count_runs("on-demand") == 0
+        for name, why in (
+            ("dormant", "disabled: enabled is false"),
+            ("staging-only", "disabled: runs only in staging; QUEST_ENV is production"),
+        ):
+            [row] = rows_of(app, name)
+            assert (row["status"], row["reason"]) == (RunStatus.skipped, why)
 
     with quest_of(tmp_path / "staging", database_url, clock, staging_only, env="staging") as app:
         serve = Serve(app, inline=True)
         serve.start(START)
         assert set(serve.entries) == {"staging-only"}
         tick(serve, clock, START)
-        assert [r["status"] for r in rows_of(app, "staging-only")] == [RunStatus.succeeded]
+        ran = [r for r in rows_of(app, "staging-only") if r["status"] is not RunStatus.skipped]
+        assert [r["status"] for r in ran] == [RunStatus.succeeded]
 
 
 def test_quest_env_selects_the_environment(tmp_path: Path) -> None:
