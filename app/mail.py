@@ -23,13 +23,11 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from pydantic import AfterValidator
 
-from quest import Input
 from quest.config import Settings
 
 log = logging.getLogger("app.mail")
@@ -56,19 +54,6 @@ def validate_address(address: str) -> str:
     if len(cleaned) > 320 or not _EMAIL.fullmatch(cleaned):
         raise ValueError(f"recipient address {address!r} is not a valid email address")
     return cleaned
-
-
-class EmailInput(Input):
-    """A text input that must be one deliverable address, checked by :func:`validate_address`.
-
-    ``"recipient": EmailInput(str, default="admin@example.com")``; a bad value is an input error
-    (exit 2 at the command line) whose message names the address.
-    """
-
-    __slots__ = ()
-
-    def annotation(self) -> Any:
-        return Annotated[str, AfterValidator(validate_address)]
 
 
 @cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,7 +32,11 @@ Enqueue = Callable[..., str]
 
 @dataclass(frozen=True)
 class Context:
-    """The run's clock, logger, database session factory, identity and ``enqueue``."""
+    """The run's clock, logger, database session factory, identity and ``enqueue``.
+
+    ``timezone`` is the script's (its quest block's, else the configured default): use it for
+    "yesterday" and "last month" in the application's local time.
+    """
 
     name: str
     run_id: str
@@ -44,6 +48,7 @@ class Context:
     db: sessionmaker[Session]
     settings: Settings
     max_attempts: int = 1
+    timezone: tzinfo = UTC
     scheduled_for: datetime | None = None
     key: str | None = None
     root_id: str | None = None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .errors import InvalidDefinition, InvalidInputs
 
@@ -50,6 +50,8 @@ class Input:
     ``type`` is ``int``, ``float``, ``str``, ``bool``, ``date``, ``datetime``, ``dict`` or
     ``list`` (JSON), or a list of allowed values (a choice). An input without a default is
     required unless ``required=False`` is given, in which case it is ``None`` when omitted.
+    ``validator`` is called with the parsed value after the type and bounds are checked; it
+    returns the value to use or raises :class:`ValueError`, whose message becomes the input error.
     """
 
     type: Any = str
@@ -63,6 +65,7 @@ class Input:
     max_length: int | None = None
     pattern: str | None = None
     choices: tuple[Any, ...] | None = field(default=None)
+    validator: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         kind = self.type
@@ -124,8 +127,12 @@ class Input:
 
     def annotation(self) -> Any:
         if self.choices is not None:
-            return Literal[self.choices]
-        return {dict: dict[str, Any], list: list[Any]}.get(self.type, self.type)
+            base: Any = Literal[self.choices]
+        else:
+            base = {dict: dict[str, Any], list: list[Any]}.get(self.type, self.type)
+        if self.validator is not None:
+            return Annotated[base, AfterValidator(self.validator)]
+        return base
 
     def field_info(self) -> Any:
         constraints: dict[str, Any] = {}

@@ -292,6 +292,7 @@ class Runner:
             ),
             db=self.store.sessions,
             settings=self.settings,
+            timezone=script.timezone(self.settings.timezone),
             _enqueue=self._enqueue,
             **fields,
         )

@@ -1,5 +1,4 @@
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Date, distinct, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -8,18 +7,16 @@ from app.models import DailyStat, PageView, User
 from quest import script
 from quest.models import UTCDateTime
 
-QUEST = {"cron": "5 0 * * *"}
-
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 @script(
     friendly_name="Aggregate analytics",
     description="Roll up hourly analytics into daily summaries.",
-    quest=QUEST,
+    quest={"cron": "5 0 * * *"},
 )
 def aggregate_analytics(inputs, ctx):
-    zone = ZoneInfo(QUEST.get("timezone") or ctx.settings.timezone)
+    zone = ctx.timezone
     day = ctx.now.astimezone(zone).date() - timedelta(days=1)
     start = datetime.combine(day, time(), zone)
     end = datetime.combine(day + timedelta(days=1), time(), zone)

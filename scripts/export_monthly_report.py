@@ -2,32 +2,31 @@ import csv
 import io
 from datetime import datetime, time
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from app.mail import EmailInput, send_email
+from app.mail import send_email, validate_address
 from app.models import Order
-from quest import script
+from quest import Input, script
 
-QUEST = {"cron": "0 6 1 * *"}
 HEADER = ["Order ID", "Customer", "Amount", "Status", "Date"]
 
 
 @script(
     friendly_name="Export monthly report",
     description="Generate and email monthly report as CSV.",
-    quest=QUEST,
+    quest={"cron": "0 6 1 * *"},
     inputs={
-        "recipient_email": EmailInput(
+        "recipient_email": Input(
             str,
+            validator=validate_address,
             default="admin@example.com",
             description="Send the report to this address.",
         ),
     },
 )
 def export_monthly_report(inputs, ctx):
-    zone = ZoneInfo(QUEST.get("timezone") or ctx.settings.timezone)
+    zone = ctx.timezone
     local_now = ctx.now.astimezone(zone)
     this_month = local_now.date().replace(day=1)
     last_month = (

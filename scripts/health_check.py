@@ -1,8 +1,6 @@
 import time
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
-
-from pydantic import AfterValidator
 
 from app import http
 from app.alerts import DEFAULT_CHANNEL, send_alert
@@ -22,13 +20,8 @@ def _endpoint(value: Any) -> dict[str, str]:
     return {"name": name, "url": url}
 
 
-class EndpointList(Input):
-    """A JSON list of ``{"name", "url"}`` objects, each item checked when the inputs validate."""
-
-    __slots__ = ()
-
-    def annotation(self) -> Any:
-        return list[Annotated[Any, AfterValidator(_endpoint)]]
+def _endpoints(values: list[Any]) -> list[dict[str, str]]:
+    return [_endpoint(value) for value in values]
 
 
 @script(
@@ -36,8 +29,9 @@ class EndpointList(Input):
     description="Monitor external API dependencies and alert on failures.",
     quest={"interval": "5 minutes"},
     inputs={
-        "endpoints": EndpointList(
+        "endpoints": Input(
             list,
+            validator=_endpoints,
             default=[
                 {"name": "Payment API", "url": "https://api.stripe.com/v1"},
                 {"name": "Email Service", "url": "https://api.sendgrid.com/v3"},

@@ -1,4 +1,4 @@
-"""Shared fixtures: a throwaway SQLite database always, PostgreSQL when QUEST_TEST_POSTGRES_URL is set."""
+"""Shared fixtures: a throwaway SQLite database; PostgreSQL when QUEST_TEST_POSTGRES_URL is set."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def _postgres_or_skip() -> str:
         return POSTGRES_URL
     if IN_CI:
         pytest.fail("QUEST_TEST_POSTGRES_URL is not set; under CI PostgreSQL tests must run")
-    pytest.skip("PostgreSQL tests need QUEST_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1/test)")
+    pytest.skip(
+        "PostgreSQL tests need QUEST_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1/test)"
+    )
 
 
 @pytest.fixture
