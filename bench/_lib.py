@@ -1,0 +1,231 @@
+"""What every figure shares: timing processes, interleaved rounds, statistics and the table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = Path(sys.executable).parent
+PYTHON = str(BIN / "python")
+QUEST = str(BIN / "quest")
+
+
+def say(message: str) -> None:
+    """Progress goes to stderr; stdout carries only the report."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# -- environments -------------------------------------------------------------------------------
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a measured process: no PYTHONPATH, no QUEST_* from the caller."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("QUEST_") and k not in ("PYTHONPATH", "PYTHONSTARTUP")
+    }
+    env.update(extra)
+    return env
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    """The environment of a ``bench.cases`` module: the repository on the path."""
+    env = clean_env(**extra)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def project_env(folder: Path) -> dict[str, str]:
+    """A throwaway quest project: its scripts, its SQLite file, no sample-app models."""
+    return clean_env(
+        QUEST_SCRIPTS_DIR=str(folder / "scripts"),
+        QUEST_DATABASE_URL=f"sqlite:///{folder / 'quest.sqlite3'}",
+        QUEST_MODELS="",
+        QUEST_BOOTSTRAP="",
+    )
+
+
+def check(command: Sequence[str], *, env: dict[str, str], cwd: Path) -> str:
+    """Run *command* to completion; its stdout, or exit with its stderr."""
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"bench: {' '.join(command)} exited {done.returncode}\n{done.stdout}{done.stderr}"
+        )
+    return done.stdout
+
+
+# -- one process --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Timed:
+    seconds: float
+    max_rss_mb: float
+
+
+def timed(command: Sequence[str], *, env: dict[str, str], cwd: Path) -> Timed:
+    """Wall time and peak RSS of one process (``wait4`` gives the child's own rusage)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert process.stderr is not None
+    errors = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stderr.close()
+    if process.returncode != 0:
+        raise SystemExit(
+            f"bench: {' '.join(command)} exited {process.returncode}\n{errors.decode()}"
+        )
+    return Timed(seconds, usage.ru_maxrss / 1024)
+
+
+def interleaved(contenders: dict[str, Callable[[int], Any]], rounds: int) -> dict[str, list[Any]]:
+    """Run each contender once per round, rotating who goes first, so noise hits all alike."""
+    names = list(contenders)
+    results: dict[str, list[Any]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            results[name].append(contenders[name](r))
+    return results
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """A figure: the median of its samples, with min and max."""
+
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        return cls(tuple(values))
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+
+def paired_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """The median of the per-round ratios a/b (rounds ran back to back)."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The *p*-th percentile, linear between closest ranks."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    figure: str
+    quest: str
+    comparison: str
+    ratio: str
+    target: str
+    met: bool | None
+
+
+def show(value: float, unit: str) -> str:
+    if unit == "ms":
+        if value < 1:
+            return f"{value:.2f} ms"
+        return f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
+    if unit == "s":
+        return f"{value:.2f} s"
+    if unit == "MB":
+        return f"{value:.1f} MB"
+    if unit == "/s":
+        return f"{value:,.0f}/s"
+    if unit == "%":
+        return f"{value:.2f} %"
+    return f"{value:g} {unit}"
+
+
+def spread(stat: Stat, unit: str, scale: float = 1.0) -> str:
+    """``median (min-max)`` in *unit*."""
+    return (
+        f"{show(stat.median * scale, unit)} "
+        f"({show(stat.low * scale, unit).split()[0]}–{show(stat.high * scale, unit)})"  # noqa: RUF001
+    )
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| # | figure | quest | comparison | ratio | target | met? |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        met = "—" if row.met is None else ("yes" if row.met else "**NO**")
+        label, _, what = row.figure.partition(" ")
+        lines.append(
+            f"| {label} | {what} | {row.quest} | {row.comparison} | {row.ratio} | "
+            f"{row.target} | {met} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> list[str]:
+    """The machine, in a few lines."""
+    import psutil
+
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = psutil.virtual_memory().total / 2**30
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = "?"
+    return [
+        f"- CPU: {model}, {os.cpu_count()} logical cores"
+        f" ({psutil.cpu_count(logical=False) or '?'} physical)",
+        f"- RAM: {memory:.1f} GiB",
+        f"- Python: {platform.python_implementation()} {platform.python_version()}",
+        f"- OS: {platform.platform()}",
+        f"- load average at start: {load}",
+        f"- quest at commit {commit or '?'}; "
+        f"run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+    ]

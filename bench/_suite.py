@@ -1,0 +1,644 @@
+"""The benchmark suite; started by ``python bench/run.py`` with the bench venv's python.
+
+Every contender runs in a process of its own. Figures that repeat run their contenders in
+interleaved rounds (the order rotates each round); the figures that watch a running serve for a
+window (4, 5) run quest and its peer side by side over the same window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+
+from . import _projects
+from ._lib import (
+    PYTHON,
+    QUEST,
+    ROOT,
+    Row,
+    Stat,
+    bench_env,
+    check,
+    interleaved,
+    machine,
+    paired_ratio,
+    percentile,
+    project_env,
+    say,
+    show,
+    spread,
+    table,
+    timed,
+)
+
+FLOOR_IMPORTS = "import pydantic, sqlalchemy.orm, apscheduler.schedulers.background, click, blinker"
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    cheap_rounds: int
+    rounds: int
+    runs: int
+    window: float
+    scripts: int
+    rows: int
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(True, 5, 5, 1_000, 10.0, 500, 100_000)
+        return cls(False, 15, 5, 10_000, 60.0, 10_000, 1_000_000)
+
+    def describe(self) -> str:
+        mode = "full run"
+        if self.quick:
+            mode = "QUICK run (`--quick`): reduced sizes, not the figures of record"
+        return (
+            f"{mode}: {self.cheap_rounds} rounds for start-up figures, {self.rounds} for the "
+            f"others; {self.runs:,} runs per round in 3; {self.window:g} s windows in 4 and 5; "
+            f"{self.scripts:,} scripts in 6; {self.rows:,} JobLog rows in 7."
+        )
+
+
+def ratio_text(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+# -- 1 and 2: start-up ------------------------------------------------------------------------
+
+
+def figure_1(plan: Plan, scratch: Path) -> list[Row]:
+    say("1: quest --help")
+    folder = _projects.project(scratch / "help")
+    env = project_env(folder)
+    commands = {
+        "help": [QUEST, "--help"],
+        "pass": [PYTHON, "-c", "pass"],
+        "click": [PYTHON, "-c", "import click"],
+    }
+    got = interleaved(
+        {k: (lambda r, c=c: timed(c, env=env, cwd=folder).seconds) for k, c in commands.items()},
+        plan.cheap_rounds,
+    )
+    help_, pass_, click_ = (Stat.of(got[k]) for k in ("help", "pass", "click"))
+    ratio = paired_ratio(got["help"], got["click"])
+    return [
+        Row(
+            '1 `quest --help` wall vs `python -c "import click"`',
+            spread(help_, "ms", 1000),
+            spread(click_, "ms", 1000),
+            ratio_text(ratio),
+            "≤ 1.5x",
+            ratio <= 1.5,
+        ),
+        Row(
+            "1 `quest --help` wall vs `python -c pass`",
+            spread(help_, "ms", 1000),
+            spread(pass_, "ms", 1000),
+            ratio_text(paired_ratio(got["help"], got["pass"])),
+            "—",
+            None,
+        ),
+    ]
+
+
+def figure_2(plan: Plan, scratch: Path) -> list[Row]:
+    say("2: quest run noop")
+    folder = _projects.project(scratch / "noop", noop=_projects.NOOP)
+    env = project_env(folder)
+    check([QUEST, "db", "upgrade"], env=env, cwd=folder)
+    commands = {
+        "run": [QUEST, "run", "noop"],
+        "floor": [PYTHON, "-c", FLOOR_IMPORTS],
+    }
+    got = interleaved(
+        {k: (lambda r, c=c: timed(c, env=env, cwd=folder)) for k, c in commands.items()},
+        plan.cheap_rounds,
+    )
+    wall = {k: [t.seconds for t in v] for k, v in got.items()}
+    rss = {k: [t.max_rss_mb for t in v] for k, v in got.items()}
+    wall_ratio = paired_ratio(wall["run"], wall["floor"])
+    rss_ratio = paired_ratio(rss["run"], rss["floor"])
+    return [
+        Row(
+            "2 `quest run noop` wall vs the import floor",
+            spread(Stat.of(wall["run"]), "ms", 1000),
+            spread(Stat.of(wall["floor"]), "ms", 1000),
+            ratio_text(wall_ratio),
+            "≤ 1.2x",
+            wall_ratio <= 1.2,
+        ),
+        Row(
+            "2 `quest run noop` max RSS vs the import floor",
+            spread(Stat.of(rss["run"]), "MB"),
+            spread(Stat.of(rss["floor"]), "MB"),
+            ratio_text(rss_ratio),
+            "≤ 1.2x",
+            rss_ratio <= 1.2,
+        ),
+    ]
+
+
+# -- 3: throughput ----------------------------------------------------------------------------
+
+
+def figure_3(plan: Plan, scratch: Path) -> list[Row]:
+    say(f"3: {plan.runs:,} recorded runs x {plan.rounds} rounds x 5 contenders")
+    base = scratch / "throughput"
+
+    def contender(name: str):  # type: ignore[no-untyped-def]
+        def go(r: int) -> float:
+            folder = _projects.project(base / f"{name}-{r}", noop=_projects.NOOP)
+            env = project_env(folder)
+            env["PYTHONPATH"] = str(ROOT)
+            out = check(
+                [PYTHON, "-m", "bench.cases.throughput", name, str(plan.runs), str(folder)],
+                env=env,
+                cwd=folder,
+            )
+            shutil.rmtree(folder, ignore_errors=True)
+            return float(json.loads(out)["rate"])
+
+        return go
+
+    names = ("quest", "huey", "huey-default", "apscheduler", "sqlite")
+    got = interleaved({n: contender(n) for n in names}, plan.rounds)
+    q = Stat.of(got["quest"])
+    vs_huey = paired_ratio(got["quest"], got["huey"])
+    return [
+        Row(
+            "3 recorded runs/s: quest runner (JobLog, SQLite WAL) vs huey SqliteHuey drain",
+            spread(q, "/s"),
+            spread(Stat.of(got["huey"]), "/s"),
+            ratio_text(vs_huey),
+            "≥ 2x",
+            vs_huey >= 2.0,
+        ),
+        Row(
+            "3 runs/s: quest vs huey SqliteHuey drain with its default `synchronous=FULL`",
+            spread(q, "/s"),
+            spread(Stat.of(got["huey-default"]), "/s"),
+            ratio_text(paired_ratio(got["quest"], got["huey-default"])),
+            "—",
+            None,
+        ),
+        Row(
+            "3 runs/s: quest vs APScheduler, same no-op, nothing recorded",
+            spread(q, "/s"),
+            spread(Stat.of(got["apscheduler"]), "/s"),
+            ratio_text(paired_ratio(got["quest"], got["apscheduler"])),
+            "—",
+            None,
+        ),
+        Row(
+            "3 runs/s: quest vs raw sqlite3 insert+update per run (the store's floor)",
+            spread(q, "/s"),
+            spread(Stat.of(got["sqlite"]), "/s"),
+            ratio_text(paired_ratio(got["quest"], got["sqlite"])),
+            "—",
+            None,
+        ),
+    ]
+
+
+# -- 4 and 5: serve over a window -------------------------------------------------------------
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _sleep_until(instant: float) -> None:
+    while (left := instant - time.time()) > 0:
+        time.sleep(min(left, 0.5))
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _lateness_stats(samples: list[tuple[float, float]]) -> dict[str, float]:
+    late = [ms for _, ms in sorted(samples)]
+    k = min(10, len(late) // 2)
+    return {
+        "n": len(late),
+        "median": statistics.median(late),
+        "p99": percentile(late, 99),
+        "max": max(late),
+        "drift": statistics.median(late[-k:]) - statistics.median(late[:k]),
+    }
+
+
+def figure_4(plan: Plan, scratch: Path) -> list[Row]:
+    say(f"4: fire lateness, 1 s interval, {plan.window:g} s window")
+    folder = _projects.project(scratch / "tick", tick=_projects.TICK)
+    env = project_env(folder)
+    check([QUEST, "db", "upgrade"], env=env, cwd=folder)
+    start = math.ceil(time.time()) + 4
+    end = start + int(plan.window)
+    serve = subprocess.Popen(
+        [QUEST, "-q", "serve"],
+        env=env,
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    peer = subprocess.Popen(
+        [PYTHON, "-m", "bench.cases.aps", "fire", str(start), str(end)],
+        env=bench_env(),
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        serve_p, peer_p = psutil.Process(serve.pid), psutil.Process(peer.pid)
+        _sleep_until(start - 0.25)
+        cpu0 = (_cpu(serve_p), _cpu(peer_p))
+        _sleep_until(end - 0.25)
+        cpu1 = (_cpu(serve_p), _cpu(peer_p))
+        time.sleep(0.5)
+    finally:
+        _stop(serve)
+    out, _ = peer.communicate(timeout=30)
+    peer_samples = [tuple(s) for s in json.loads(out)["samples"]]
+    rows = json.loads(
+        check([QUEST, "history", "tick", "--json", "--limit", "10000"], env=env, cwd=folder)
+    )
+    samples = []
+    for row in rows:
+        if not row["scheduled_for"] or not row["started_at"]:
+            continue
+        due = datetime.fromisoformat(row["scheduled_for"]).timestamp()
+        if start <= due < end:
+            began = datetime.fromisoformat(row["started_at"]).timestamp()
+            samples.append((due, (began - due) * 1000))
+    if len(samples) < plan.window * 0.9 or len(peer_samples) < plan.window * 0.9:
+        raise SystemExit(
+            f"bench: 4 saw {len(samples)} quest fires and {len(peer_samples)} "
+            f"APScheduler fires in a {plan.window:g} s window"
+        )
+    q, p = _lateness_stats(samples), _lateness_stats(peer_samples)  # type: ignore[arg-type]
+    cpu_q = (cpu1[0] - cpu0[0]) / q["n"] * 1000
+    cpu_p = (cpu1[1] - cpu0[1]) / p["n"] * 1000
+    note = f" ({q['n']} fires vs {p['n']})"
+
+    def ms(v: float) -> str:
+        return show(v, "ms")
+
+    return [
+        Row(
+            "4 lateness median, `quest serve` (JobLog on) vs plain APScheduler" + note,
+            ms(q["median"]),
+            ms(p["median"]),
+            ratio_text(q["median"] / p["median"]),
+            "—",
+            None,
+        ),
+        Row(
+            "4 lateness p99",
+            ms(q["p99"]),
+            ms(p["p99"]),
+            ratio_text(q["p99"] / p["p99"]),
+            "≤ 1.5x",
+            q["p99"] <= 1.5 * p["p99"],
+        ),
+        Row(
+            "4 lateness max", ms(q["max"]), ms(p["max"]), ratio_text(q["max"] / p["max"]), "—", None
+        ),
+        Row(
+            "4 drift: median of last 10 fires − median of first 10",  # noqa: RUF001
+            f"{q['drift']:+.2f} ms",
+            f"{p['drift']:+.2f} ms",
+            "—",
+            "no drift (≤ +1 ms)",
+            q["drift"] <= 1.0,
+        ),
+        Row(
+            "4 serve CPU per scheduled run",
+            show(cpu_q, "ms"),
+            show(cpu_p, "ms"),
+            ratio_text(cpu_q / cpu_p) if cpu_p > 0 else "—",
+            "≤ 1.5 ms",
+            cpu_q <= 1.5,
+        ),
+    ]
+
+
+def figure_5(plan: Plan, scratch: Path) -> list[Row]:
+    say(f"5: idle serve with the seed scripts, {plan.window:g} s window")
+    folder = scratch / "seed"
+    folder.mkdir()
+    env = project_env(folder)
+    env.update(
+        QUEST_SCRIPTS_DIR=str(ROOT / "scripts"),
+        QUEST_MODELS="app.models",
+        QUEST_BOOTSTRAP="app.bootstrap",
+        PYTHONPATH=str(ROOT),
+    )
+    check([QUEST, "db", "upgrade"], env=env, cwd=folder)
+    seeded = "demo" in check([QUEST, "--help"], env=env, cwd=folder)
+    if seeded:
+        check([QUEST, "demo", "seed"], env=env, cwd=folder)
+    scripts = len(list((ROOT / "scripts").glob("[!_]*.py")))
+    settle = 5.0
+    serve = subprocess.Popen(
+        [QUEST, "-q", "serve"],
+        env=env,
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    peer = subprocess.Popen(
+        [PYTHON, "-m", "bench.cases.aps", "idle", str(plan.window + settle + 2)],
+        env=bench_env(),
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    rss: dict[str, list[float]] = {"quest": [], "peer": []}
+    try:
+        procs = {"quest": psutil.Process(serve.pid), "peer": psutil.Process(peer.pid)}
+        time.sleep(settle)
+        if serve.poll() is not None:
+            raise SystemExit("bench: 5: quest serve exited during start-up")
+        t0, cpu0 = time.monotonic(), {k: _cpu(p) for k, p in procs.items()}
+        while time.monotonic() - t0 < plan.window:
+            time.sleep(1.0)
+            for k, p in procs.items():
+                rss[k].append(p.memory_info().rss / 2**20)
+        elapsed = time.monotonic() - t0
+        cpu = {k: (_cpu(p) - cpu0[k]) / elapsed * 100 for k, p in procs.items()}
+    finally:
+        _stop(serve)
+        _stop(peer)
+    rss_q, rss_p = max(rss["quest"]), max(rss["peer"])
+    what = f"{scripts} seed scripts, {'seeded' if seeded else 'upgraded, unseeded'} SQLite"
+    return [
+        Row(
+            f"5 idle `quest serve` peak RSS ({what}) vs APScheduler with 11 no-op jobs",
+            show(rss_q, "MB"),
+            show(rss_p, "MB"),
+            ratio_text(rss_q / rss_p),
+            "≤ 80 MB",
+            rss_q <= 80,
+        ),
+        Row(
+            "5 idle `quest serve` CPU, % of one core",
+            show(cpu["quest"], "%"),
+            show(cpu["peer"], "%"),
+            ratio_text(cpu["quest"] / cpu["peer"]) if cpu["peer"] > 0 else "—",
+            "≤ 0.5 %",
+            cpu["quest"] <= 0.5,
+        ),
+    ]
+
+
+# -- 6: many scripts ----------------------------------------------------------------------------
+
+
+def _until_ready(
+    command: list[str], *, env: dict[str, str], cwd: Path, stream: str, ready: str, count: int
+) -> tuple[float, float, subprocess.Popen[str]]:
+    """Start *command*; the seconds until *count* lines containing *ready*, and the RSS then."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=cwd,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if stream == "stderr" else subprocess.DEVNULL,
+    )
+    pipe = process.stdout if stream == "stdout" else process.stderr
+    assert pipe is not None
+    seen = 0
+    for line in pipe:
+        if ready in line:
+            seen += 1
+            if seen >= count:
+                break
+    seconds = time.perf_counter() - start
+    if seen < count:
+        raise SystemExit(f"bench: {' '.join(command)} ended after {seen} of {count} lines")
+    rss = psutil.Process(process.pid).memory_info().rss / 2**20
+    threading.Thread(target=lambda: [None for _ in pipe], daemon=True).start()
+    return seconds, rss, process
+
+
+def figure_6(plan: Plan, scratch: Path) -> list[Row]:
+    say(f"6: {plan.scripts:,} generated scripts")
+    folder, peer_dir = _projects.generated(scratch / "scale", plan.scripts)
+    env = project_env(folder)
+    check([QUEST, "db", "upgrade"], env=env, cwd=folder)
+    peer_env = bench_env()
+
+    def serve(r: int) -> tuple[float, float]:
+        seconds, rss, process = _until_ready(
+            [QUEST, "serve"],
+            env=env,
+            cwd=folder,
+            stream="stderr",
+            ready="quest.serve: scheduled ",
+            count=plan.scripts,
+        )
+        _stop(process)
+        return seconds, rss
+
+    def peer(r: int) -> tuple[float, float]:
+        seconds, rss, process = _until_ready(
+            [PYTHON, "-m", "bench.cases.aps", "scale", str(peer_dir)],
+            env=peer_env,
+            cwd=folder,
+            stream="stdout",
+            ready="ready",
+            count=1,
+        )
+        _stop(process)
+        return seconds, rss
+
+    def list_quest(r: int) -> float:
+        return timed([QUEST, "list"], env=env, cwd=folder).seconds
+
+    def list_peer(r: int) -> float:
+        return timed(
+            [PYTHON, "-m", "bench.cases.aps", "list", str(peer_dir)], env=peer_env, cwd=folder
+        ).seconds
+
+    got = interleaved(
+        {"serve": serve, "peer": peer, "list": list_quest, "list_peer": list_peer}, plan.rounds
+    )
+    up = {k: [s for s, _ in got[k]] for k in ("serve", "peer")}
+    rss = {k: [m for _, m in got[k]] for k in ("serve", "peer")}
+    up_q, rss_q = Stat.of(up["serve"]), Stat.of(rss["serve"])
+    n = f"{plan.scripts:,}"
+    return [
+        Row(
+            f"6 `quest serve` start-up, {n} scripts, vs APScheduler importing {n} job modules",
+            spread(up_q, "s"),
+            spread(Stat.of(up["peer"]), "s"),
+            ratio_text(paired_ratio(up["serve"], up["peer"])),
+            "≤ 5 s",
+            up_q.median <= 5.0,
+        ),
+        Row(
+            f"6 `quest serve` RSS after start-up, {n} scripts",
+            spread(rss_q, "MB"),
+            spread(Stat.of(rss["peer"]), "MB"),
+            ratio_text(paired_ratio(rss["serve"], rss["peer"])),
+            "≤ 300 MB",
+            rss_q.median <= 300,
+        ),
+        Row(
+            f"6 `quest list` wall, {n} scripts, vs APScheduler listing its jobs",
+            spread(Stat.of(got["list"]), "s"),
+            spread(Stat.of(got["list_peer"]), "s"),
+            ratio_text(paired_ratio(got["list"], got["list_peer"])),
+            "—",
+            None,
+        ),
+    ]
+
+
+# -- 7: a big JobLog ----------------------------------------------------------------------------
+
+
+def figure_7(plan: Plan, scratch: Path) -> list[Row]:
+    say(f"7: quest history with {plan.rows:,} JobLog rows")
+    small_rows = 5_000
+    big = _projects.project(scratch / "big")
+    small = _projects.project(scratch / "small")
+    envs = {"big": project_env(big), "small": project_env(small)}
+    for name, folder, count in (("big", big, plan.rows), ("small", small, small_rows)):
+        check([QUEST, "db", "upgrade"], env=envs[name], cwd=folder)
+        check(
+            [
+                PYTHON,
+                "-m",
+                "bench.cases.history",
+                "seed",
+                str(folder / "quest.sqlite3"),
+                str(count),
+            ],
+            env=bench_env(),
+            cwd=folder,
+        )
+    database = big / "quest.sqlite3"
+    command = [QUEST, "history", "script-042", "--limit", "20"]
+    cli = interleaved(
+        {
+            "big": lambda r: timed(command, env=envs["big"], cwd=big).seconds * 1000,
+            "small": lambda r: timed(command, env=envs["small"], cwd=small).seconds * 1000,
+        },
+        plan.cheap_rounds,
+    )
+    query_env = dict(envs["big"], PYTHONPATH=str(ROOT))
+    inproc = interleaved(
+        {
+            "quest": lambda r: json.loads(
+                check(
+                    [PYTHON, "-m", "bench.cases.history", "quest", str(big), "script-042"],
+                    env=query_env,
+                    cwd=big,
+                )
+            )["ms"],
+            "sqlite": lambda r: json.loads(
+                check(
+                    [PYTHON, "-m", "bench.cases.history", "sqlite", str(database), "script-042"],
+                    env=query_env,
+                    cwd=big,
+                )
+            )["ms"],
+        },
+        plan.cheap_rounds,
+    )
+    added = statistics.median(b - e for b, e in zip(cli["big"], cli["small"], strict=True))
+    query = Stat.of(inproc["quest"])
+    rows = f"{plan.rows:,}"
+    return [
+        Row(
+            f"7 `quest history NAME --limit 20` wall, {rows} rows, vs the same on "
+            f"{small_rows:,} rows (same output)",
+            spread(Stat.of(cli["big"]), "ms"),
+            spread(Stat.of(cli["small"]), "ms"),
+            ratio_text(paired_ratio(cli["big"], cli["small"])),
+            f"≤ 100 ms added by the rows (added: {added:+.0f} ms)",
+            added <= 100,
+        ),
+        Row(
+            f"7 the history query in-process (`Store.history`), {rows} rows, vs sqlite3",
+            spread(query, "ms"),
+            spread(Stat.of(inproc["sqlite"]), "ms"),
+            ratio_text(paired_ratio(inproc["quest"], inproc["sqlite"])),
+            "≤ 100 ms",
+            query.median <= 100,
+        ),
+    ]
+
+
+FIGURES = {
+    "1": figure_1,
+    "2": figure_2,
+    "3": figure_3,
+    "4": figure_4,
+    "5": figure_5,
+    "6": figure_6,
+    "7": figure_7,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Fewer runs and shorter windows; finishes in under 2 minutes.",
+    )
+    parser.add_argument("--only", default="", help="Comma-separated figures to run (e.g. 1,2).")
+    args = parser.parse_args()
+    plan = Plan.make(args.quick)
+    wanted = [f for f in args.only.split(",") if f] or list(FIGURES)
+    began = time.monotonic()
+    header = ["## quest benchmarks", "", *machine(), f"- {plan.describe()}", ""]
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="quest-bench-") as tmp:
+        scratch = Path(tmp)
+        for key in wanted:
+            rows += FIGURES[key](plan, scratch)
+    took = time.monotonic() - began
+    print("\n".join(header))
+    print(table(rows))
+    print()
+    missed = [r for r in rows if r.met is False]
+    print(
+        f"Medians over interleaved rounds, (min–max) in brackets; ratios are the median of "  # noqa: RUF001
+        f"per-round ratios quest/comparison. Took {took:.0f} s. "
+        + (f"{len(missed)} target(s) missed." if missed else "Every target met.")
+    )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Benchmarks: quest next to its floors and peers, in one run.
+
+    python bench/run.py            # the full run (about 11 minutes)
+    python bench/run.py --quick    # fewer iterations, under 2 minutes
+
+Builds ``bench/.work/venv`` (the project installed editable, plus huey, psutil, and pyinstrument
+and py-spy for profiling) on first use, then runs :mod:`bench._suite` with that venv's python,
+which prints a markdown table.
+Runs with any Python 3.11 or newer; needs nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / ".work"
+VENV = WORK / "venv"
+PEERS = ["huey>=2.5", "psutil>=5.9", "pyinstrument>=4.6", "py-spy>=0.3"]
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    digest.update(" ".join(PEERS).encode())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()[:16]
+
+
+def ensure_venv() -> Path:
+    """Create the bench venv, anew whenever the project's dependencies or this Python changed."""
+    python = venv_python()
+    stamp = VENV / ".bench-installed"
+    wanted = _fingerprint()
+    if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
+        return python
+    print(f"bench: creating {VENV.relative_to(ROOT)}", file=sys.stderr, flush=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    print("bench: installing quest (editable) and the peers", file=sys.stderr, flush=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "-e", str(ROOT), *PEERS],
+        check=True,
+    )
+    stamp.write_text(wanted + "\n")
+    return python
+
+
+def main(argv: list[str]) -> int:
+    python = ensure_venv()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    env.pop("VIRTUAL_ENV", None)
+    command = [str(python), "-m", "bench._suite", *argv]
+    return subprocess.call(command, cwd=ROOT, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
