@@ -86,14 +86,14 @@ def upgrade(store: Store, models: str | None = None, *, force: bool = False) -> 
     if force or not heads(locations) <= current(store):
         from alembic import command
 
-        with store.engine.begin() as connection:
+        with store.writer.begin() as connection:
             if store.dialect == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('quest:migrate'))"))
             command.upgrade(config(store, models, connection), "heads")
         changed = True
     if len(locations) == 1:
         for metadata in store.metadatas:
-            metadata.create_all(store.engine)
+            metadata.create_all(store.writer)
     return changed
 
 
@@ -108,7 +108,7 @@ def revision(store: Store, models: str | None, message: str, *, autogenerate: bo
         )
     upgrade(store, models)
     app_heads = heads(locations[1:])
-    with store.engine.begin() as connection:
+    with store.writer.begin() as connection:
         cfg = config(store, models, connection)
         return command.revision(
             cfg,

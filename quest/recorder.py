@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
+from collections.abc import Callable
 from typing import Any
 
 from .enums import RunStatus
-from .signals import JobEvent, job_complete, job_error, job_skip, job_start
+from .signals import JobEvent, job_complete, job_error, job_skip, job_start, recorded_first
 from .store import Store
 
 log = logging.getLogger("quest.recorder")
@@ -18,11 +18,14 @@ HOST = socket.gethostname()
 
 
 class Recorder:
-    """Writes the JobLog. Failed writes are retried with backoff so no outcome is lost."""
+    """Writes the JobLog, in the runner's unit of work when there is one.
 
-    def __init__(self, store: Store, *, retry_for: float = 300.0) -> None:
+    Its receivers are called before any other, so the row is committed when they run; a write the
+    database refuses is retried with backoff (see :meth:`Store.unit`) so no outcome is lost.
+    """
+
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.retry_for = retry_for
 
     def connect(self, sender: object) -> Recorder:
         """Subscribe to the signals sent by *sender* (a runner)."""
@@ -41,6 +44,7 @@ class Recorder:
         ):
             signal.disconnect(receiver)
 
+    @recorded_first
     def on_start(self, sender: object, event: JobEvent) -> None:
         values = _row(event, RunStatus.running)
         values.update(started_at=event.started_at, heartbeat_at=event.started_at)
@@ -50,6 +54,7 @@ class Recorder:
         else:
             self._write(lambda: self.store.insert_run(values), event)
 
+    @recorded_first
     def on_end(self, sender: object, event: JobEvent) -> None:
         values = {
             "status": event.status,
@@ -65,30 +70,15 @@ class Recorder:
             values.pop("traceback")
         self._write(lambda: self.store.update_run(event.run_id, values), event)
 
+    @recorded_first
     def on_skip(self, sender: object, event: JobEvent) -> None:
         values = _row(event, RunStatus.skipped)
         values.update(finished_at=event.timestamp, reason=(event.reason or "")[:200])
         self._write(lambda: self.store.insert_run(values), event)
 
-    def _write(self, write: Any, event: JobEvent) -> None:
-        delay = 0.1
-        deadline = time.monotonic() + self.retry_for
-        while True:
-            try:
-                write()
-                return
-            except Exception as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning(
-                    "JobLog write for run %s failed (%s); retrying in %.1f s",
-                    event.run_id,
-                    exc.__class__.__name__,
-                    delay,
-                    extra={"run_id": event.run_id, "script": event.name, "action": "db_retry"},
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    def _write(self, write: Callable[[], None], event: JobEvent) -> None:
+        with self.store.unit(durable=True, about={"run_id": event.run_id, "script": event.name}):
+            write()
 
 
 def _row(event: JobEvent, status: RunStatus) -> dict[str, Any]:

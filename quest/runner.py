@@ -83,6 +83,7 @@ class RunRequest:
     scheduled_for: datetime | None = None
     retry: bool | None = None
     wait: bool = False
+    slot: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -124,7 +125,11 @@ class Runner:
         inputs: Mapping[str, Any] | Inputs | None = None,
         request: RunRequest | None = None,
     ) -> RunOutcome:
-        """Run *name* now and return how it ended. Invalid inputs raise; nothing is recorded."""
+        """Run *name* now and return how it ended. Invalid inputs raise; nothing is recorded.
+
+        The start (slot claim, overlap lease, JobLog row) is one transaction and the end (the row
+        finished, a retry queued, the lease released) another.
+        """
         request = request or RunRequest()
         if isinstance(inputs, Inputs):
             script = self.registry.get(name)
@@ -136,38 +141,84 @@ class Runner:
         lease_ttl = None
         if block.without_overlapping:
             lease_ttl = block.lease_ttl or timedelta(seconds=self.settings.lease_ttl)
-            if not self._take_lease(script, run_id, lease_ttl, request):
-                if request.trigger in (Trigger.enqueued, Trigger.retry):
-                    return RunOutcome(
-                        script.name,
-                        run_id,
-                        RunStatus.queued,
-                        request.trigger,
-                        attempt=request.attempt,
-                        reason="overlap",
-                    )
-                return self.skip(
-                    script,
-                    SkipReason.overlap,
-                    request,
-                    run_id=run_id,
-                    inputs=validated,
-                    detail=self._holder_text(script.name),
-                )
+            if request.wait:
+                self._wait_for_lease(script, run_id, lease_ttl)
         active = _Active(script, run_id, lease_ttl)
+        with self.store.unit():
+            refusal = self._admit(script, validated, request, run_id, lease_ttl)
+            if refusal is not None:
+                return refusal
+            start = self._start(script, validated, request, run_id)
         with self._lock:
             self._active[run_id] = active
         self._ensure_heartbeat()
+        ended = False
         try:
-            return self._execute(script, validated, request, run_id, active)
+            outcome = self._execute(script, validated, request, start, active)
+            ended = True
+            return outcome
         finally:
             with self._lock:
                 self._active.pop(run_id, None)
-            if lease_ttl is not None:
-                try:
-                    self.store.release_lease(script.name, run_id=run_id)
-                except Exception:
-                    log.exception("could not release the lease of %s", script.name)
+            if lease_ttl is not None and not ended:
+                self.store.release_lease(script.name, run_id=run_id)
+
+    def _admit(
+        self,
+        script: Script,
+        inputs: Inputs,
+        request: RunRequest,
+        run_id: str,
+        lease_ttl: timedelta | None,
+    ) -> RunOutcome | None:
+        """Claim the slot and take the lease; an outcome when the run must not start."""
+        now = self.clock.now()
+        if request.slot:
+            if request.scheduled_for is None:
+                raise ValueError("a slot run needs its scheduled_for instant")
+            if not self.store.claim_slot(
+                script.name, request.scheduled_for, run_id=run_id, owner=self.owner, now=now
+            ):
+                return RunOutcome(
+                    script.name, run_id, RunStatus.skipped, request.trigger, reason="claimed"
+                )
+            if self.store.is_paused(script.name):
+                return self.skip(
+                    script,
+                    SkipReason.paused,
+                    request,
+                    run_id=run_id,
+                    inputs=inputs,
+                    detail="quest pause",
+                )
+        if lease_ttl is None or request.wait:
+            return None
+        if self.store.acquire_lease(
+            script.name, run_id=run_id, owner=self.owner, now=now, ttl=lease_ttl
+        ):
+            return None
+        if request.trigger is Trigger.manual:
+            raise LeaseHeld(
+                f"{script.name} is already running ({self._holder_text(script.name)}); "
+                "it declares without_overlapping. Use --wait to wait for it."
+            )
+        if request.trigger in (Trigger.enqueued, Trigger.retry):
+            return RunOutcome(
+                script.name,
+                run_id,
+                RunStatus.queued,
+                request.trigger,
+                attempt=request.attempt,
+                reason="overlap",
+            )
+        return self.skip(
+            script,
+            SkipReason.overlap,
+            request,
+            run_id=run_id,
+            inputs=inputs,
+            detail=self._holder_text(script.name),
+        )
 
     def skip(
         self,
@@ -197,7 +248,7 @@ class Runner:
             finished_at=now,
             reason=text,
         )
-        emit(job_skip, self, event)
+        emit(job_skip, self, event, between=self.store.flush)
         log.info(
             "skip %s run=%s trigger=%s reason=%s",
             script.name,
@@ -319,19 +370,10 @@ class Runner:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _take_lease(self, script: Script, run_id: str, ttl: timedelta, request: RunRequest) -> bool:
-        while True:
-            if self.store.acquire_lease(
-                script.name, run_id=run_id, owner=self.owner, now=self.clock.now(), ttl=ttl
-            ):
-                return True
-            if request.trigger is Trigger.manual and not request.wait:
-                raise LeaseHeld(
-                    f"{script.name} is already running ({self._holder_text(script.name)}); "
-                    "it declares without_overlapping. Use --wait to wait for it."
-                )
-            if not request.wait:
-                return False
+    def _wait_for_lease(self, script: Script, run_id: str, ttl: timedelta) -> None:
+        while not self.store.acquire_lease(
+            script.name, run_id=run_id, owner=self.owner, now=self.clock.now(), ttl=ttl
+        ):
             self._stop_heartbeat.wait(0.2)
 
     def _holder_text(self, name: str) -> str:
@@ -341,38 +383,28 @@ class Runner:
         until = f"{lease['expires_at']:%H:%M:%S} UTC"
         return f"run {lease['run_id']} on {lease['owner']}, lease until {until}"
 
-    def _execute(
-        self,
-        script: Script,
-        inputs: Inputs,
-        request: RunRequest,
-        run_id: str,
-        active: _Active,
-    ) -> RunOutcome:
-        block = script.block()
+    def _start(self, script: Script, inputs: Inputs, request: RunRequest, run_id: str) -> JobEvent:
+        """Announce the start (the recorder inserts the row); the event the end builds on."""
         retry_allowed = (
             request.retry if request.retry is not None else (request.trigger is not Trigger.manual)
         )
-        max_attempts = block.attempts if retry_allowed else request.attempt
         started = self.clock.now()
-        t0 = self.clock.monotonic()
-        redacted = dump(inputs, script.inputs)
-        base = JobEvent(
+        event = JobEvent(
             name=script.name,
             run_id=run_id,
             trigger=request.trigger,
             status=RunStatus.running,
-            inputs=redacted,
+            inputs=dump(inputs, script.inputs),
             timestamp=started,
             attempt=request.attempt,
-            max_attempts=max_attempts,
+            max_attempts=script.block().attempts if retry_allowed else request.attempt,
             root_id=request.root_id or run_id,
             key=request.key,
             scheduled_for=request.scheduled_for,
             started_at=started,
             extra=dict(request.extra),
         )
-        emit(job_start, self, base)
+        emit(job_start, self, event, between=self.store.flush)
         log.info(
             "start %s run=%s trigger=%s attempt=%d",
             script.name,
@@ -381,6 +413,20 @@ class Runner:
             request.attempt,
             extra={"script": script.name, "run_id": run_id, "action": "start"},
         )
+        return event
+
+    def _execute(
+        self,
+        script: Script,
+        inputs: Inputs,
+        request: RunRequest,
+        base: JobEvent,
+        active: _Active,
+    ) -> RunOutcome:
+        run_id = base.run_id
+        started = base.timestamp
+        max_attempts = base.max_attempts
+        t0 = self.clock.monotonic()
         ctx = self.context(
             script,
             run_id=run_id,
@@ -407,8 +453,8 @@ class Runner:
             error = scrub(f"{type(exc).__name__}: {exc}", secrets)
             trace = scrub("".join(tb.format_exception(exc)), secrets)
             status = _status_for(exc, script, active)
-            if status is RunStatus.failed and request.attempt < max_attempts:
-                retry_at, retry_id = self._schedule_retry(script, inputs, request, run_id)
+        if status is RunStatus.failed and request.attempt < max_attempts:
+            retry_at, retry_id = self._retry_plan(script, request)
         finished = self.clock.now()
         duration_ms = max(0, round((self.clock.monotonic() - t0) * 1000))
         end = JobEvent(
@@ -425,12 +471,19 @@ class Runner:
                 "retry_at": retry_at,
             }
         )
-        emit(job_complete if status is RunStatus.succeeded else job_error, self, end)
-        if retry_id is None and any(spec.sensitive for spec in script.inputs.values()):
-            try:
+        with self.store.unit(durable=True, about={"run_id": run_id, "script": script.name}):
+            if retry_id is not None and retry_at is not None:
+                self._queue_retry(script, inputs, request, run_id, retry_id, retry_at)
+            elif any(spec.sensitive for spec in script.inputs.values()):
                 self.store.forget_secrets(request.root_id or run_id)
-            except Exception:
-                log.warning("could not forget the pending inputs of %s", run_id, exc_info=True)
+            if active.lease_ttl is not None:
+                self.store.release_lease(script.name, run_id=run_id)
+            emit(
+                job_complete if status is RunStatus.succeeded else job_error,
+                self,
+                end,
+                between=self.store.flush,
+            )
         log.log(
             logging.INFO if status is RunStatus.succeeded else logging.ERROR,
             "end %s run=%s trigger=%s duration_ms=%d status=%s%s",
@@ -508,16 +561,23 @@ class Runner:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    def _schedule_retry(
-        self, script: Script, inputs: Inputs, request: RunRequest, run_id: str
-    ) -> tuple[datetime, str]:
-        block = script.block()
-        backoff = block.backoff
+    def _retry_plan(self, script: Script, request: RunRequest) -> tuple[datetime, str]:
+        """When the next attempt runs (backoff and jitter applied) and its run id."""
+        backoff = script.block().backoff
         wait = backoff.delay_for(request.attempt) if backoff else timedelta(0)
         if backoff is not None and backoff.jitter:
             wait = wait * (1 + random.uniform(-backoff.jitter, backoff.jitter))
-        retry_at = self.clock.now() + wait
-        retry_id = new_run_id()
+        return self.clock.now() + wait, new_run_id()
+
+    def _queue_retry(
+        self,
+        script: Script,
+        inputs: Inputs,
+        request: RunRequest,
+        run_id: str,
+        retry_id: str,
+        retry_at: datetime,
+    ) -> None:
         self.store.enqueue_run(
             {
                 "id": retry_id,
@@ -525,7 +585,7 @@ class Runner:
                 "status": RunStatus.queued,
                 "trigger": Trigger.retry,
                 "attempt": request.attempt + 1,
-                "max_attempts": block.attempts,
+                "max_attempts": script.block().attempts,
                 "root_id": request.root_id or run_id,
                 "key": request.key,
                 "inputs": dump(inputs, script.inputs),
@@ -535,7 +595,6 @@ class Runner:
             },
             secrets(inputs, script.inputs),
         )
-        return retry_at, retry_id
 
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat is not None and self._heartbeat.is_alive():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import threading
 from collections.abc import Callable
@@ -30,6 +31,61 @@ log = logging.getLogger("quest.serve")
 MAX_MISSED_ROWS = 50
 MAX_MISSED_WALK = 100_000
 SLOT_MEMORY = timedelta(days=2)
+
+
+class Workers:
+    """Daemon threads that run what serve hands them: a warm thread is reused, none is kept
+    waiting when all are busy (a new one starts), and one idle for a minute retires."""
+
+    IDLE = 60.0
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._idle = 0
+        self._busy = 0
+
+    def submit(self, task: Callable[..., Any], *args: Any) -> None:
+        with self._lock:
+            self._busy += 1
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1
+        self._tasks.put((task, args))
+        if spawn:
+            threading.Thread(target=self._work, name="quest-worker", daemon=True).start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is running; ``False`` if *timeout* passed first."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._busy == 0, timeout)
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def _work(self) -> None:
+        while True:
+            try:
+                task, args = self._tasks.get(timeout=self.IDLE)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:
+                        self._idle -= 1
+                        return
+                continue
+            try:
+                task(*args)
+            except Exception:
+                log.exception("a serve task failed")
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    self._idle += 1
+                    self._settled.notify_all()
 
 
 def limits_of(script: Script) -> Limits | None:
@@ -74,10 +130,9 @@ class Serve:
     maintenance_every: float = 10.0
     on_outcome: Callable[[RunOutcome], None] | None = None
     entries: dict[str, _Entry] = field(default_factory=dict)
-    _threads: set[threading.Thread] = field(default_factory=set)
+    _workers: Workers = field(default_factory=lambda: Workers())
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _paused: set[str] = field(default_factory=set)
     _last_maintenance: float = float("-inf")
     _last_recovery: float = float("-inf")
     _last_retention: float = float("-inf")
@@ -98,7 +153,6 @@ class Serve:
         now = now or self.clock.now()
         store = self.quest.store
         fires: list[Fire] = []
-        self._paused = store.paused()
         self._limits = {
             script.name: rule
             for script in self.quest.registry
@@ -169,7 +223,6 @@ class Serve:
         """Fire every slot due at *now*; slots that came due together run once, the rest skip."""
         now = now or self.clock.now()
         fires: list[Fire] = []
-        self._paused = self.quest.store.paused()
         for entry in list(self.entries.values()):
             due: list[datetime] = []
             while entry.next_slot is not None and entry.next_slot <= now:
@@ -190,7 +243,7 @@ class Serve:
         now = now or self.clock.now()
         with self._lock:
             free = self.concurrency - self._queued_active
-        if free <= 0 or self._stop.is_set():
+        if free <= 0 or self._stop.is_set() or not self.quest.store.has_due(now):
             return []
         rows = self.quest.store.claim_queued(
             now=now, limit=free, owner_host=HOST, owner_pid=os.getpid(), limits=self._limits
@@ -200,16 +253,8 @@ class Serve:
                 self._queued_active += 1
             if self.inline:
                 self._run_queued(row)
-                continue
-            thread = threading.Thread(
-                target=self._run_queued,
-                args=(row,),
-                name=f"quest-queued-{row['name']}",
-                daemon=True,
-            )
-            with self._lock:
-                self._threads.add(thread)
-            thread.start()
+            else:
+                self._workers.submit(self._run_queued, row)
         return [row["id"] for row in rows]
 
     def seconds_until_next(self, now: datetime) -> float:
@@ -251,9 +296,7 @@ class Serve:
         """
         self._stop.set()
         grace = self.grace if grace is None else grace
-        deadline = self.clock.monotonic() + grace
-        for thread in self._live_threads():
-            thread.join(max(0.0, deadline - self.clock.monotonic()))
+        self._workers.join(grace)
         runner = self.quest.runner
         if not runner.active_runs():
             return []
@@ -270,8 +313,7 @@ class Serve:
         stoppable = any(active.cancel is not None for active in runner.active())
         runner.interrupt_all()
         if stoppable:
-            for thread in self._live_threads():
-                thread.join(5.0)
+            self._workers.join(5.0)
         self.record_interrupted()
         return interrupted
 
@@ -298,92 +340,57 @@ class Serve:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for every run this serve started (tests use this instead of sleeping)."""
-        for thread in self._live_threads():
-            thread.join(timeout)
+        self._workers.join(timeout)
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _live_threads(self) -> list[threading.Thread]:
-        with self._lock:
-            self._threads = {t for t in self._threads if t.is_alive()}
-            return list(self._threads)
-
     def _skip_missed(self, entry: _Entry, slots: list[datetime], why: str) -> list[Fire]:
-        if not slots:
-            return []
-        script = entry.planned.script
-        runner = self.quest.runner
-        store = self.quest.store
+        """Record slots that will not run: the latest one by one, older ones in one summary."""
         fires: list[Fire] = []
         older, recent = slots[:-MAX_MISSED_ROWS], slots[-MAX_MISSED_ROWS:]
         if older:
-            run_id = new_run_id()
-            if store.claim_slot(
-                script.name, older[0], run_id=run_id, owner=runner.owner, now=self.clock.now()
-            ):
-                detail = (
-                    f"{why}; {len(older)} slots from {older[0].isoformat()} "
-                    f"to {older[-1].isoformat()}"
-                )
-                runner.skip(
-                    script,
-                    SkipReason.missed,
-                    RunRequest(trigger=Trigger.scheduled, scheduled_for=older[0]),
-                    run_id=run_id,
-                    detail=detail,
-                )
-                fires.append(
-                    Fire(script.name, older[0], run_id, Trigger.scheduled, SkipReason.missed)
-                )
+            detail = (
+                f"{why}; {len(older)} slots from {older[0].isoformat()} to {older[-1].isoformat()}"
+            )
+            fires += self._skip_slot(entry.planned.script, older[0], detail)
         for slot in recent:
-            run_id = new_run_id()
+            fires += self._skip_slot(entry.planned.script, slot, why)
+        return fires
+
+    def _skip_slot(self, script: Script, slot: datetime, detail: str) -> list[Fire]:
+        runner = self.quest.runner
+        store = self.quest.store
+        run_id = new_run_id()
+        with store.unit():
             if not store.claim_slot(
                 script.name, slot, run_id=run_id, owner=runner.owner, now=self.clock.now()
             ):
-                continue
-            runner.skip(
-                script,
-                SkipReason.missed,
-                RunRequest(trigger=Trigger.scheduled, scheduled_for=slot),
-                run_id=run_id,
-                detail=why,
-            )
-            fires.append(Fire(script.name, slot, run_id, Trigger.scheduled, SkipReason.missed))
-        return fires
+                return []
+            request = RunRequest(trigger=Trigger.scheduled, scheduled_for=slot)
+            runner.skip(script, SkipReason.missed, request, run_id=run_id, detail=detail)
+        return [Fire(script.name, slot, run_id, Trigger.scheduled, SkipReason.missed)]
 
     def _fire(self, entry: _Entry, slot: datetime, trigger: Trigger) -> list[Fire]:
+        """Start the run of a slot; the worker claims the slot, so only one serve runs it."""
         script = entry.planned.script
-        runner = self.quest.runner
-        run_id = new_run_id()
-        if not self.quest.store.claim_slot(
-            script.name, slot, run_id=run_id, owner=runner.owner, now=self.clock.now()
-        ):
-            log.debug("slot %s of %s taken by another serve", slot, script.name)
+        request = RunRequest(trigger=trigger, run_id=new_run_id(), scheduled_for=slot, slot=True)
+        if not self.inline:
+            self._workers.submit(self._run, script.name, request)
+            return [Fire(script.name, slot, str(request.run_id), trigger)]
+        outcome = self._run(script.name, request)
+        if outcome is None or outcome.reason == "claimed":
             return []
-        request = RunRequest(trigger=trigger, run_id=run_id, scheduled_for=slot)
-        if script.name in self._paused:
-            runner.skip(script, SkipReason.paused, request, run_id=run_id, detail="quest pause")
-            return [Fire(script.name, slot, run_id, trigger, SkipReason.paused)]
-        if self.inline:
-            self._run(script.name, request)
-        else:
-            thread = threading.Thread(
-                target=self._run,
-                args=(script.name, request),
-                name=f"quest-run-{script.name}",
-                daemon=True,
-            )
-            with self._lock:
-                self._threads.add(thread)
-            thread.start()
-        return [Fire(script.name, slot, run_id, trigger)]
+        skipped = None
+        if outcome.status is RunStatus.skipped and outcome.reason:
+            skipped = SkipReason(outcome.reason.split(":", 1)[0])
+        return [Fire(script.name, slot, outcome.run_id, trigger, skipped)]
 
-    def _run(self, name: str, request: RunRequest) -> None:
+    def _run(self, name: str, request: RunRequest) -> RunOutcome | None:
         script = self.quest.registry.get(name)
         block = script.block()
         jitter = block.jitter.total_seconds() if block.jitter is not None else 0.0
         if jitter and not self.inline and self._stop.wait(random.uniform(0, jitter)):
-            return
+            return None
         try:
             outcome = self.quest.runner.run(name, dict(block.inputs), request)
         except Exception:
@@ -393,9 +400,10 @@ class Serve:
                 name,
                 extra={"script": name, "run_id": request.run_id},
             )
-            return
-        if self.on_outcome is not None:
+            return None
+        if self.on_outcome is not None and outcome.reason != "claimed":
             self.on_outcome(outcome)
+        return outcome
 
     def _run_queued(self, row: dict[str, Any]) -> None:
         store = self.quest.store

@@ -14,15 +14,18 @@ A receiver that raises is logged and never changes the run's outcome.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from blinker import NamedSignal, Namespace
 
 from .enums import RunStatus, Trigger
 
 log = logging.getLogger("quest.signals")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 namespace = Namespace()
 
@@ -83,17 +86,46 @@ class JobEvent:
         return data
 
 
-def emit(signal: NamedSignal, sender: object, event: JobEvent) -> None:
-    """Send *event* to every receiver; a receiver that raises is logged and skipped."""
-    if not signal.receivers:
-        return
-    for receiver in signal.receivers_for(sender):
-        try:
-            receiver(sender, event=event)
-        except Exception:
-            log.exception(
-                "signal receiver %r for %s raised; the run is unaffected",
-                receiver,
-                signal.name,
-                extra={"run_id": event.run_id, "script": event.name},
-            )
+def recorded_first(receiver: F) -> F:
+    """Mark *receiver* to be called before the others (quest's JobLog recorder).
+
+    When a receiver of ``job:start`` runs, the run's JobLog row is already committed; when a
+    receiver of ``job:complete`` or ``job:error`` runs, the row is already finished.
+    """
+    receiver.quest_first = True  # type: ignore[attr-defined]
+    return receiver
+
+
+def emit(
+    signal: NamedSignal,
+    sender: object,
+    event: JobEvent,
+    *,
+    between: Callable[[], None] | None = None,
+) -> None:
+    """Send *event* to every receiver; a receiver that raises is logged and skipped.
+
+    Receivers marked :func:`recorded_first` are called first, then *between* (the runner commits
+    its transaction there), then the others.
+    """
+    receivers = list(signal.receivers_for(sender)) if signal.receivers else []
+    first = [r for r in receivers if getattr(r, "quest_first", False)]
+    for receiver in first:
+        _call(signal, receiver, sender, event)
+    if between is not None:
+        between()
+    for receiver in receivers:
+        if not getattr(receiver, "quest_first", False):
+            _call(signal, receiver, sender, event)
+
+
+def _call(signal: NamedSignal, receiver: Any, sender: object, event: JobEvent) -> None:
+    try:
+        receiver(sender, event=event)
+    except Exception:
+        log.exception(
+            "signal receiver %r for %s raised; the run is unaffected",
+            receiver,
+            signal.name,
+            extra={"run_id": event.run_id, "script": event.name},
+        )

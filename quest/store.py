@@ -9,17 +9,22 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Engine,
     MetaData,
     Table,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -28,7 +33,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from .config import Settings
@@ -48,8 +53,16 @@ from .models import (
 log = logging.getLogger("quest.store")
 
 
+WRITE_OPTION = "quest_write"
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for *url*; SQLite gets WAL, a busy timeout and immediate transactions."""
+    """An engine for *url*; SQLite gets WAL and a busy timeout.
+
+    On SQLite a connection with the ``quest_write`` execution option begins ``IMMEDIATE``, taking
+    the write lock up front so that concurrent writers queue instead of failing; plain reads begin
+    deferred and never block anyone.
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:" and not path.startswith("file:"):
@@ -68,7 +81,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            immediate = connection.get_execution_options().get(WRITE_OPTION)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     if url.startswith("postgresql://"):
@@ -125,11 +139,45 @@ class Store:
         models: str | None = None,
     ) -> None:
         self.engine = engine
+        self.writer = engine.execution_options(**{WRITE_OPTION: True})
         self.models = models
         self.runs: Table = job_log if job_log is not None else _fallback_job_log()
         self.metadatas = list(metadatas) or [self.runs.metadata, quest_metadata]
-        self.sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        self.sessions = sessionmaker(bind=self.writer, expire_on_commit=False)
+        self.retry_for = 300.0
         self._schema_ready = False
+        self._local = threading.local()
+        runs = self.runs
+        upsert = _upsert_for(engine.dialect.name)
+        self._insert_run = insert(runs)
+        self._update_run = update(runs).where(runs.c.id == bindparam("_run_id"))
+        self._claim = (
+            upsert(slots)
+            .on_conflict_do_nothing(index_elements=["name", "scheduled_for"])
+            .returning(slots.c.name)
+        )
+        taken = upsert(leases)
+        self._take_lease = taken.on_conflict_do_update(
+            index_elements=["name"],
+            set_={
+                "run_id": taken.excluded.run_id,
+                "owner": taken.excluded.owner,
+                "acquired_at": taken.excluded.acquired_at,
+                "expires_at": taken.excluded.expires_at,
+            },
+            where=leases.c.expires_at <= bindparam("_now"),
+        ).returning(leases.c.run_id)
+        self._release_lease = delete(leases).where(
+            leases.c.name == bindparam("_name"), leases.c.run_id == bindparam("_run_id")
+        )
+        self._renew_lease = (
+            update(leases)
+            .where(leases.c.name == bindparam("_name"), leases.c.run_id == bindparam("_run_id"))
+            .values(expires_at=bindparam("_expires"))
+        )
+        self._is_paused = select(script_state.c.paused).where(
+            script_state.c.name == bindparam("_name")
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -167,28 +215,95 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    # -- units of work -------------------------------------------------------------------------
+
+    @contextmanager
+    def unit(
+        self, *, durable: bool = False, about: Mapping[str, Any] | None = None
+    ) -> Iterator[None]:
+        """Group this thread's writes into one transaction, committed when the block ends.
+
+        Writes that return something (a claim, a lease) run at once on the unit's transaction;
+        the others (JobLog rows, releases) are kept and run just before the commit. A *durable*
+        unit that cannot commit because the database is unreachable replays its kept writes one by
+        one with backoff, for up to ``retry_for`` seconds, so that no outcome is lost. A unit
+        opened inside another joins it.
+        """
+        if getattr(self._local, "unit", None) is not None:
+            yield
+            return
+        unit = _Unit(durable, dict(about or {}))
+        self._local.unit = unit
+        try:
+            yield
+        except BaseException:
+            self._local.unit = None
+            unit.close(commit=False)
+            raise
+        self._local.unit = None
+        self._commit(unit)
+
+    def flush(self) -> None:
+        """Commit what this thread's unit of work has written so far; the unit stays open."""
+        unit: _Unit | None = getattr(self._local, "unit", None)
+        if unit is not None:
+            self._commit(unit)
+
+    def _commit(self, unit: _Unit) -> None:
+        kept, unit.kept = unit.kept, []
+        try:
+            unit.commit(self.writer, kept)
+        except DBAPIError as exc:
+            if not unit.durable or not kept:
+                raise
+            log.warning(
+                "a write failed (%s); retrying each with backoff",
+                type(exc).__name__,
+                extra={**unit.about, "action": "db_retry"},
+            )
+            for write in kept:
+                self._retrying(write, unit.about)
+
+    def _write(self, write: Callable[[Connection], Any], *, now: bool = False) -> Any:
+        unit: _Unit | None = getattr(self._local, "unit", None)
+        if unit is None:
+            with self.writer.begin() as connection:
+                return write(connection)
+        if now:
+            return write(unit.connection_for(self.writer))
+        unit.kept.append(write)
+        return None
+
+    def _retrying(self, write: Callable[[Connection], Any], about: Mapping[str, Any]) -> None:
+        delay = 0.1
+        deadline = time.monotonic() + self.retry_for
+        while True:
+            try:
+                with self.writer.begin() as connection:
+                    write(connection)
+                return
+            except IntegrityError:
+                return
+            except DBAPIError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "database write failed (%s); retrying in %.1f s",
+                    type(exc).__name__,
+                    delay,
+                    extra={**about, "action": "db_retry"},
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     # -- runs ---------------------------------------------------------------------------------
 
     def insert_run(self, values: dict[str, Any]) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(insert(self.runs), values)
+        self._write(lambda connection: connection.execute(self._insert_run, values))
 
-    def update_run(self, run_id: str, values: dict[str, Any]) -> int:
-        with self.engine.begin() as connection:
-            result = connection.execute(update(self.runs).where(self.runs.c.id == run_id), values)
-            return int(result.rowcount)
-
-    def start_run(self, values: dict[str, Any]) -> None:
-        """Mark a queued row running, or insert the row of a run that was never queued."""
-        run_id = values["id"]
-        with self.engine.begin() as connection:
-            changed = connection.execute(
-                update(self.runs)
-                .where(self.runs.c.id == run_id)
-                .values({k: v for k, v in values.items() if k != "id"})
-            ).rowcount
-            if not changed:
-                connection.execute(insert(self.runs), values)
+    def update_run(self, run_id: str, values: dict[str, Any]) -> None:
+        statement = self._update_run.values(values)
+        self._write(lambda connection: connection.execute(statement, {"_run_id": run_id}))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as connection:
@@ -255,19 +370,23 @@ class Store:
 
     def enqueue_run(self, values: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
         """Insert a queued row; sensitive inputs go to a side table, never the JobLog."""
-        with self.engine.begin() as connection:
-            connection.execute(insert(self.runs), values)
-            if secrets:
-                table = pending_secrets
-                root = values["root_id"]
-                exists = connection.execute(
-                    select(table.c.root_id).where(table.c.root_id == root)
-                ).first()
-                if not exists:
-                    connection.execute(
-                        insert(table),
-                        {"root_id": root, "inputs": secrets, "created_at": values["created_at"]},
-                    )
+        self._write(lambda connection: self._enqueue(connection, values, secrets))
+
+    def _enqueue(
+        self, connection: Connection, values: dict[str, Any], secrets: dict[str, Any] | None
+    ) -> None:
+        connection.execute(self._insert_run, values)
+        if secrets:
+            table = pending_secrets
+            root = values["root_id"]
+            exists = connection.execute(
+                select(table.c.root_id).where(table.c.root_id == root)
+            ).first()
+            if not exists:
+                connection.execute(
+                    insert(table),
+                    {"root_id": root, "inputs": secrets, "created_at": values["created_at"]},
+                )
 
     def secrets_for(self, root_id: str | None) -> dict[str, Any]:
         if root_id is None:
@@ -283,8 +402,8 @@ class Store:
         if root_id is None:
             return
         table = pending_secrets
-        with self.engine.begin() as connection:
-            connection.execute(delete(table).where(table.c.root_id == root_id))
+        statement = delete(table).where(table.c.root_id == root_id)
+        self._write(lambda connection: connection.execute(statement))
 
     def claim_queued(
         self,
@@ -316,7 +435,7 @@ class Store:
         if self.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
         claimed: list[dict[str, Any]] = []
-        with self.engine.begin() as connection:
+        with self.writer.begin() as connection:
             candidates = [dict(row._mapping) for row in connection.execute(query)]
             for row in candidates:
                 if len(claimed) >= limit:
@@ -383,6 +502,17 @@ class Store:
                     return False
         return True
 
+    def has_due(self, now: datetime) -> bool:
+        """Whether a queued run is due: a plain read, so an idle serve takes no write lock."""
+        runs = self.runs
+        query = (
+            select(runs.c.id)
+            .where(runs.c.status == RunStatus.queued, runs.c.run_after <= now)
+            .limit(1)
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(query).first() is not None
+
     def requeue(self, run_id: str, *, run_after: datetime) -> None:
         """Give a claimed run back to the queue (its script was busy)."""
         self.update_run(
@@ -419,7 +549,7 @@ class Store:
             ]
         abandoned = []
         for row in stale:
-            with self.engine.begin() as connection:
+            with self.writer.begin() as connection:
                 taken = connection.execute(
                     update(runs)
                     .where(
@@ -452,7 +582,7 @@ class Store:
         runs = self.runs
         deleted = 0
         where = [runs.c.name == name, runs.c.status.in_(list(statuses))]
-        with self.engine.begin() as connection:
+        with self.writer.begin() as connection:
             if older_than is not None:
                 deleted += connection.execute(
                     delete(runs).where(*where, runs.c.created_at < older_than)
@@ -481,29 +611,24 @@ class Store:
         self, name: str, scheduled_for: datetime, *, run_id: str | None, owner: str, now: datetime
     ) -> bool:
         """Take the slot (name, scheduled_for); ``False`` if another process already has it."""
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(
-                    insert(slots),
-                    {
-                        "name": name,
-                        "scheduled_for": scheduled_for,
-                        "run_id": run_id,
-                        "owner": owner,
-                        "claimed_at": now,
-                    },
-                )
-        except IntegrityError:
-            return False
-        return True
+        values = {
+            "name": name,
+            "scheduled_for": scheduled_for,
+            "run_id": run_id,
+            "owner": owner,
+            "claimed_at": now,
+        }
+        return bool(self._write(lambda c: c.execute(self._claim, values).first(), now=True))
 
     def last_slot(self, name: str) -> datetime | None:
-        table = slots
+        return self.last_slots().get(name)
+
+    def last_slots(self) -> dict[str, datetime]:
+        """The latest claimed slot of every script."""
+        query = select(slots.c.name, func.max(slots.c.scheduled_for)).group_by(slots.c.name)
         with self.engine.connect() as connection:
-            value = connection.execute(
-                select(func.max(table.c.scheduled_for)).where(table.c.name == name)
-            ).scalar_one_or_none()
-        return _as_utc(value)
+            rows = connection.execute(query).all()
+        return {name: moment for name, value in rows if (moment := _as_utc(value)) is not None}
 
     def prune_slots(self, before: datetime) -> int:
         """Forget claims older than *before* but the newest of each script."""
@@ -513,7 +638,7 @@ class Store:
             .group_by(table.c.name)
             .subquery()
         )
-        with self.engine.begin() as connection:
+        with self.writer.begin() as connection:
             result = connection.execute(
                 delete(table).where(
                     table.c.scheduled_for < before,
@@ -530,41 +655,24 @@ class Store:
     def acquire_lease(
         self, name: str, *, run_id: str, owner: str, now: datetime, ttl: timedelta
     ) -> bool:
-        """Take the overlap lease of *name*, or take over an expired one."""
-        table = leases
+        """Take the overlap lease of *name*, or take over an expired one, in one statement."""
         values = {
+            "name": name,
             "run_id": run_id,
             "owner": owner,
             "acquired_at": now,
             "expires_at": now + ttl,
+            "_now": now,
         }
-        with self.engine.begin() as connection:
-            taken = connection.execute(
-                update(table).where(table.c.name == name, table.c.expires_at <= now).values(values)
-            ).rowcount
-            if taken:
-                return True
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(insert(table), {"name": name, **values})
-        except IntegrityError:
-            return False
-        return True
+        return bool(self._write(lambda c: c.execute(self._take_lease, values).first(), now=True))
 
     def renew_lease(self, name: str, *, run_id: str, now: datetime, ttl: timedelta) -> bool:
-        table = leases
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                update(table)
-                .where(table.c.name == name, table.c.run_id == run_id)
-                .values(expires_at=now + ttl)
-            )
-            return bool(result.rowcount)
+        values = {"_name": name, "_run_id": run_id, "_expires": now + ttl}
+        return bool(self._write(lambda c: c.execute(self._renew_lease, values).rowcount, now=True))
 
     def release_lease(self, name: str, *, run_id: str) -> None:
-        table = leases
-        with self.engine.begin() as connection:
-            connection.execute(delete(table).where(table.c.name == name, table.c.run_id == run_id))
+        values = {"_name": name, "_run_id": run_id}
+        self._write(lambda connection: connection.execute(self._release_lease, values))
 
     def lease(self, name: str) -> dict[str, Any] | None:
         table = leases
@@ -576,7 +684,7 @@ class Store:
 
     def set_paused(self, name: str, paused: bool, *, now: datetime) -> None:
         table = script_state
-        with self.engine.begin() as connection:
+        with self.writer.begin() as connection:
             changed = connection.execute(
                 update(table).where(table.c.name == name).values(paused=paused, updated_at=now)
             ).rowcount
@@ -585,12 +693,72 @@ class Store:
                     insert(table), {"name": name, "paused": paused, "updated_at": now}
                 )
 
+    def is_paused(self, name: str) -> bool:
+        """Whether *name* is paused, read in this thread's unit of work when one is open."""
+        unit: _Unit | None = getattr(self._local, "unit", None)
+        if unit is not None:
+            connection = unit.connection_for(self.writer)
+            return bool(connection.execute(self._is_paused, {"_name": name}).scalar())
+        with self.engine.connect() as connection:
+            return bool(connection.execute(self._is_paused, {"_name": name}).scalar())
+
     def paused(self) -> set[str]:
         table = script_state
         with self.engine.connect() as connection:
             return set(
                 connection.execute(select(table.c.name).where(table.c.paused.is_(True))).scalars()
             )
+
+
+class _Unit:
+    """The open transaction of one thread's unit of work, and the writes kept for its end."""
+
+    __slots__ = ("about", "connection", "durable", "kept")
+
+    def __init__(self, durable: bool, about: dict[str, Any]) -> None:
+        self.durable = durable
+        self.about = about
+        self.connection: Connection | None = None
+        self.kept: list[Callable[[Connection], Any]] = []
+
+    def connection_for(self, engine: Engine) -> Connection:
+        if self.connection is None:
+            self.connection = engine.connect()
+            self.connection.begin()
+        return self.connection
+
+    def commit(self, engine: Engine, kept: list[Callable[[Connection], Any]]) -> None:
+        if self.connection is None and not kept:
+            return
+        connection = self.connection_for(engine)
+        try:
+            for write in kept:
+                write(connection)
+            connection.commit()
+        except BaseException:
+            self.close(commit=False)
+            raise
+        self.close(commit=True)
+
+    def close(self, *, commit: bool) -> None:
+        if self.connection is None:
+            return
+        try:
+            if not commit and self.connection.in_transaction():
+                self.connection.rollback()
+        finally:
+            self.connection.close()
+            self.connection = None
+
+
+def _upsert_for(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def _as_utc(value: Any) -> datetime | None:
