@@ -286,6 +286,7 @@ class Declaration:
     description: str
     inputs: Mapping[str, Input]
     quest: QuestBlock | None
+    model: type[Inputs] = Inputs
 
 
 @dataclass(frozen=True)
@@ -300,7 +301,7 @@ class Script:
     @classmethod
     def build(cls, name: str, declaration: Declaration, path: str = "") -> Script:
         try:
-            model = build_model(name, declaration.inputs)
+            model = declaration.model
             block = declaration.quest
             scheduled = block is not None and any(
                 value is not None for value in (block.interval, block.cron, block.at)
@@ -413,8 +414,8 @@ def script(
             description=description or (inspect.getdoc(func) or ""),
             inputs=declared,
             quest=parse_block(quest),
+            model=build_model(func.__name__, declared),
         )
-        build_model(func.__name__, declared)
         setattr(func, ATTRIBUTE, declaration)
         return func
 

@@ -162,8 +162,29 @@ class Inputs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
+_MODELS: dict[tuple[tuple[str, Input], ...], type[Inputs]] = {}
+
+
 def build_model(name: str, inputs: Mapping[str, Input]) -> type[Inputs]:
-    """Build the pydantic model that validates *inputs*; check every default against it."""
+    """The pydantic model that validates *inputs*, with every default checked against it.
+
+    Scripts declaring the same inputs share one model, so a project of many similar scripts
+    builds few.
+    """
+    try:
+        key: tuple[tuple[str, Input], ...] | None = tuple(inputs.items())
+        cached = _MODELS.get(key)  # type: ignore[arg-type]
+    except TypeError:
+        key, cached = None, None
+    if cached is not None:
+        return cached
+    model = _build_model(name, inputs)
+    if key is not None:
+        _MODELS[key] = model
+    return model
+
+
+def _build_model(name: str, inputs: Mapping[str, Input]) -> type[Inputs]:
     fields: dict[str, Any] = {}
     for key, spec in inputs.items():
         annotation = spec.annotation()

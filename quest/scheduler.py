@@ -158,6 +158,7 @@ class Serve:
             for script in self.quest.registry
             if (rule := limits_of(script)) is not None
         }
+        last = store.last_slots()
         for script in self.quest.registry:
             planned = plan(script, self.quest.settings)
             if planned is None:
@@ -165,7 +166,7 @@ class Serve:
                 continue
             entry = _Entry(planned, planned.next_after(None, now))
             self.entries[script.name] = entry
-            fires += self._catch_up(entry, store.last_slot(script.name), now)
+            fires += self._catch_up(entry, last.get(script.name), now)
             if script.block().run_on_start:
                 fires += self._fire(entry, now, Trigger.scheduled)
             log.info(

@@ -82,7 +82,8 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
             immediate = connection.get_execution_options().get(WRITE_OPTION)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            driver = connection.connection.driver_connection
+            driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     if url.startswith("postgresql://"):
@@ -147,6 +148,7 @@ class Store:
         self.retry_for = 300.0
         self._schema_ready = False
         self._local = threading.local()
+        self._prepared: dict[tuple[int, frozenset[str]], _Prepared] = {}
         runs = self.runs
         upsert = _upsert_for(engine.dialect.name)
         self._insert_run = insert(runs)
@@ -296,14 +298,38 @@ class Store:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    def _run(self, connection: Connection, statement: Any, values: Mapping[str, Any]) -> Any:
+        """Execute a hot statement through its :class:`_Prepared` form; returns the cursor."""
+        key = (id(statement), frozenset(values))
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = _Prepared(statement, self.engine.dialect, values)
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(prepared.sql, prepared.parameters(values))
+        return cursor
+
+    def _first(self, connection: Connection, statement: Any, values: Mapping[str, Any]) -> Any:
+        cursor = self._run(connection, statement, values)
+        try:
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+    def _do(self, connection: Connection, statement: Any, values: Mapping[str, Any]) -> int:
+        cursor = self._run(connection, statement, values)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
     # -- runs ---------------------------------------------------------------------------------
 
     def insert_run(self, values: dict[str, Any]) -> None:
-        self._write(lambda connection: connection.execute(self._insert_run, values))
+        self._write(lambda connection: self._do(connection, self._insert_run, values))
 
     def update_run(self, run_id: str, values: dict[str, Any]) -> None:
-        statement = self._update_run.values(values)
-        self._write(lambda connection: connection.execute(statement, {"_run_id": run_id}))
+        params = {**values, "_run_id": run_id}
+        self._write(lambda connection: self._do(connection, self._update_run, params))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as connection:
@@ -618,7 +644,7 @@ class Store:
             "owner": owner,
             "claimed_at": now,
         }
-        return bool(self._write(lambda c: c.execute(self._claim, values).first(), now=True))
+        return bool(self._write(lambda c: self._first(c, self._claim, values), now=True))
 
     def last_slot(self, name: str) -> datetime | None:
         return self.last_slots().get(name)
@@ -664,7 +690,7 @@ class Store:
             "expires_at": now + ttl,
             "_now": now,
         }
-        return bool(self._write(lambda c: c.execute(self._take_lease, values).first(), now=True))
+        return bool(self._write(lambda c: self._first(c, self._take_lease, values), now=True))
 
     def renew_lease(self, name: str, *, run_id: str, now: datetime, ttl: timedelta) -> bool:
         values = {"_name": name, "_run_id": run_id, "_expires": now + ttl}
@@ -672,7 +698,7 @@ class Store:
 
     def release_lease(self, name: str, *, run_id: str) -> None:
         values = {"_name": name, "_run_id": run_id}
-        self._write(lambda connection: connection.execute(self._release_lease, values))
+        self._write(lambda connection: self._do(connection, self._release_lease, values))
 
     def lease(self, name: str) -> dict[str, Any] | None:
         table = leases
@@ -708,6 +734,47 @@ class Store:
             return set(
                 connection.execute(select(table.c.name).where(table.c.paused.is_(True))).scalars()
             )
+
+
+class _Prepared:
+    """A statement compiled once for the driver, with SQLAlchemy's own bind processors.
+
+    The hot writes of every run (the JobLog row, the slot claim, the lease) skip SQLAlchemy's
+    per-execution work (cache keys, result set-up): the SQL string and each parameter's type
+    processing are computed once, then the driver's cursor runs it inside the same transaction.
+    """
+
+    __slots__ = ("defaults", "names", "positional", "processors", "sql")
+
+    def __init__(self, statement: Any, dialect: Any, keys: Iterable[str]) -> None:
+        columns = [key for key in keys if not key.startswith("_")]
+        compiled = statement.compile(dialect=dialect, column_keys=columns)
+        self.sql: str = compiled.string
+        self.positional = bool(compiled.positional)
+        self.names: list[str] = list(
+            compiled.positiontup if self.positional else compiled.binds
+        )
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        self.defaults: dict[str, Any] = {}
+        table = getattr(statement, "table", None)
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors[name] = processor
+            column = table.c.get(name) if table is not None else None
+            default = getattr(column, "default", None)
+            if default is not None and default.is_scalar:
+                self.defaults[name] = default.arg
+
+    def parameters(self, values: Mapping[str, Any]) -> Any:
+        processed = {}
+        for name in self.names:
+            value = values[name] if name in values else self.defaults.get(name)
+            processor = self.processors.get(name)
+            processed[name] = processor(value) if processor is not None else value
+        if self.positional:
+            return [processed[name] for name in self.names]
+        return processed
 
 
 class _Unit:
