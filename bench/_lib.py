@@ -29,11 +29,14 @@ def say(message: str) -> None:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a measured process: no PYTHONPATH, no QUEST_* from the caller."""
+    """The environment of a measured process: no PYTHONPATH, no QUEST_* from the caller.
+
+    Bytecode caching stays on (``PYTHONDONTWRITEBYTECODE`` is dropped), as on any installed
+    system: otherwise every start-up would compile quest's modules and the scripts again.
+    """
+    dropped = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONDONTWRITEBYTECODE")
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("QUEST_") and k not in ("PYTHONPATH", "PYTHONSTARTUP")
+        k: v for k, v in os.environ.items() if not k.startswith("QUEST_") and k not in dropped
     }
     env.update(extra)
     return env

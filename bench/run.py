@@ -59,6 +59,10 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
     env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run(
+        [str(python), "-m", "compileall", "-q", "quest", "app", "scripts"], cwd=ROOT, check=False
+    )
     command = [str(python), "-m", "bench._suite", *argv]
     return subprocess.call(command, cwd=ROOT, env=env)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -263,7 +262,9 @@ def _definition_error(exc: ValidationError) -> InvalidDefinition:
     key = f"quest.{loc}" if loc else "quest"
     if error["type"] == "extra_forbidden":
         name = str(error["loc"][-1])
-        close = difflib.get_close_matches(name, _BLOCK_KEYS, n=1)
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, _BLOCK_KEYS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return InvalidDefinition(
             f"unknown key{hint}; valid keys: {', '.join(_BLOCK_KEYS)}", key=key

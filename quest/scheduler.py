@@ -31,6 +31,7 @@ log = logging.getLogger("quest.serve")
 MAX_MISSED_ROWS = 50
 MAX_MISSED_WALK = 100_000
 SLOT_MEMORY = timedelta(days=2)
+HANDOFF = 0.02
 
 
 class Workers:
@@ -221,8 +222,20 @@ class Serve:
     # -- the loop -----------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> list[Fire]:
-        """Fire every slot due at *now*; slots that came due together run once, the rest skip."""
+        """Fire every slot due at *now*, then keep house (queued runs, recovery, pruning)."""
         now = now or self.clock.now()
+        fires = self.fire_due(now)
+        self.housekeeping(now)
+        return fires
+
+    def housekeeping(self, now: datetime | None = None) -> None:
+        """Recover abandoned runs, prune, and start due queued runs."""
+        now = now or self.clock.now()
+        self._maintain(now)
+        self.drain(now)
+
+    def fire_due(self, now: datetime) -> list[Fire]:
+        """Fire every slot due at *now*; slots that came due together run once, the rest skip."""
         fires: list[Fire] = []
         for entry in list(self.entries.values()):
             due: list[datetime] = []
@@ -235,8 +248,6 @@ class Serve:
                 continue
             fires += self._skip_missed(entry, due[:-1], "serve was busy or suspended")
             fires += self._fire(entry, due[-1], Trigger.scheduled)
-        self._maintain(now)
-        self.drain(now)
         return fires
 
     def drain(self, now: datetime | None = None) -> list[str]:
@@ -275,7 +286,11 @@ class Serve:
         self.start()
         while not self._stop.is_set():
             try:
-                self.tick()
+                if self.fire_due(self.clock.now()):
+                    # Let the runs just handed to workers start before this thread takes the
+                    # interpreter for housekeeping: their lateness is what a user sees.
+                    self._stop.wait(HANDOFF)
+                self.housekeeping()
             except Exception:
                 log.exception("scheduler tick failed; retrying", extra={"action": "tick_error"})
                 self._stop.wait(1.0)

@@ -177,6 +177,11 @@ class Store:
             .where(leases.c.name == bindparam("_name"), leases.c.run_id == bindparam("_run_id"))
             .values(expires_at=bindparam("_expires"))
         )
+        self._due = (
+            select(runs.c.id)
+            .where(runs.c.status == RunStatus.queued, runs.c.run_after <= bindparam("_now"))
+            .limit(1)
+        )
         self._is_paused = select(script_state.c.paused).where(
             script_state.c.name == bindparam("_name")
         )
@@ -530,14 +535,8 @@ class Store:
 
     def has_due(self, now: datetime) -> bool:
         """Whether a queued run is due: a plain read, so an idle serve takes no write lock."""
-        runs = self.runs
-        query = (
-            select(runs.c.id)
-            .where(runs.c.status == RunStatus.queued, runs.c.run_after <= now)
-            .limit(1)
-        )
         with self.engine.connect() as connection:
-            return connection.execute(query).first() is not None
+            return self._first(connection, self._due, {"_now": now}) is not None
 
     def requeue(self, run_id: str, *, run_after: datetime) -> None:
         """Give a claimed run back to the queue (its script was busy)."""
@@ -763,7 +762,9 @@ class _Prepared:
                 self.processors[name] = processor
             column = table.c.get(name) if table is not None else None
             default = getattr(column, "default", None)
-            if default is not None and default.is_scalar:
+            if bind.value is not None and not bind.callable:
+                self.defaults[name] = bind.value
+            elif default is not None and default.is_scalar:
                 self.defaults[name] = default.arg
 
     def parameters(self, values: Mapping[str, Any]) -> Any:

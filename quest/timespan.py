@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-
-from pytimeparse2 import parse as _parse
+from typing import Any
 
 EXAMPLES = '"30 seconds", "5m", "1h30m", "every 5 minutes" or a number of seconds'
 
 
 _BARE_UNITS = {"second", "minute", "hour", "day", "week"}
+
+
+def _words(text: str) -> Any:
+    from pytimeparse2 import parse
+
+    return parse(text)
 
 
 def parse_timespan(value: object, *, allow_zero: bool = False) -> timedelta:
@@ -33,7 +38,7 @@ def parse_timespan(value: object, *, allow_zero: bool = False) -> timedelta:
             text = "1 " + text.split(" ", 1)[1]
         elif text in _BARE_UNITS:
             text = "1 " + text
-        parsed = _parse(text) if text else None
+        parsed = _words(text) if text else None
         if parsed is None:
             try:
                 parsed = float(text)
