@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import inspect, text
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 if TYPE_CHECKING:
     from .store import Store
@@ -55,10 +56,16 @@ def heads(locations: list[Path]) -> set[str]:
 
 
 def current(store: Store) -> set[str]:
+    """The revisions the database is at (none for a database quest has never touched)."""
     with store.engine.connect() as connection:
-        if not inspect(connection).has_table("alembic_version"):
+        try:
+            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+        except ProgrammingError:
             return set()
-        rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+        except OperationalError as exc:
+            if "no such table" in str(exc.orig):
+                return set()
+            raise
         return {row[0] for row in rows}
 
 

@@ -36,12 +36,17 @@ def upgrade() -> None:
 def current() -> None:
     """Print the revisions the database is at, and whether it is up to date."""
     from quest import migrate
+    from quest.store import Store
 
     app = get_app()
-    with user_errors():
-        app.store.check()
-        revisions = migrate.current(app.store)
-        wanted = migrate.heads(migrate.version_locations(app.settings.models))
+    store = Store.from_settings(app.settings)
+    try:
+        with user_errors():
+            store.check()
+            revisions = migrate.current(store)
+            wanted = migrate.heads(migrate.version_locations(app.settings.models))
+    finally:
+        store.dispose()
     click.echo(", ".join(sorted(revisions)) or "empty")
     if not wanted <= revisions:
         click.secho(
