@@ -54,7 +54,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _enum(kind: type[Any]) -> Enum:
+def status_enum(kind: type[Any]) -> Enum:
+    """A status column stored as its text value, checked against the enum on every backend."""
     return Enum(
         kind,
         native_enum=False,
@@ -79,8 +80,8 @@ class JobLogMixin:
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
-    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus), nullable=False)
-    trigger: Mapped[Trigger] = mapped_column(_enum(Trigger), nullable=False)
+    status: Mapped[RunStatus] = mapped_column(status_enum(RunStatus), nullable=False)
+    trigger: Mapped[Trigger] = mapped_column(status_enum(Trigger), nullable=False)
     attempt: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
     max_attempts: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
     root_id: Mapped[str | None] = mapped_column(String(32))

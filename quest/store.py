@@ -750,9 +750,7 @@ class _Prepared:
         compiled = statement.compile(dialect=dialect, column_keys=columns)
         self.sql: str = compiled.string
         self.positional = bool(compiled.positional)
-        self.names: list[str] = list(
-            compiled.positiontup if self.positional else compiled.binds
-        )
+        self.names: list[str] = list(compiled.positiontup if self.positional else compiled.binds)
         self.processors: dict[str, Callable[[Any], Any]] = {}
         self.defaults: dict[str, Any] = {}
         table = getattr(statement, "table", None)

@@ -5,9 +5,8 @@ from typing import Any
 from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from quest.models import UTCDateTime
+from quest.models import UTCDateTime, status_enum
 
-from ._types import status_enum
 from .base import Base
 
 

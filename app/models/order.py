@@ -5,9 +5,8 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, Index, Integer, Numeric
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from quest.models import UTCDateTime
+from quest.models import UTCDateTime, status_enum
 
-from ._types import status_enum
 from .base import Base
 from .customer import Customer
 

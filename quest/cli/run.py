@@ -233,13 +233,7 @@ def _make_run(script: Script) -> click.Command:
         params.append(
             click.Option(["--json", "as_json"], is_flag=True, help="Print the outcome as JSON.")
         )
-    return click.Command(
-        script.name,
-        callback=callback,
-        params=params,
-        help=_describe(script),
-        short_help=script.friendly_name,
-    )
+    return _command(script, callback, params)
 
 
 def _report(outcome: Any, *, as_json: bool) -> None:
@@ -327,6 +321,12 @@ def _make_enqueue(script: Script) -> click.Command:
         params.append(
             click.Option(["--key"], help="Group key: per-key rate limits and concurrency apply.")
         )
+    return _command(script, callback, params)
+
+
+def _command(
+    script: Script, callback: Callable[..., None], params: list[click.Parameter]
+) -> click.Command:
     return click.Command(
         script.name,
         callback=callback,
