@@ -129,6 +129,7 @@ class Quest:
                     "error": f"ScriptNotFound: no script named {row['name']!r} here",
                 },
             )
+            store.forget_secrets(row["root_id"])
             return None
         sensitive = {key for key, spec in script.inputs.items() if spec.sensitive}
         raw = {k: v for k, v in (row["inputs"] or {}).items() if k not in sensitive}
@@ -141,6 +142,7 @@ class Quest:
                 row["id"],
                 {"status": RunStatus.failed, "finished_at": now, "error": f"InvalidInputs: {exc}"},
             )
+            store.forget_secrets(row["root_id"])
             return None
         request = RunRequest(
             trigger=row["trigger"],

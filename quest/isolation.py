@@ -33,6 +33,9 @@ class _ChildError:
     discard: bool
 
 
+STARTUP_ALLOWANCE = 60.0
+
+
 class ChildFailed(Exception):
     """The script raised in its child process."""
 
@@ -73,11 +76,13 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
 
     active.cancel = cancel
     # A timeout bounds real resources, so it counts real seconds whatever clock the run was given
-    # (the async path's asyncio.wait_for does the same).
+    # (the async path's asyncio.wait_for does the same), from the moment the child has loaded the
+    # script and starts it: starting an interpreter is not the script's time.
     start = time.monotonic()
+    budget = timeout + STARTUP_ALLOWANCE
     try:
         while True:
-            remaining = timeout - (time.monotonic() - start)
+            remaining = budget - (time.monotonic() - start)
             if active.interrupted:
                 _stop(process)
                 raise RunInterrupted("stopped by shutdown")
@@ -89,6 +94,9 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
                     kind, value = receiver.recv()
                 except EOFError:
                     kind, value = "lost", None
+                if kind == "started":
+                    start, budget = time.monotonic(), timeout
+                    continue
                 break
             if not process.is_alive() and not receiver.poll(0):
                 kind, value = "lost", None
@@ -129,7 +137,9 @@ def _child_main(sender: Any, payload: dict[str, Any]) -> None:
         registry.add(script)
         quest = Quest(payload["settings"], registry=registry)
         inputs = validate(script.model, script.inputs, payload["inputs"])
-        result = script.fn(inputs, quest.context_for(script, **payload["ctx"]))
+        context = quest.context_for(script, **payload["ctx"])
+        sender.send(("started", None))
+        result = script.fn(inputs, context)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         sender.send(("ok", capture(result)))

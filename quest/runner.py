@@ -286,6 +286,8 @@ class Runner:
                     "run_after": retry_at,
                 }
             )
+        if retry_id is None:
+            self.store.forget_secrets(row["root_id"] or row["id"])
         started = row["started_at"]
         duration = round((now - started).total_seconds() * 1000) if started else None
         event = JobEvent(
@@ -444,16 +446,17 @@ class Runner:
         trace: str | None = None
         retry_at: datetime | None = None
         retry_id: str | None = None
+        escaping: BaseException | None = None
         try:
             result = capture(self._call(script, inputs, ctx, active))
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit) and not active.interrupted:
-                raise
-            secrets = sensitive_values(inputs, script.inputs)
-            error = scrub(f"{type(exc).__name__}: {exc}", secrets)
-            trace = scrub("".join(tb.format_exception(exc)), secrets)
+                escaping = exc
+            error, trace = _describe(exc, sensitive_values(inputs, script.inputs))
             status = _status_for(exc, script, active)
-        if status is RunStatus.failed and request.attempt < max_attempts:
+            if isinstance(exc, KeyboardInterrupt):
+                status = RunStatus.interrupted
+        if status is RunStatus.failed and request.attempt < max_attempts and escaping is None:
             retry_at, retry_id = self._retry_plan(script, request)
         finished = self.clock.now()
         duration_ms = max(0, round((self.clock.monotonic() - t0) * 1000))
@@ -484,6 +487,8 @@ class Runner:
                 end,
                 between=self.store.flush,
             )
+        if escaping is not None:
+            raise escaping
         log.log(
             logging.INFO if status is RunStatus.succeeded else logging.ERROR,
             "end %s run=%s trigger=%s duration_ms=%d status=%s%s",
@@ -596,6 +601,12 @@ class Runner:
             secrets(inputs, script.inputs),
         )
 
+    def _beat_every(self) -> float:
+        """A third of the shortest lease among the active runs (and of the global TTL)."""
+        with self._lock:
+            ttls = [a.lease_ttl.total_seconds() for a in self._active.values() if a.lease_ttl]
+        return max(0.1, min([self.settings.lease_ttl, *ttls]) / 3)
+
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat is not None and self._heartbeat.is_alive():
             return
@@ -604,8 +615,7 @@ class Runner:
         self._heartbeat.start()
 
     def _beat(self) -> None:
-        interval = max(0.2, self.settings.lease_ttl / 3)
-        while not self._stop_heartbeat.wait(interval):
+        while not self._stop_heartbeat.wait(self._beat_every()):
             with self._lock:
                 actives = list(self._active.values())
             if not actives:
@@ -620,6 +630,20 @@ class Runner:
                     self.store.update_run(active.run_id, {"heartbeat_at": now})
                 except Exception:
                     log.warning("heartbeat of run %s failed", active.run_id, exc_info=True)
+
+
+def _describe(exc: BaseException, secrets: list[str]) -> tuple[str, str]:
+    """The error line and traceback stored for *exc*, scrubbed of secrets and NUL bytes."""
+    from .isolation import ChildFailed
+
+    if isinstance(exc, ChildFailed):
+        error, trace = f"{exc.error.type_name}: {exc.error.message}", exc.error.traceback
+    else:
+        error, trace = f"{type(exc).__name__}: {exc}", "".join(tb.format_exception(exc))
+    return (
+        scrub(error, secrets).replace("\x00", "\\x00"),
+        scrub(trace, secrets).replace("\x00", "\\x00"),
+    )
 
 
 def _status_for(exc: BaseException, script: Script, active: _Active) -> RunStatus:

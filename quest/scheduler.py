@@ -80,8 +80,8 @@ class Workers:
                 continue
             try:
                 task(*args)
-            except Exception:
-                log.exception("a serve task failed")
+            except BaseException:
+                log.exception("a serve task failed; its worker carries on")
             finally:
                 with self._lock:
                     self._busy -= 1
@@ -348,6 +348,7 @@ class Serve:
                         "error": "RunInterrupted: stopped by shutdown",
                     },
                 )
+                store.forget_secrets(run_id)
             except Exception:
                 log.exception("could not record run %s as interrupted", run_id)
         for active in runner.active():
@@ -454,6 +455,7 @@ class Serve:
             self._last_maintenance = moment
             try:
                 store.prune_slots(now - SLOT_MEMORY)
+                store.prune_secrets()
             except Exception:
                 log.warning("slot pruning failed", exc_info=True)
         if moment - self._last_retention >= self.retention_every:

@@ -33,7 +33,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from .config import Settings
@@ -54,6 +54,7 @@ log = logging.getLogger("quest.store")
 
 
 WRITE_OPTION = "quest_write"
+CLAIM_PAGES = 8
 
 
 def make_engine(url: str) -> Engine:
@@ -66,7 +67,12 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:" and not path.startswith("file:"):
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailable(
+                    f"cannot create the folder of the SQLite database {path}: {exc.strerror}"
+                ) from None
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -150,6 +156,11 @@ class Store:
         self._local = threading.local()
         self._prepared: dict[tuple[int, frozenset[str]], _Prepared] = {}
         runs = self.runs
+        # An application's JobLog may add columns with Python-side defaults or onupdate; those
+        # rows go through SQLAlchemy's full execution, which runs them.
+        self._plain_runs = all(
+            (c.default is None or c.default.is_scalar) and c.onupdate is None for c in runs.c
+        )
         upsert = _upsert_for(engine.dialect.name)
         self._insert_run = insert(runs)
         self._update_run = update(runs).where(runs.c.id == bindparam("_run_id"))
@@ -269,7 +280,10 @@ class Store:
                 extra={**unit.about, "action": "db_retry"},
             )
             for write in kept:
-                self._retrying(write, unit.about)
+                try:
+                    self._retrying(write, unit.about)
+                except DBAPIError:
+                    log.exception("a write was refused for good", extra=dict(unit.about))
 
     def _write(self, write: Callable[[Connection], Any], *, now: bool = False) -> Any:
         unit: _Unit | None = getattr(self._local, "unit", None)
@@ -292,7 +306,8 @@ class Store:
             except IntegrityError:
                 return
             except DBAPIError as exc:
-                if time.monotonic() + delay > deadline:
+                transient = isinstance(exc, OperationalError | InterfaceError)
+                if not transient or time.monotonic() + delay > deadline:
                     raise
                 log.warning(
                     "database write failed (%s); retrying in %.1f s",
@@ -309,8 +324,16 @@ class Store:
         prepared = self._prepared.get(key)
         if prepared is None:
             prepared = self._prepared[key] = _Prepared(statement, self.engine.dialect, values)
+        parameters = prepared.parameters(values)
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(prepared.sql, prepared.parameters(values))
+        dbapi = self.engine.dialect.loaded_dbapi
+        try:
+            cursor.execute(prepared.sql, parameters)
+        except dbapi.Error as exc:
+            cursor.close()
+            raise DBAPIError.instance(
+                prepared.sql, parameters, exc, dbapi.Error, dialect=self.engine.dialect
+            ) from exc
         return cursor
 
     def _first(self, connection: Connection, statement: Any, values: Mapping[str, Any]) -> Any:
@@ -330,11 +353,17 @@ class Store:
     # -- runs ---------------------------------------------------------------------------------
 
     def insert_run(self, values: dict[str, Any]) -> None:
-        self._write(lambda connection: self._do(connection, self._insert_run, values))
+        if self._plain_runs:
+            self._write(lambda connection: self._do(connection, self._insert_run, values))
+        else:
+            self._write(lambda connection: connection.execute(self._insert_run, values))
 
     def update_run(self, run_id: str, values: dict[str, Any]) -> None:
         params = {**values, "_run_id": run_id}
-        self._write(lambda connection: self._do(connection, self._update_run, params))
+        if self._plain_runs:
+            self._write(lambda connection: self._do(connection, self._update_run, params))
+        else:
+            self._write(lambda connection: connection.execute(self._update_run, params))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as connection:
@@ -436,6 +465,21 @@ class Store:
         statement = delete(table).where(table.c.root_id == root_id)
         self._write(lambda connection: connection.execute(statement))
 
+    def prune_secrets(self) -> int:
+        """Forget the secrets of chains that have no queued or running run left."""
+        table = pending_secrets
+        runs = self.runs
+        alive = (
+            select(runs.c.id)
+            .where(
+                runs.c.root_id == table.c.root_id,
+                runs.c.status.in_([RunStatus.queued, RunStatus.running]),
+            )
+            .exists()
+        )
+        with self.writer.begin() as connection:
+            return int(connection.execute(delete(table).where(~alive)).rowcount)
+
     def claim_queued(
         self,
         *,
@@ -455,39 +499,78 @@ class Store:
             return []
         runs = self.runs
         limits = limits or {}
-        query = (
-            select(runs)
-            .where(runs.c.status == RunStatus.queued, runs.c.run_after <= now)
-            .order_by(runs.c.run_after, runs.c.created_at)
-            .limit(max(limit * 4, 16))
-        )
-        if run_id is not None:
-            query = select(runs).where(runs.c.id == run_id, runs.c.status == RunStatus.queued)
-        if self.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+        page = max(limit * 4, 16)
         claimed: list[dict[str, Any]] = []
+        blocked: set[tuple[str, str | None]] = set()
         with self.writer.begin() as connection:
-            candidates = [dict(row._mapping) for row in connection.execute(query)]
-            for row in candidates:
-                if len(claimed) >= limit:
-                    break
-                rule = limits.get(row["name"])
-                if rule is not None and not self._within(connection, rule, row, now):
-                    continue
-                taken = connection.execute(
-                    update(runs)
-                    .where(runs.c.id == row["id"], runs.c.status == RunStatus.queued)
-                    .values(
-                        status=RunStatus.running,
-                        started_at=now,
-                        heartbeat_at=now,
-                        owner_host=owner_host,
-                        owner_pid=owner_pid,
+            for offset in range(0, page * CLAIM_PAGES, page):
+                query = (
+                    select(runs)
+                    .where(runs.c.status == RunStatus.queued, runs.c.run_after <= now)
+                    .order_by(runs.c.run_after, runs.c.created_at)
+                    .offset(offset)
+                    .limit(page)
+                )
+                if run_id is not None:
+                    query = select(runs).where(
+                        runs.c.id == run_id, runs.c.status == RunStatus.queued
                     )
-                ).rowcount
-                if taken:
-                    claimed.append(row)
+                if self.dialect == "postgresql":
+                    query = query.with_for_update(skip_locked=True)
+                candidates = [dict(row._mapping) for row in connection.execute(query)]
+                self._take(
+                    connection,
+                    candidates,
+                    claimed,
+                    blocked,
+                    limit,
+                    limits,
+                    now,
+                    owner_host,
+                    owner_pid,
+                )
+                if len(claimed) >= limit or len(candidates) < page or run_id is not None:
+                    break
         return claimed
+
+    def _take(
+        self,
+        connection: Connection,
+        candidates: list[dict[str, Any]],
+        claimed: list[dict[str, Any]],
+        blocked: set[tuple[str, str | None]],
+        limit: int,
+        limits: Mapping[str, Limits],
+        now: datetime,
+        owner_host: str,
+        owner_pid: int,
+    ) -> None:
+        """Claim from *candidates*; a script or key found at its limit is passed over after."""
+        runs = self.runs
+        for row in candidates:
+            if len(claimed) >= limit:
+                break
+            rule = limits.get(row["name"])
+            if rule is not None:
+                scope = (row["name"], row["key"] if _per_key(rule) else None)
+                if scope in blocked:
+                    continue
+                if not self._within(connection, rule, row, now):
+                    blocked.add(scope)
+                    continue
+            taken = connection.execute(
+                update(runs)
+                .where(runs.c.id == row["id"], runs.c.status == RunStatus.queued)
+                .values(
+                    status=RunStatus.running,
+                    started_at=now,
+                    heartbeat_at=now,
+                    owner_host=owner_host,
+                    owner_pid=owner_pid,
+                )
+            ).rowcount
+            if taken:
+                claimed.append(row)
 
     def _within(
         self,
@@ -846,6 +929,10 @@ class Limits:
     rate_max: int | None = None
     rate_per: timedelta = timedelta(seconds=1)
     rate_per_key: bool = False
+
+
+def _per_key(rule: Limits) -> bool:
+    return rule.concurrency_per_key or rule.rate_per_key
 
 
 def _scopes(rule: Limits | None, row: dict[str, Any]) -> list[tuple[str, str | None]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -185,7 +185,6 @@ def _bad_inputs(script: Script, exc: Any) -> click.UsageError:
 
 def _make_run(script: Script) -> click.Command:
     def callback(**params: Any) -> None:
-        from quest.enums import RunStatus
         from quest.errors import InvalidInputs
         from quest.runner import RunRequest
 
@@ -209,9 +208,10 @@ def _make_run(script: Script) -> click.Command:
             outcome = app.runner.run(script.name, inputs, request)
             while outcome.retry_run_id is not None and params.get("retry"):
                 _report(outcome, as_json=False)
-                outcome = _retry_here(app, outcome) or outcome
-                if outcome.status is RunStatus.queued:
+                retried = _retry_here(app, outcome)
+                if retried is None:
                     break
+                outcome = retried
         _report(outcome, as_json=bool(params.get("as_json")))
         ctx.exit(0 if outcome.ok else 1)
 
@@ -280,6 +280,8 @@ def _retry_here(app: Any, outcome: Any) -> Any:
     """Wait for the retry *outcome* queued and run it in this process, unless serve took it."""
     import time
 
+    from quest.enums import RunStatus
+
     if outcome.retry_at is not None:
         delay = (outcome.retry_at - app.clock.now()).total_seconds()
         if delay > 0:
@@ -289,7 +291,16 @@ def _retry_here(app: Any, outcome: Any) -> Any:
     if row is None:
         click.secho(f"  attempt {outcome.attempt + 1} was taken by quest serve", err=True)
         return None
-    return app.run_claimed(row)
+    retried = app.run_claimed(row)
+    if retried is not None and retried.status is RunStatus.queued:
+        app.store.requeue(row["id"], run_after=app.clock.now() + timedelta(seconds=1))
+        click.secho(
+            f"  attempt {outcome.attempt + 1} is waiting for another run of {outcome.name}; "
+            "quest serve will run it",
+            err=True,
+        )
+        return None
+    return retried
 
 
 def _make_enqueue(script: Script) -> click.Command:
