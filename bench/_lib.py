@@ -35,9 +35,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     system: otherwise every start-up would compile quest's modules and the scripts again.
     """
     dropped = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONDONTWRITEBYTECODE")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("QUEST_") and k not in dropped
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUEST_") and k not in dropped}
     env.update(extra)
     return env
 
