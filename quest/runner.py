@@ -176,13 +176,14 @@ class Runner:
         if request.slot:
             if request.scheduled_for is None:
                 raise ValueError("a slot run needs its scheduled_for instant")
-            if not self.store.claim_slot(
+            paused = self.store.claim_slot_paused(
                 script.name, request.scheduled_for, run_id=run_id, owner=self.owner, now=now
-            ):
+            )
+            if paused is None:
                 return RunOutcome(
                     script.name, run_id, RunStatus.skipped, request.trigger, reason="claimed"
                 )
-            if self.store.is_paused(script.name):
+            if paused:
                 return self.skip(
                     script,
                     SkipReason.paused,

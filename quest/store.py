@@ -30,6 +30,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -164,10 +165,16 @@ class Store:
         upsert = _upsert_for(engine.dialect.name)
         self._insert_run = insert(runs)
         self._update_run = update(runs).where(runs.c.id == bindparam("_run_id"))
+        # A correlated subquery in RETURNING (SQLite 3.35+, PostgreSQL) reads the pause flag in
+        # the claim's own statement.
+        paused = literal_column(
+            f"(SELECT {script_state.name}.paused FROM {script_state.name} "
+            f"WHERE {script_state.name}.name = {slots.name}.name)"
+        )
         self._claim = (
             upsert(slots)
             .on_conflict_do_nothing(index_elements=["name", "scheduled_for"])
-            .returning(slots.c.name)
+            .returning(slots.c.name, paused)
         )
         taken = upsert(leases)
         self._take_lease = taken.on_conflict_do_update(
@@ -719,6 +726,18 @@ class Store:
         self, name: str, scheduled_for: datetime, *, run_id: str | None, owner: str, now: datetime
     ) -> bool:
         """Take the slot (name, scheduled_for); ``False`` if another process already has it."""
+        return (
+            self.claim_slot_paused(name, scheduled_for, run_id=run_id, owner=owner, now=now)
+            is not None
+        )
+
+    def claim_slot_paused(
+        self, name: str, scheduled_for: datetime, *, run_id: str | None, owner: str, now: datetime
+    ) -> bool | None:
+        """Take the slot and say in the same statement whether the script is paused.
+
+        ``None`` if another process already has the slot, else whether *name* is paused.
+        """
         values = {
             "name": name,
             "scheduled_for": scheduled_for,
@@ -726,7 +745,8 @@ class Store:
             "owner": owner,
             "claimed_at": now,
         }
-        return bool(self._write(lambda c: self._first(c, self._claim, values), now=True))
+        row = self._write(lambda c: self._first(c, self._claim, values), now=True)
+        return None if row is None else bool(row[1])
 
     def last_slot(self, name: str) -> datetime | None:
         return self.last_slots().get(name)
