@@ -28,8 +28,12 @@ DEFAULT = Retention()
 
 
 def prune(quest: Quest, now: datetime, *, default: Retention = DEFAULT) -> dict[str, int]:
-    """Apply the retention rules to every script in the JobLog; returns rows deleted by script."""
+    """Apply the retention rules to every script in the JobLog; returns rows deleted by script.
+
+    Sensitive inputs kept for chains that no longer have a queued or running run go too.
+    """
     store = quest.store
+    store.prune_secrets()
     deleted: dict[str, int] = {}
     for name in store.names_in_log():
         script = quest.registry.scripts.get(name)

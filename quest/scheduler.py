@@ -128,7 +128,7 @@ class Serve:
     grace: float = 30.0
     concurrency: int = 4
     inline: bool = False
-    maintenance_every: float = 10.0
+    maintenance_every: float = 60.0
     on_outcome: Callable[[RunOutcome], None] | None = None
     entries: dict[str, _Entry] = field(default_factory=dict)
     _workers: Workers = field(default_factory=lambda: Workers())
@@ -455,7 +455,6 @@ class Serve:
             self._last_maintenance = moment
             try:
                 store.prune_slots(now - SLOT_MEMORY)
-                store.prune_secrets()
             except Exception:
                 log.warning("slot pruning failed", exc_info=True)
         if moment - self._last_retention >= self.retention_every:

@@ -167,7 +167,7 @@ class Store:
         self._update_run = update(runs).where(runs.c.id == bindparam("_run_id"))
         # A correlated subquery in RETURNING (SQLite 3.35+, PostgreSQL) reads the pause flag in
         # the claim's own statement.
-        paused = literal_column(
+        paused: Any = literal_column(
             f"(SELECT {script_state.name}.paused FROM {script_state.name} "
             f"WHERE {script_state.name}.name = {slots.name}.name)"
         )
