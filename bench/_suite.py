@@ -79,6 +79,18 @@ def ratio_text(value: float) -> str:
     return f"{value:.2f}x"
 
 
+def side_by_side(label: str, ours: list[float], theirs: list[float], unit: str) -> Row:
+    """A row with no target: quest's samples against a comparison's, from the same rounds."""
+    return Row(
+        label,
+        spread(Stat.of(ours), unit),
+        spread(Stat.of(theirs), unit),
+        ratio_text(paired_ratio(ours, theirs)),
+        "—",
+        None,
+    )
+
+
 # -- 1 and 2: start-up ------------------------------------------------------------------------
 
 
@@ -190,29 +202,23 @@ def figure_3(plan: Plan, scratch: Path) -> list[Row]:
             "≥ 2x",
             vs_huey >= 2.0,
         ),
-        Row(
+        side_by_side(
             "3 runs/s: quest vs huey SqliteHuey set to quest's durability (`synchronous=NORMAL`)",
-            spread(q, "/s"),
-            spread(Stat.of(got["huey"]), "/s"),
-            ratio_text(paired_ratio(got["quest"], got["huey"])),
-            "—",
-            None,
+            got["quest"],
+            got["huey"],
+            "/s",
         ),
-        Row(
+        side_by_side(
             "3 runs/s: quest vs APScheduler, same no-op, nothing recorded",
-            spread(q, "/s"),
-            spread(Stat.of(got["apscheduler"]), "/s"),
-            ratio_text(paired_ratio(got["quest"], got["apscheduler"])),
-            "—",
-            None,
+            got["quest"],
+            got["apscheduler"],
+            "/s",
         ),
-        Row(
+        side_by_side(
             "3 runs/s: quest vs raw sqlite3 insert+update per run (the store's floor)",
-            spread(q, "/s"),
-            spread(Stat.of(got["sqlite"]), "/s"),
-            ratio_text(paired_ratio(got["quest"], got["sqlite"])),
-            "—",
-            None,
+            got["quest"],
+            got["sqlite"],
+            "/s",
         ),
     ]
 
@@ -512,13 +518,11 @@ def figure_6(plan: Plan, scratch: Path) -> list[Row]:
             "≤ 300 MB",
             rss_q.median <= 300,
         ),
-        Row(
+        side_by_side(
             f"6 `quest list` wall, {n} scripts, vs APScheduler listing its jobs",
-            spread(Stat.of(got["list"]), "s"),
-            spread(Stat.of(got["list_peer"]), "s"),
-            ratio_text(paired_ratio(got["list"], got["list_peer"])),
-            "—",
-            None,
+            got["list"],
+            got["list_peer"],
+            "s",
         ),
     ]
 

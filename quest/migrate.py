@@ -81,11 +81,6 @@ def config(store: Store, models: str | None, connection: Any = None) -> Any:
     return cfg
 
 
-def is_current(store: Store, models: str | None) -> bool:
-    """Whether every head is applied (revisions of other branches in the database are fine)."""
-    return heads(version_locations(models)) <= current(store)
-
-
 def upgrade(store: Store, models: str | None = None, *, force: bool = False) -> bool:
     """Apply every pending migration; returns whether anything was applied."""
     locations = version_locations(models)

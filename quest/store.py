@@ -641,14 +641,6 @@ class Store:
             },
         )
 
-    def next_queued_at(self) -> datetime | None:
-        runs = self.runs
-        with self.engine.connect() as connection:
-            value = connection.execute(
-                select(func.min(runs.c.run_after)).where(runs.c.status == RunStatus.queued)
-            ).scalar_one_or_none()
-        return _as_utc(value)
-
     def abandon_stale(self, *, now: datetime, ttl: timedelta) -> list[dict[str, Any]]:
         """Mark ``abandoned`` every running row whose owner stopped heartbeating; return them."""
         runs = self.runs
@@ -747,9 +739,6 @@ class Store:
         }
         row = self._write(lambda c: self._first(c, self._claim, values), now=True)
         return None if row is None else bool(row[1])
-
-    def last_slot(self, name: str) -> datetime | None:
-        return self.last_slots().get(name)
 
     def last_slots(self) -> dict[str, datetime]:
         """The latest claimed slot of every script."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -74,18 +73,6 @@ SCRIPTS = {
             return "ran"
         """,
 }
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """``quest run`` configures the root logger, as a command does; put it back after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    runner_level = logging.getLogger("quest.runner").level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("quest.runner").setLevel(runner_level)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,18 +132,6 @@ def write_scripts(folder: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(source), encoding="utf-8")
     return folder
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """``quest run`` configures the root logger, as a command does; put it back after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    runner_level = logging.getLogger("quest.runner").level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("quest.runner").setLevel(runner_level)
 
 
 @pytest.fixture

@@ -1,0 +1,20 @@
+"""Fixtures of the command-line tests."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """``quest run`` configures the root logger, as a command does; put it back after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    runner_level = logging.getLogger("quest.runner").level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("quest.runner").setLevel(runner_level)
