@@ -152,7 +152,8 @@ class Quest:
             key=row["key"],
             scheduled_for=row["scheduled_for"],
             retry=True,
-            extra={"queued": True},
+            leased=bool(row.get("leased")),
+            extra={"queued": True, "claimed": True},
         )
         return self.runner.run(script.name, inputs, request)
 

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from .enums import BackoffType, CatchUp
+from .enums import BackoffType, CatchUp, Isolation
 from .errors import InvalidDefinition
 from .inputs import Input, Inputs, build_model
 from .timespan import parse_timespan
@@ -127,6 +127,7 @@ class QuestBlock(_Block):
     concurrency: Concurrency | None = None
     retention: Retention | None = None
     discard_on: tuple[type[BaseException], ...] = Field((), alias="discardOn")
+    isolation: Isolation | None = None
 
     @field_validator("interval", mode="before")
     @classmethod
