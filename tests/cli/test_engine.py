@@ -1,4 +1,4 @@
-"""``quest serve`` as a supervisor of worker processes: crashes, timeouts, recycling, parallel queues.
+"""``quest serve`` as a supervisor of worker processes: crashes, timeouts, recycling, queues.
 
 Every test starts the real command on a throwaway project, on SQLite and on PostgreSQL, and reads
 the JobLog. Waiting here is waiting on other processes: the database is polled with a deadline.
@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from test_serve_process import Project, Served, make_project, poll, served  # noqa: F401
+from test_serve_process import Project, Served, make_project, poll
 
 from quest.app import Quest
 from quest.config import load_settings
