@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-import traceback as tb
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import Discard, RunInterrupted, RunTimeout
+from .config import activate
+from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
+from .failures import Failure
 
 if TYPE_CHECKING:
     from .context import Context
@@ -25,26 +25,17 @@ if TYPE_CHECKING:
     from .inputs import Inputs
 
 
-@dataclass(frozen=True, slots=True)
-class _ChildError:
-    type_name: str
-    message: str
-    traceback: str
-    discard: bool
-
-
 STARTUP_ALLOWANCE = 60.0
 
 
-class ChildFailed(Exception):
-    """The script raised in its child process."""
+class ChildProcess:
+    """Runs a sync script with a timeout in a child process of its own (``isolation = "thread"``
+    and ``quest run``): the runner's executor for what a thread cannot stop."""
 
-    def __init__(self, error: _ChildError) -> None:
-        super().__init__(f"{error.type_name}: {error.message}")
-        self.error = error
-
-    def __str__(self) -> str:
-        return self.error.message
+    def execute(
+        self, script: Script, inputs: Inputs, ctx: Context, active: Any, timeout: float | None
+    ) -> Any:
+        return call_in_child(script, inputs, ctx, active, timeout or 0.0)
 
 
 def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, timeout: float) -> Any:
@@ -83,6 +74,9 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
     try:
         while True:
             remaining = budget - (time.monotonic() - start)
+            if getattr(active, "cancelled_by", None) is not None:
+                _stop(process)
+                raise RunCancelled(active.cancelled_by)
             if active.interrupted:
                 _stop(process)
                 raise RunInterrupted("stopped by shutdown")
@@ -108,12 +102,13 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
     if kind == "ok":
         return value
     if kind == "lost":
+        if getattr(active, "cancelled_by", None) is not None:
+            raise RunCancelled(active.cancelled_by)
         if active.interrupted:
             raise RunInterrupted("stopped by shutdown")
-        raise RuntimeError(f"the script's process exited with code {process.exitcode}")
-    if value.discard:
-        raise Discard(value.message)
-    raise ChildFailed(value)
+        raise WorkerDied(f"the script's process exited with code {process.exitcode}")
+    failure: Failure = value
+    failure.reraise()
 
 
 def _stop(process: Any) -> None:
@@ -125,29 +120,32 @@ def _stop(process: Any) -> None:
 
 
 def _child_main(sender: Any, payload: dict[str, Any]) -> None:
-    from .app import Quest
     from .discovery import Registry, load_file
     from .inputs import validate
     from .results import capture
+    from .runner import Runner
+    from .store import Store
 
     script: Script | None = None
     try:
         script = load_file(Path(payload["path"]), payload["name"])
         registry = Registry()
         registry.add(script)
-        quest = Quest(payload["settings"], registry=registry)
+        settings = payload["settings"]
+        activate(settings)
+        runner = Runner(registry, Store.from_settings(settings), settings)
         inputs = validate(script.model, script.inputs, payload["inputs"])
-        context = quest.context_for(script, **payload["ctx"])
+        fields = dict(payload["ctx"])
+        context = runner.context(
+            script, run_id=fields.pop("run_id"), now=fields.pop("now"), **fields
+        )
         sender.send(("started", None))
         result = script.fn(inputs, context)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         sender.send(("ok", capture(result)))
     except BaseException as exc:
-        discard = isinstance(exc, Discard) or (
-            script is not None and isinstance(exc, script.block().discard_on)
-        )
-        trace = "".join(tb.format_exception(exc))
-        sender.send(("error", _ChildError(type(exc).__name__, str(exc), trace, discard)))
+        discard_on = script.block().discard_on if script is not None else ()
+        sender.send(("error", Failure.of(exc, discard_on)))
     finally:
         sender.close()

@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import Discard, RunCancelled, RunInterrupted, RunTimeout, WorkerDied
+from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
 from .inputs import sensitive_values
-from .isolation import ChildFailed, _ChildError
 from .worker import CANCEL, STOP, Done, Job
 
 if TYPE_CHECKING:
@@ -179,16 +178,7 @@ class WorkerPool:
         if stop.reason is not None or done is None:
             raise self._why_stopped(active, stop, worker, timeout)
         if done.failure is not None:
-            if done.failure.discard:
-                raise Discard(done.failure.message)
-            raise ChildFailed(
-                _ChildError(
-                    done.failure.type_name,
-                    done.failure.message,
-                    done.failure.traceback,
-                    done.failure.discard,
-                )
-            )
+            done.failure.reraise()
         return done.result
 
     def _hand(self, job: Job) -> Worker:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Settings
@@ -25,14 +25,22 @@ from .context import Context, RunLogger
 from .definition import Script
 from .discovery import Registry
 from .enums import Isolation, RunStatus, SkipReason, Trigger
-from .errors import Discard, LeaseHeld, RunCancelled, RunInterrupted, RunTimeout
+from .errors import Discard, InvalidInputs, LeaseHeld, RunCancelled, RunInterrupted, RunTimeout
+from .failures import ScriptFailed
 from .inputs import Inputs, dump, scrub, secrets, sensitive_values, validate
 from .results import capture
 from .signals import JobEvent, emit, job_complete, job_error, job_skip, job_start
 from .store import Store
+from .timespan import parse_timespan
 
-if TYPE_CHECKING:
-    from .pool import WorkerPool
+
+class Executor(Protocol):
+    """Where a run executes when not in the calling thread: a worker pool, a child process."""
+
+    def execute(
+        self, script: Script, inputs: Inputs, ctx: Context, active: Any, timeout: float | None
+    ) -> Any: ...
+
 
 log = logging.getLogger("quest.runner")
 
@@ -110,12 +118,13 @@ class Runner:
         self.settings = settings
         self.clock = clock
         self.owner = owner or f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._enqueue = enqueue
+        self._enqueue = enqueue or self.enqueue
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
         self._stop_heartbeat = threading.Event()
-        self.pool: WorkerPool | None = None
+        self.pool: Executor | None = None
+        self.timed: Executor | None = None
         self.cancel_check_every = 0.5
 
     # -- public ------------------------------------------------------------------------------
@@ -125,6 +134,44 @@ class Runner:
         script = self.registry.get(name)
         tz = script.timezone(self.settings.timezone)
         return script, validate(script.model, script.inputs, raw or {}, timezone=tz)
+
+    def enqueue(
+        self,
+        name: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        delay: timedelta | str | float | None = None,
+        key: str | None = None,
+        run_at: datetime | None = None,
+    ) -> str:
+        """Queue a run of *name* for ``quest serve``; the inputs are validated now."""
+        script, validated = self.prepare(name, inputs or {})
+        if delay is not None:
+            try:
+                wait = parse_timespan(delay, allow_zero=True)
+            except ValueError as exc:
+                raise InvalidInputs(f"Invalid delay: {exc}") from None
+        else:
+            wait = timedelta(0)
+        now = self.clock.now()
+        run_id = new_run_id()
+        self.store.enqueue_run(
+            {
+                "id": run_id,
+                "name": script.name,
+                "status": RunStatus.queued,
+                "trigger": Trigger.enqueued,
+                "attempt": 1,
+                "max_attempts": script.block().attempts,
+                "root_id": run_id,
+                "key": key,
+                "inputs": dump(validated, script.inputs),
+                "created_at": now,
+                "run_after": run_at or now + wait,
+            },
+            secrets(validated, script.inputs),
+        )
+        return run_id
 
     def run(
         self,
@@ -559,10 +606,8 @@ class Runner:
             return self.pool.execute(script, inputs, ctx, active, seconds)
         if script.is_async:
             return self._call_async(script, inputs, ctx, active, timeout)
-        if timeout is not None:
-            from .isolation import call_in_child
-
-            return call_in_child(script, inputs, ctx, active, timeout.total_seconds())
+        if timeout is not None and self.timed is not None:
+            return self.timed.execute(script, inputs, ctx, active, timeout.total_seconds())
         value = script.fn(inputs, ctx)
         if asyncio.iscoroutine(value):
             return asyncio.run(value)
@@ -697,10 +742,8 @@ class Runner:
 
 def _describe(exc: BaseException, secrets: list[str]) -> tuple[str, str]:
     """The error line and traceback stored for *exc*, scrubbed of secrets and NUL bytes."""
-    from .isolation import ChildFailed
-
-    if isinstance(exc, ChildFailed):
-        error, trace = f"{exc.error.type_name}: {exc.error.message}", exc.error.traceback
+    if isinstance(exc, ScriptFailed):
+        error, trace = f"{exc.failure.type_name}: {exc.failure.message}", exc.failure.traceback
     else:
         error, trace = f"{type(exc).__name__}: {exc}", "".join(tb.format_exception(exc))
     return (

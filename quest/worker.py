@@ -18,14 +18,13 @@ import contextlib
 import os
 import signal
 import sys
-import traceback as tb
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .enums import Trigger
-from .errors import Discard
+from .failures import Failure
 from .results import capture
 
 if TYPE_CHECKING:
@@ -48,16 +47,6 @@ class Job:
     key: str | None = None
     root_id: str | None = None
     secrets: tuple[str, ...] = field(default=())
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """What a script raised, as text: exceptions need not pickle."""
-
-    type_name: str
-    message: str
-    traceback: str
-    discard: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +115,8 @@ class _Worker:
                 value = self._run_async(value)
             return Done(job.run_id, result=capture(value), rss=_rss())
         except BaseException as exc:
-            discard = isinstance(exc, Discard) or (
-                script is not None and isinstance(exc, script.block().discard_on)
-            )
-            failure = Failure(
-                type(exc).__name__, _text(exc), "".join(tb.format_exception(exc)), discard
-            )
-            return Done(job.run_id, failure=failure, rss=_rss())
+            discard_on = script.block().discard_on if script is not None else ()
+            return Done(job.run_id, failure=Failure.of(exc, discard_on), rss=_rss())
 
     def _run_async(self, coroutine: Any) -> Any:
         if self._loop is None or self._loop.is_closed():
@@ -156,13 +140,6 @@ class _Worker:
             return loop.run_until_complete(task)
         finally:
             loop.remove_reader(fd)
-
-
-def _text(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:
-        return f"<{type(exc).__name__} whose str() failed>"
 
 
 def _rss() -> int:
