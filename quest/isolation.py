@@ -10,13 +10,17 @@ stopping, the child gets SIGTERM, then SIGKILL two seconds later.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
+import pickle
+import sys
 import time
 import traceback as tb
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import redact
 from .errors import Discard, RunInterrupted, RunTimeout
 
 if TYPE_CHECKING:
@@ -54,6 +58,8 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
         "path": script.path,
         "name": script.name,
         "inputs": inputs.model_dump(),
+        "secrets": redact.sensitive_values(inputs, script.inputs),
+        "logging": _logging_setup(),
         "settings": ctx.settings,
         "ctx": {
             "run_id": ctx.run_id,
@@ -124,12 +130,38 @@ def _stop(process: Any) -> None:
         process.join(2)
 
 
+def _logging_setup() -> dict[str, Any] | None:
+    """The level and formatter of this process's log handler, for the child to log the same way."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return None
+    formatter = root.handlers[0].formatter
+    try:
+        pickle.dumps(formatter)
+    except Exception:
+        formatter = None
+    return {"level": root.level, "formatter": formatter}
+
+
+def _child_logging(setup: dict[str, Any] | None, secrets: list[Any]) -> None:
+    """Log to stderr as the parent does, scrubbed of the run's secrets like every quest process."""
+    redact.register(secrets)
+    if setup is not None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(setup["formatter"])
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(setup["level"])
+    redact.install_process()
+
+
 def _child_main(sender: Any, payload: dict[str, Any]) -> None:
     from .app import Quest
     from .discovery import Registry, load_file
     from .inputs import validate
     from .results import capture
 
+    _child_logging(payload.get("logging"), payload.get("secrets") or [])
     script: Script | None = None
     try:
         script = load_file(Path(payload["path"]), payload["name"])
@@ -148,6 +180,7 @@ def _child_main(sender: Any, payload: dict[str, Any]) -> None:
             script is not None and isinstance(exc, script.block().discard_on)
         )
         trace = "".join(tb.format_exception(exc))
-        sender.send(("error", _ChildError(type(exc).__name__, str(exc), trace, discard)))
+        message, trace = redact.scrub(str(exc)), redact.scrub(trace)
+        sender.send(("error", _ChildError(type(exc).__name__, message, trace, discard)))
     finally:
         sender.close()
