@@ -28,7 +28,6 @@ import itertools
 import json
 import logging
 import os
-import re
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -167,21 +166,18 @@ def forms(value: Any) -> frozenset[str]:
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
-    """What is scrubbed right now: one compiled pattern, and the containers matched whole."""
+    """What is scrubbed right now: the forms, longest first, and the containers matched whole."""
 
-    pattern: re.Pattern[str] | None
+    ordered: tuple[str, ...]
     wholes: tuple[Any, ...]
     texts: frozenset[str] = frozenset()
 
 
-_EMPTY = _Snapshot(None, ())
+_EMPTY = _Snapshot((), ())
 
 
-def _compile(texts: Iterable[str]) -> re.Pattern[str] | None:
-    ordered = sorted(set(texts), key=lambda text: (-len(text), text))
-    if not ordered:
-        return None
-    return re.compile("|".join(re.escape(text) for text in ordered))
+def _order(texts: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(texts), key=lambda text: (-len(text), text)))
 
 
 def _wholes(values: Iterable[Any]) -> tuple[Any, ...]:
@@ -220,7 +216,7 @@ class _Registry:
     def _rebuild(self) -> None:
         texts = frozenset().union(*(entry[0] for entry in self._entries.values()))
         wholes = tuple(w for entry in self._entries.values() for w in entry[1])
-        self.snapshot = _Snapshot(_compile(texts), wholes, texts) if texts or wholes else _EMPTY
+        self.snapshot = _Snapshot(_order(texts), wholes, texts) if texts or wholes else _EMPTY
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -284,24 +280,26 @@ def _snapshot(values: Iterable[Any] | None) -> _Snapshot:
     wholes = current.wholes + _wholes(extra)
     if texts == current.texts and wholes == current.wholes:
         return current
-    return _Snapshot(_compile(texts), wholes, texts)
+    return _Snapshot(_order(texts), wholes, texts)
 
 
-def _scrub_text(text: str, pattern: re.Pattern[str] | None) -> str:
-    if pattern is None:
-        return text
-    # Each replacement shortens the text, so this ends; repeating it catches a form that a
+def _scrub_text(text: str, ordered: tuple[str, ...]) -> str:
+    # Longest forms first, so a form inside a longer one never leaves the rest behind. Each
+    # replacement shortens the text, so this ends; repeating the pass catches a form that a
     # replacement joined together from the pieces around it.
-    while True:
-        replaced = pattern.sub(REDACTED, text)
-        if replaced == text:
-            return text
-        text = replaced
+    changed = True
+    while changed:
+        changed = False
+        for form in ordered:
+            if form in text:
+                text = text.replace(form, REDACTED)
+                changed = True
+    return text
 
 
 def scrub(text: str, values: Iterable[Any] | None = None) -> str:
     """*text* with every form of every active value, and of *values*, replaced by ``***``."""
-    return _scrub_text(text, _snapshot(values).pattern)
+    return _scrub_text(text, _snapshot(values).ordered)
 
 
 def scrub_value(value: Any, values: Iterable[Any] | None = None) -> Any:
@@ -312,25 +310,25 @@ def scrub_value(value: Any, values: Iterable[Any] | None = None) -> Any:
     same shape otherwise (tuples and sets become lists only when something in them changed).
     """
     snapshot = _snapshot(values)
-    if snapshot.pattern is None and not snapshot.wholes:
+    if not snapshot.ordered and not snapshot.wholes:
         return value
     return _walk(value, snapshot, 0)
 
 
 def _walk(value: Any, snapshot: _Snapshot, depth: int) -> Any:
     if isinstance(value, str):
-        return _scrub_text(value, snapshot.pattern)
+        return _scrub_text(value, snapshot.ordered)
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float):
         text = _render(value)
-        scrubbed = _scrub_text(text, snapshot.pattern)
+        scrubbed = _scrub_text(text, snapshot.ordered)
         return value if scrubbed == text else scrubbed
     if isinstance(value, Mapping | list | tuple | set | frozenset):
         if snapshot.wholes and _is_whole(value, snapshot.wholes):
             return REDACTED
         if depth > _MAX_DEPTH:
-            return _scrub_text(_render(value), snapshot.pattern)
+            return _scrub_text(_render(value), snapshot.ordered)
     if isinstance(value, Mapping):
         changed = False
         out = {}
@@ -346,15 +344,15 @@ def _walk(value: Any, snapshot: _Snapshot, depth: int) -> Any:
             return value
         return items if not isinstance(value, tuple) else tuple(items)
     text = _render(value)
-    scrubbed = _scrub_text(text, snapshot.pattern)
+    scrubbed = _scrub_text(text, snapshot.ordered)
     return value if scrubbed == text else scrubbed
 
 
 def _walk_key(key: Any, snapshot: _Snapshot) -> Any:
     if isinstance(key, str):
-        return _scrub_text(key, snapshot.pattern)
+        return _scrub_text(key, snapshot.ordered)
     text = _render(key)
-    scrubbed = _scrub_text(text, snapshot.pattern)
+    scrubbed = _scrub_text(text, snapshot.ordered)
     return key if scrubbed == text else scrubbed
 
 
@@ -391,11 +389,11 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        pattern = _registry.snapshot.pattern
-        if pattern is None:
+        ordered = _registry.snapshot.ordered
+        if not ordered:
             return True
         try:
-            _scrub_record(record, pattern)
+            _scrub_record(record, ordered)
         except Exception:  # a record that cannot be rendered must not take the secret with it
             record.msg = "(a log message that could not be rendered; withheld)"
             record.args = None
@@ -405,43 +403,43 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def _scrub_record(record: logging.LogRecord, pattern: re.Pattern[str]) -> None:
+def _scrub_record(record: logging.LogRecord, ordered: tuple[str, ...]) -> None:
     try:
         message = record.getMessage()
     except Exception:
         message = None
     if message is None:
-        record.msg = _scrub_text(str(record.msg), pattern)
-        record.args = _scrub_args(record.args, pattern)
+        record.msg = _scrub_text(str(record.msg), ordered)
+        record.args = _scrub_args(record.args, ordered)
     else:
-        scrubbed = _scrub_text(message, pattern)
+        scrubbed = _scrub_text(message, ordered)
         args_text = _render(record.args) if record.args else ""
-        if scrubbed != message or _scrub_text(args_text, pattern) != args_text:
+        if scrubbed != message or _scrub_text(args_text, ordered) != args_text:
             record.msg = scrubbed
             record.args = None
     if record.exc_info and record.exc_info[0] is not None:
         text = record.exc_text or _format_exception(record.exc_info)
-        scrubbed = _scrub_text(text, pattern)
+        scrubbed = _scrub_text(text, ordered)
         if scrubbed != text:
             record.exc_text = scrubbed
             record.exc_info = None
     elif record.exc_text:
-        record.exc_text = _scrub_text(record.exc_text, pattern)
+        record.exc_text = _scrub_text(record.exc_text, ordered)
     if record.stack_info:
-        record.stack_info = _scrub_text(record.stack_info, pattern)
+        record.stack_info = _scrub_text(record.stack_info, ordered)
     if "message" in record.__dict__:
-        record.message = _scrub_text(str(record.message), pattern)
-    snapshot = _Snapshot(pattern, ())
+        record.message = _scrub_text(str(record.message), ordered)
+    snapshot = _Snapshot(ordered, ())
     for key, value in list(record.__dict__.items()):
         if key not in _RECORD_FIELDS:
             record.__dict__[key] = _walk(value, snapshot, 0)
 
 
-def _scrub_args(args: Any, pattern: re.Pattern[str]) -> Any:
+def _scrub_args(args: Any, ordered: tuple[str, ...]) -> Any:
     if isinstance(args, Mapping):
-        return {key: _scrub_text(_render(value), pattern) for key, value in args.items()}
+        return {key: _scrub_text(_render(value), ordered) for key, value in args.items()}
     if isinstance(args, tuple):
-        return tuple(_scrub_text(_render(value), pattern) for value in args)
+        return tuple(_scrub_text(_render(value), ordered) for value in args)
     return args
 
 
