@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import pickle
 import sys
 import time
 import traceback as tb
@@ -131,16 +130,20 @@ def _stop(process: Any) -> None:
 
 
 def _logging_setup() -> dict[str, Any] | None:
-    """The level and formatter of this process's log handler, for the child to log the same way."""
+    """The level and format of this process's first log handler, for the child to log alike."""
     root = logging.getLogger()
     if not root.handlers:
         return None
     formatter = root.handlers[0].formatter
+    if formatter is not None and type(formatter).__module__.startswith("quest."):
+        return {"level": root.level, "formatter": formatter}  # quest's own: the child imports it
     try:
-        pickle.dumps(formatter)
-    except Exception:
-        formatter = None
-    return {"level": root.level, "formatter": formatter}
+        plain = logging.Formatter(
+            getattr(formatter, "_fmt", None), getattr(formatter, "datefmt", None)
+        )
+    except (TypeError, ValueError):
+        plain = logging.Formatter()
+    return {"level": root.level, "formatter": plain}
 
 
 def _child_logging(setup: dict[str, Any] | None, secrets: list[Any]) -> None:

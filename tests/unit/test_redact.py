@@ -283,9 +283,7 @@ def test_arguments_holding_a_secret_are_dropped_even_when_the_message_does_not_s
 
 
 def test_the_filter_scrubs_exceptions_stacks_and_extras() -> None:
-    logger, stream = logged(
-        lambda h: h.setFormatter(logging.Formatter("%(message)s %(payload)s"))
-    )
+    logger, stream = logged(lambda h: h.setFormatter(logging.Formatter("%(message)s %(payload)s")))
     with redact.active([SECRET]):
         try:
             raise KeyError(SECRET)
