@@ -400,7 +400,9 @@ class Runner:
             run_id=run_id,
             trigger=request.trigger,
             status=RunStatus.running,
-            inputs=dump(inputs, script.inputs),
+            inputs=redact.scrub_value(
+                dump(inputs, script.inputs), redact.sensitive_values(inputs, script.inputs)
+            ),
             timestamp=started,
             attempt=request.attempt,
             max_attempts=script.block().attempts if retry_allowed else request.attempt,

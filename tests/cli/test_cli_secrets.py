@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from quest import Quest
+from quest import Quest, redact
 from quest.cli import cli
 from quest.store import Store, make_engine
 from quest.testing import FrozenClock, temporary_quest
@@ -253,3 +253,19 @@ def wait_for_a_finished_run(url: str, process: subprocess.Popen[Any]) -> list[di
             return rows
         time.sleep(0.1)
     pytest.fail("serve did not finish its run")
+
+
+def test_cli_error_messages_are_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
+    import click
+
+    from quest.cli._common import user_errors
+    from quest.errors import QuestError, UsageError
+
+    with redact.active([SECRET]):
+        with pytest.raises(SystemExit), user_errors():
+            raise QuestError(f"could not reach {SECRET}")
+        with pytest.raises(click.UsageError) as usage, user_errors():
+            raise UsageError(f"bad value {SECRET!r}")
+    err = capsys.readouterr().err
+    assert "could not reach ***" in err
+    assert usage.value.message == 'bad value "***"'

@@ -270,3 +270,18 @@ def test_a_timed_child_process_scrubs_its_logs_errors_and_result(
     assert "child token ***" in err, "the child logs like its parent"
     assert 'module logger "***"' in err
     assert_clean(err)
+
+
+@script(inputs={"token": Input(str, sensitive=True), "url": Input(str)})
+def call_url(inputs: Any, ctx: Any) -> None:
+    pass
+
+
+def test_a_plain_input_holding_a_secret_is_scrubbed_in_the_joblog(
+    tmp_path: Path, database_url: str
+) -> None:
+    with temporary_quest(tmp_path, scripts=[call_url], database_url=database_url) as app:
+        outcome = app.run("call-url", {"token": SECRET, "url": f"https://h/?t={SECRET}"})
+        row = app.store.get_run(outcome.run_id)
+    assert row is not None
+    assert row["inputs"] == {"token": "***", "url": "https://h/?t=***"}
