@@ -11,6 +11,7 @@ import traceback as tb
 from dataclasses import dataclass
 from typing import NoReturn
 
+from . import redact
 from .errors import Discard
 
 
@@ -27,6 +28,12 @@ class Failure:
     def of(cls, exc: BaseException, discard_on: tuple[type[BaseException], ...] = ()) -> Failure:
         discard = isinstance(exc, (Discard, *discard_on))
         return cls(type(exc).__name__, _text(exc), "".join(tb.format_exception(exc)), discard)
+
+    def scrubbed(self) -> Failure:
+        """This failure with the secrets of the process's active runs replaced by ``***``."""
+        return Failure(
+            self.type_name, redact.scrub(self.message), redact.scrub(self.traceback), self.discard
+        )
 
     def reraise(self) -> NoReturn:
         if self.discard:

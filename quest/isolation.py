@@ -10,11 +10,14 @@ stopping, the child gets SIGTERM, then SIGKILL two seconds later.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import redact
 from .config import activate
 from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
 from .failures import Failure
@@ -45,6 +48,8 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
         "path": script.path,
         "name": script.name,
         "inputs": inputs.model_dump(),
+        "secrets": redact.sensitive_values(inputs, script.inputs),
+        "logging": _logging_setup(),
         "settings": ctx.settings,
         "ctx": {
             "run_id": ctx.run_id,
@@ -119,6 +124,35 @@ def _stop(process: Any) -> None:
         process.join(2)
 
 
+def _logging_setup() -> dict[str, Any] | None:
+    """The level and format of this process's first log handler, for the child to log alike."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return None
+    formatter = root.handlers[0].formatter
+    if formatter is not None and type(formatter).__module__.startswith("quest."):
+        return {"level": root.level, "formatter": formatter}  # quest's own: the child imports it
+    try:
+        plain = logging.Formatter(
+            getattr(formatter, "_fmt", None), getattr(formatter, "datefmt", None)
+        )
+    except (TypeError, ValueError):
+        plain = logging.Formatter()
+    return {"level": root.level, "formatter": plain}
+
+
+def _child_logging(setup: dict[str, Any] | None, secrets: list[Any]) -> None:
+    """Log to stderr as the parent does, scrubbed of the run's secrets like every quest process."""
+    redact.register(secrets)
+    if setup is not None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(setup["formatter"])
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(setup["level"])
+    redact.install_process()
+
+
 def _child_main(sender: Any, payload: dict[str, Any]) -> None:
     from .discovery import Registry, load_file
     from .inputs import validate
@@ -126,6 +160,7 @@ def _child_main(sender: Any, payload: dict[str, Any]) -> None:
     from .runner import Runner
     from .store import Store
 
+    _child_logging(payload.get("logging"), payload.get("secrets") or [])
     script: Script | None = None
     try:
         script = load_file(Path(payload["path"]), payload["name"])
@@ -146,6 +181,6 @@ def _child_main(sender: Any, payload: dict[str, Any]) -> None:
         sender.send(("ok", capture(result)))
     except BaseException as exc:
         discard_on = script.block().discard_on if script is not None else ()
-        sender.send(("error", Failure.of(exc, discard_on)))
+        sender.send(("error", Failure.of(exc, discard_on).scrubbed()))
     finally:
         sender.close()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from . import redact
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Settings
 from .context import Context, RunLogger
@@ -27,7 +28,7 @@ from .discovery import Registry
 from .enums import Isolation, RunStatus, SkipReason, Trigger
 from .errors import Discard, InvalidInputs, LeaseHeld, RunCancelled, RunInterrupted, RunTimeout
 from .failures import ScriptFailed
-from .inputs import Inputs, dump, scrub, secrets, sensitive_values, validate
+from .inputs import Inputs, dump, secrets, validate
 from .results import capture
 from .signals import JobEvent, emit, job_complete, job_error, job_skip, job_start
 from .store import Store
@@ -205,6 +206,7 @@ class Runner:
             start = self._start(script, validated, request, run_id)
         with self._lock:
             self._active[run_id] = active
+        secret_scope = redact.register(redact.sensitive_values(validated, script.inputs))
         self._ensure_heartbeat()
         ended = False
         try:
@@ -212,6 +214,7 @@ class Runner:
             ended = True
             return outcome
         finally:
+            redact.unregister(secret_scope)
             with self._lock:
                 self._active.pop(run_id, None)
             if lease_ttl is not None and not ended:
@@ -470,7 +473,9 @@ class Runner:
             run_id=run_id,
             trigger=request.trigger,
             status=RunStatus.running,
-            inputs=dump(inputs, script.inputs),
+            inputs=redact.scrub_value(
+                dump(inputs, script.inputs), redact.sensitive_values(inputs, script.inputs)
+            ),
             timestamp=started,
             attempt=request.attempt,
             max_attempts=script.block().attempts if retry_allowed else request.attempt,
@@ -523,10 +528,11 @@ class Runner:
         escaping: BaseException | None = None
         try:
             result = capture(self._call(script, inputs, ctx, active))
+            result = redact.scrub_value(result, redact.sensitive_values(inputs, script.inputs))
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit) and not active.interrupted:
                 escaping = exc
-            error, trace = _describe(exc, sensitive_values(inputs, script.inputs))
+            error, trace = _describe(exc, redact.sensitive_values(inputs, script.inputs))
             status = _status_for(exc, script, active)
             if isinstance(exc, KeyboardInterrupt):
                 status = RunStatus.interrupted
@@ -740,15 +746,15 @@ class Runner:
         return list(asked)
 
 
-def _describe(exc: BaseException, secrets: list[str]) -> tuple[str, str]:
+def _describe(exc: BaseException, secrets: list[Any]) -> tuple[str, str]:
     """The error line and traceback stored for *exc*, scrubbed of secrets and NUL bytes."""
     if isinstance(exc, ScriptFailed):
         error, trace = f"{exc.failure.type_name}: {exc.failure.message}", exc.failure.traceback
     else:
         error, trace = f"{type(exc).__name__}: {exc}", "".join(tb.format_exception(exc))
     return (
-        scrub(error, secrets).replace("\x00", "\\x00"),
-        scrub(trace, secrets).replace("\x00", "\\x00"),
+        redact.scrub(error, secrets).replace("\x00", "\\x00"),
+        redact.scrub(trace, secrets).replace("\x00", "\\x00"),
     )
 
 

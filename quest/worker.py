@@ -23,6 +23,7 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from . import redact
 from .enums import Trigger
 from .failures import Failure
 from .results import capture
@@ -95,6 +96,10 @@ class _Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def execute(self, job: Job) -> Done:
+        with redact.active(job.secrets):
+            return self._execute(job)
+
+    def _execute(self, job: Job) -> Done:
         script: Script | None = None
         try:
             script = self.quest.registry.get(job.name)
@@ -116,7 +121,7 @@ class _Worker:
             return Done(job.run_id, result=capture(value), rss=_rss())
         except BaseException as exc:
             discard_on = script.block().discard_on if script is not None else ()
-            return Done(job.run_id, failure=Failure.of(exc, discard_on), rss=_rss())
+            return Done(job.run_id, failure=Failure.of(exc, discard_on).scrubbed(), rss=_rss())
 
     def _run_async(self, coroutine: Any) -> Any:
         if self._loop is None or self._loop.is_closed():
