@@ -78,7 +78,13 @@ _MAX_YEARS = 400  # one Gregorian cycle: every feasible day/weekday combination 
 
 @dataclass(frozen=True, slots=True)
 class CronSpec:
-    """A parsed, validated cron expression: the set of values each field allows."""
+    """A parsed, validated cron expression: the set of values each field allows.
+
+    The day fields also keep their special forms: ``last_days`` holds offsets from the last day
+    of the month (``L`` is 0, ``L-3`` is 3), ``nearest_weekdays`` the days of ``15W``,
+    ``last_weekday`` is ``LW``, ``nth_weekdays`` the ``(weekday, n)`` pairs of ``MON#1`` and
+    ``last_of_weekdays`` the weekdays of ``5L`` / ``FRI#L``.
+    """
 
     expression: str
     seconds: tuple[int, ...]
@@ -88,17 +94,61 @@ class CronSpec:
     months: tuple[int, ...]
     weekdays: tuple[int, ...]  # 0 = Sunday ... 6 = Saturday
     day_or: bool  # both day fields restricted: a day matching either fires
+    last_days: tuple[int, ...] = ()
+    nearest_weekdays: tuple[int, ...] = ()
+    last_weekday: bool = False
+    nth_weekdays: tuple[tuple[int, int], ...] = ()
+    last_of_weekdays: tuple[int, ...] = ()
 
     @property
     def every_hour(self) -> bool:
         """Whether the hour field covers all 24 hours (a rhythm, not an appointment)."""
         return len(self.hours) == 24
 
-    def day_matches(self, day: int, weekday: int) -> bool:
-        """Whether the date matches; *weekday* counts from 0 = Sunday."""
-        dom = day in self.days
-        dow = weekday in self.weekdays
-        return (dom or dow) if self.day_or else (dom and dow)
+    def month_days(self, year: int, month: int) -> tuple[int, ...]:
+        """The days of *month* in *year* that match, in order."""
+        return _month_days(self, year, month)
+
+    def day_matches(self, year: int, month: int, day: int) -> bool:
+        """Whether the date matches the day-of-month and day-of-week fields."""
+        return day in _month_days(self, year, month)
+
+
+def _nearest_weekday(day: int, weekday: int, length: int) -> int:
+    """The weekday (Monday-Friday) nearest *day* within its month (*weekday*: 0 = Sunday)."""
+    if weekday == 6:  # Saturday: the Friday before, or the Monday after on the 1st
+        return day - 1 if day > 1 else day + 2
+    if weekday == 0:  # Sunday: the Monday after, or the Friday before on the last day
+        return day + 1 if day < length else day - 2
+    return day
+
+
+@functools.lru_cache(maxsize=8192)
+def _month_days(spec: CronSpec, year: int, month: int) -> tuple[int, ...]:
+    first, length = monthrange(year, month)
+    first = (first + 1) % 7  # 0 = Sunday
+
+    def weekday_of(day: int) -> int:
+        return (first + day - 1) % 7
+
+    on_day = {day for day in spec.days if day <= length}
+    on_day.update(length - offset for offset in spec.last_days if length - offset >= 1)
+    on_day.update(
+        _nearest_weekday(day, weekday_of(day), length)
+        for day in spec.nearest_weekdays
+        if day <= length
+    )
+    if spec.last_weekday:
+        on_day.add(_nearest_weekday(length, weekday_of(length), length))
+    on_weekday = {day for day in range(1, length + 1) if weekday_of(day) in spec.weekdays}
+    for weekday, nth in spec.nth_weekdays:
+        day = 1 + (weekday - first) % 7 + 7 * (nth - 1)
+        if day <= length:
+            on_weekday.add(day)
+    for weekday in spec.last_of_weekdays:
+        on_weekday.add(length - (weekday_of(length) - weekday) % 7)
+    found = (on_day | on_weekday) if spec.day_or else (on_day & on_weekday)
+    return tuple(sorted(found))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +191,12 @@ _FORMS = (
     "(second minute hour day-of-month month day-of-week), or a macro such as @daily"
 )
 _ITEM = re.compile(r"^(?:(?P<star>\*)|(?P<low>[^-/*]+)(?:-(?P<high>[^-/*]+))?)(?:/(?P<step>.*))?$")
+_LAST_DAY = re.compile(r"^L(?:-(?P<offset>\d+))?$")
+_NEAREST = re.compile(r"^(?P<day>\d+)W$")
+_NTH = re.compile(r"^(?P<day>[^#]+)#(?P<nth>[^#]*)$")
+_LAST_OF = re.compile(r"^(?P<day>\d|[A-Z]{3})L$")
+_HASHED = re.compile(r"^H(?:\(\d+-\d+\))?(?:/\d+)?$")
+_ORDINALS = ("first", "second", "third", "fourth", "fifth")
 
 
 def _cron_error(message: str, expression: str) -> ScheduleError:
@@ -163,53 +219,184 @@ def _value(text: str, spec: _Field, expression: str) -> int:
     return number
 
 
+def _unsupported(item: str, spec: _Field, expression: str) -> None:
+    """Reject the forms of other cron dialects that quest does not support, saying what to write."""
+    upper = item.upper()
+    if _HASHED.match(upper):
+        raise _cron_error(
+            f'{spec.name} field "{item}": "H" (a hashed value, as in Jenkins) is not supported; '
+            f"write a fixed value within {spec.form} instead",
+            expression,
+        )
+    if upper == "?":
+        raise _cron_error(
+            f'{spec.name} field "{item}": "?" is only allowed in the day-of-month and day-of-week '
+            'fields; write "*" for "every"',
+            expression,
+        )
+    if "L" in upper and spec is not _MONTH_FIELD and spec is not _DOW_FIELD or "#" in upper:
+        raise _cron_error(
+            f'{spec.name} field "{item}": "L", "W" and "#" are only allowed in the day fields '
+            '(day-of-month "L", "L-3", "15W", "LW"; day-of-week "MON#1", "5L", "FRI#L")',
+            expression,
+        )
+    if upper.endswith("W") and upper[:-1].isdigit():
+        raise _cron_error(
+            f'{spec.name} field "{item}": "W" (nearest weekday) is only allowed in the '
+            'day-of-month field, on one day such as "15W"',
+            expression,
+        )
+
+
+def _parse_item(item: str, spec: _Field, text: str, expression: str) -> set[int]:
+    """The values of one list item: ``*``, ``a``, ``a-b`` (wrapping if b < a), with ``/n``."""
+    match = _ITEM.match(item)
+    if not item or match is None:
+        _unsupported(item, spec, expression)
+        raise _cron_error(
+            f'{spec.name} field "{text}" is not valid; use {spec.form}, '
+            'a range "a-b", a step "*/n", "a-b/n" or "a/n", or a list "a,b"',
+            expression,
+        )
+    step = 1
+    if match["step"] is not None:
+        if not (match["step"].isascii() and match["step"].isdigit()) or int(match["step"]) < 1:
+            raise _cron_error(
+                f'{spec.name} field "{item}" has an invalid step; '
+                "the step must be a whole number of at least 1",
+                expression,
+            )
+        step = int(match["step"])
+    dow = spec is _DOW_FIELD
+    high_end = 6 if dow else spec.high  # the cycle a range wraps around (Sunday is 0)
+    if match["star"]:
+        return set(range(spec.low, spec.high + 1, step))
+    _unsupported(match["low"], spec, expression)
+    low = _value(match["low"], spec, expression)
+    if match["high"] is None:
+        if match["step"] is None:
+            return {low}
+        if dow and low == 7:
+            low = 0
+        return set(range(low, high_end + 1, step))  # "5/15": from 5 to the end of the field
+    _unsupported(match["high"], spec, expression)
+    high = _value(match["high"], spec, expression)
+    if dow:
+        if high == 0 and low > 0:
+            high = 7  # FRI-SUN
+        elif low == 7:
+            low = 0  # SUN-TUE written 7-2
+    if high >= low:
+        return set(range(low, high + 1, step))
+    # a range that wraps around: FRI-MON, NOV-FEB, 22-2; the step counts across the wrap
+    sequence = [*range(low, high_end + 1), *range(spec.low, high + 1)]
+    return set(sequence[::step])
+
+
 def _parse_field(text: str, spec: _Field, expression: str) -> set[int]:
     values: set[int] = set()
     for item in text.split(","):
-        match = _ITEM.match(item)
-        if not item or match is None:
+        values.update(_parse_item(item, spec, text, expression))
+    return values
+
+
+@dataclass
+class _DayForms:
+    days: set[int] = field(default_factory=set)
+    last_days: set[int] = field(default_factory=set)
+    nearest: set[int] = field(default_factory=set)
+    last_weekday: bool = False
+    weekdays: set[int] = field(default_factory=set)
+    nth: set[tuple[int, int]] = field(default_factory=set)
+    last_of: set[int] = field(default_factory=set)
+
+
+def _parse_dom(text: str, forms: _DayForms, expression: str) -> None:
+    if text == "?":
+        forms.days.update(range(1, 32))
+        return
+    for item in text.split(","):
+        upper = item.upper()
+        last = _LAST_DAY.match(upper)
+        nearest = _NEAREST.match(upper)
+        if last is not None:
+            offset = int(last["offset"] or 0)
+            if offset > 30:
+                raise _cron_error(
+                    f'day-of-month field "{item}" is out of range; "L-n" takes n from 0 to 30',
+                    expression,
+                )
+            forms.last_days.add(offset)
+        elif upper == "LW":
+            forms.last_weekday = True
+        elif nearest is not None:
+            day = int(nearest["day"])
+            if not 1 <= day <= 31:
+                raise _cron_error(
+                    f'day-of-month field "{item}" is out of range; "nW" takes a day from 1 to 31',
+                    expression,
+                )
+            forms.nearest.add(day)
+        elif "L" in upper or "W" in upper:
             raise _cron_error(
-                f'{spec.name} field "{text}" is not valid; use {spec.form}, '
-                'a range "a-b", a step "*/n" or "a-b/n", or a list "a,b"',
+                f'day-of-month field "{item}" is not valid; write "L" (the last day), "L-3" '
+                '(3 days before it), "15W" (the weekday nearest the 15th) or "LW" (the last '
+                "weekday), each on its own (not in a range or with a step)",
                 expression,
             )
-        step = 1
-        if match["step"] is not None:
-            if not (match["step"].isascii() and match["step"].isdigit()) or int(match["step"]) < 1:
-                raise _cron_error(
-                    f'{spec.name} field "{item}" has an invalid step; '
-                    "the step must be a whole number of at least 1",
-                    expression,
-                )
-            step = int(match["step"])
-        if match["star"]:
-            low, high = spec.low, spec.high
         else:
-            low = _value(match["low"], spec, expression)
-            if match["high"] is not None:
-                high = _value(match["high"], spec, expression)
-                if spec is _DOW_FIELD and high == 0 and low > 0:
-                    high = 7  # FRI-SUN
-                if high < low:
-                    raise _cron_error(
-                        f'{spec.name} field "{item}" is a backwards range; write ranges low-high '
-                        f"within {spec.low}-{spec.high} (use a list to wrap around)",
-                        expression,
-                    )
-            elif match["step"] is not None:
+            forms.days.update(_parse_item(item, _DOM_FIELD, text, expression))
+
+
+def _parse_dow(text: str, forms: _DayForms, expression: str) -> None:
+    if text == "?":
+        forms.weekdays.update(range(7))
+        return
+    for item in text.split(","):
+        upper = item.upper()
+        nth = _NTH.match(upper)
+        last_of = _LAST_OF.match(upper)
+        if nth is not None:
+            weekday = _value(nth["day"], _DOW_FIELD, expression) % 7
+            if nth["nth"] == "L":
+                forms.last_of.add(weekday)
+            elif nth["nth"] in ("1", "2", "3", "4", "5"):
+                forms.nth.add((weekday, int(nth["nth"])))
+            else:
                 raise _cron_error(
-                    f'{spec.name} field "{item}" puts a step on a single value; '
-                    f'write a range such as "{match["low"]}-{spec.high}/{step}"',
+                    f'day-of-week field "{item}" is not valid; after "#" write 1-5 (the first to '
+                    'fifth such day of the month) or L (the last), as in "MON#1" or "FRI#L"',
                     expression,
                 )
-            else:
-                high = low
-        values.update(range(low, high + 1, step))
-    return values
+        elif last_of is not None:
+            forms.last_of.add(_value(last_of["day"], _DOW_FIELD, expression) % 7)
+        elif upper == "L":
+            raise _cron_error(
+                'day-of-week field "L" on its own is ambiguous and not supported; write "SAT" '
+                'for Saturday, or "5L" / "FRI#L" for the last Friday of the month',
+                expression,
+            )
+        elif "L" in upper.replace("SAT", "").replace("JUL", "") or "W" in upper.replace(
+            "WED", ""
+        ):
+            raise _cron_error(
+                f'day-of-week field "{item}" is not valid; write "5L" or "FRI#L" for the last '
+                'Friday of the month (on its own, not in a range or with a step); "W" belongs '
+                "in the day-of-month field",
+                expression,
+            )
+        else:
+            forms.weekdays.update(
+                value % 7 for value in _parse_item(item, _DOW_FIELD, text, expression)
+            )
 
 
 def _max_days(month: int) -> int:
     return 29 if month == 2 else monthrange(2001, month)[1]
+
+
+def _unrestricted(text: str) -> bool:
+    return text.startswith("*") or text == "?"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -245,40 +432,72 @@ def parse_cron(expression: str) -> CronSpec:
     elif len(parts) == 6:
         seconds = _parse_field(parts[0], _SECOND_FIELD, normalised)
         parts = parts[1:]
+    elif len(parts) == 7:
+        raise ScheduleError(
+            f'cron expression "{normalised}" has 7 fields; a year field is not supported: '
+            "remove the last field (if the script must only run in some years, check the year "
+            f"inside the script); {_FORMS}",
+            key="cron",
+        )
     else:
         count = f"{len(parts)} field{'s' if len(parts) != 1 else ''}"
         raise ScheduleError(f'cron expression "{normalised}" has {count}; {_FORMS}', key="cron")
-    minutes, hours, days, months, weekdays = (
-        _parse_field(part, spec, normalised) for part, spec in zip(parts, _FIVE, strict=True)
-    )
-    if 7 in weekdays:
-        weekdays = (weekdays - {7}) | {0}
+    minutes = _parse_field(parts[0], _MINUTE_FIELD, normalised)
+    hours = _parse_field(parts[1], _HOUR_FIELD, normalised)
+    months = _parse_field(parts[3], _MONTH_FIELD, normalised)
+    forms = _DayForms()
+    _parse_dom(parts[2], forms, normalised)
+    _parse_dow(parts[4], forms, normalised)
     dom_text, month_text, dow_text = parts[2], parts[3], parts[4]
-    day_or = not dom_text.startswith("*") and not dow_text.startswith("*")
-    if not day_or and not any(day <= _max_days(month) for day in days for month in months):
+    day_or = not _unrestricted(dom_text) and not _unrestricted(dow_text)
+    plain = not (forms.last_days or forms.nearest or forms.last_weekday)
+    if plain and not day_or and not any(
+        day <= _max_days(month) for day in forms.days for month in months
+    ):
         raise _cron_error(
             f'day-of-month field "{dom_text}" never occurs in month field "{month_text}", '
             "so the schedule would never fire",
             normalised,
         )
-    return CronSpec(
+    spec = CronSpec(
         expression=normalised,
         seconds=tuple(sorted(seconds)),
         minutes=tuple(sorted(minutes)),
         hours=tuple(sorted(hours)),
-        days=tuple(sorted(days)),
+        days=tuple(sorted(forms.days)),
         months=tuple(sorted(months)),
-        weekdays=tuple(sorted(weekdays)),
+        weekdays=tuple(sorted(forms.weekdays)),
         day_or=day_or,
+        last_days=tuple(sorted(forms.last_days)),
+        nearest_weekdays=tuple(sorted(forms.nearest)),
+        last_weekday=forms.last_weekday,
+        nth_weekdays=tuple(sorted(forms.nth)),
+        last_of_weekdays=tuple(sorted(forms.last_of)),
     )
+    # 2000-2027 holds every calendar a month can have (each weekday start, leap or not)
+    if not any(_month_days(spec, year, month) for year in range(2000, 2028) for month in months):
+        raise _cron_error(
+            f'day-of-month field "{dom_text}" and day-of-week field "{dow_text}" never match '
+            f'a day in month field "{month_text}", so the schedule would never fire',
+            normalised,
+        )
+    return spec
 
 
 def _next_wall(spec: CronSpec, start: datetime) -> datetime | None:
     """The first naive wall time at or after *start* (whole seconds) that *spec* matches.
 
     Skips by month, day, hour and minute rather than stepping second by second; naive arithmetic
-    is wall-clock arithmetic, which is what the fields describe.
+    is wall-clock arithmetic, which is what the fields describe. ``None`` when nothing matches
+    within 400 years or before the end of the calendar (year 9999).
     """
+    try:
+        return _search_wall(spec, start)
+    except (OverflowError, ValueError):  # ran off the end of year 9999
+        return None
+
+
+def _search_wall(spec: CronSpec, start: datetime) -> datetime | None:
     wall = start
     last_year = start.year + _MAX_YEARS
     months, hours, minutes, seconds = spec.months, spec.hours, spec.minutes, spec.seconds
@@ -290,15 +509,13 @@ def _next_wall(spec: CronSpec, start: datetime) -> datetime | None:
             else:
                 wall = datetime(wall.year + 1, months[0], 1)
             continue
-        year, month, day = wall.year, wall.month, wall.day
-        weekday = (wall.weekday() + 1) % 7
-        length = monthrange(year, month)[1]
-        while day <= length and not spec.day_matches(day, weekday):
-            day += 1
-            weekday = (weekday + 1) % 7
-        if day > length:
+        year, month = wall.year, wall.month
+        days = _month_days(spec, year, month)
+        index = bisect_left(days, wall.day)
+        if index == len(days):
             wall = datetime(year + 1, 1, 1) if month == 12 else datetime(year, month + 1, 1)
             continue
+        day = days[index]
         if day != wall.day:
             wall = datetime(year, month, day)
         if wall.hour not in hours:
@@ -522,12 +739,21 @@ def next_fire(
     Interval: ``anchor + k * every`` for the smallest ``k >= 0`` that lands after *after*; the
     anchor defaults to *after* (giving ``after + every``), and an anchor still in the future is
     itself the first fire. At: the instant if it is after *after*, else ``None``. Cron: see the
-    module docstring; ``None`` only if nothing matches within 400 years.
+    module docstring; ``None`` only if nothing matches within 400 years. Any schedule gives
+    ``None`` rather than a time past the end of the calendar (year 9999).
     """
     _require_aware(after, "after")
+    if anchor is not None:
+        _require_aware(anchor, "anchor")
+    try:
+        return _next_fire(schedule, after, anchor)
+    except (OverflowError, ValueError):  # past the end of the calendar
+        return None
+
+
+def _next_fire(schedule: Schedule, after: datetime, anchor: datetime | None) -> datetime | None:
     if isinstance(schedule, IntervalSchedule):
         start = after if anchor is None else anchor
-        _require_aware(start, "anchor")
         start_utc, after_utc = start.astimezone(UTC), after.astimezone(UTC)
         if start_utc > after_utc:
             result = start_utc
