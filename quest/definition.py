@@ -13,7 +13,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -21,7 +23,7 @@ from pydantic import (
 from .enums import BackoffType, CatchUp
 from .errors import InvalidDefinition
 from .inputs import Input, Inputs, build_model
-from .timespan import parse_timespan
+from .timespan import MAX_SPAN, parse_timespan
 
 if TYPE_CHECKING:
     from .schedule import Schedule
@@ -60,8 +62,9 @@ class Backoff(_Block):
         """The wait after failed attempt number *attempt* (counting from 1), before jitter."""
         if self.type is BackoffType.fixed:
             wait = self.delay
-        else:
-            wait = self.delay * (2 ** max(0, attempt - 1))
+        else:  # doubling, capped at MAX_SPAN so a late attempt never overflows
+            factor = 2 ** min(max(0, attempt - 1), 64)
+            wait = self.delay * factor if factor < MAX_SPAN / self.delay else MAX_SPAN
         if self.max_delay is not None:
             wait = min(wait, self.max_delay)
         return wait
@@ -127,6 +130,27 @@ class QuestBlock(_Block):
     concurrency: Concurrency | None = None
     retention: Retention | None = None
     discard_on: tuple[type[BaseException], ...] = Field((), alias="discardOn")
+    _interval_note: str | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _milliseconds(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        from .schedule import interval_note
+
+        block = handler(data)
+        raw = data.get("interval") if isinstance(data, Mapping) else None
+        note = interval_note(raw) if raw is not None else None
+        if note is not None and isinstance(block, QuestBlock):
+            block._interval_note = note
+            import logging
+
+            logging.getLogger("quest").warning("quest.interval: %s", note)
+        return block
+
+    @property
+    def interval_note(self) -> str | None:
+        """Why a bare-number interval may have been meant as milliseconds (``None`` if not)."""
+        return self._interval_note
 
     @field_validator("interval", mode="before")
     @classmethod

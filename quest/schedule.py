@@ -47,7 +47,15 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from quest.errors import ScheduleError
-from quest.timespan import format_timespan, parse_timespan
+from quest.timespan import (
+    MAX_SPAN,
+    INSTANT_RANGE,
+    MAX_SPAN_WORDS,
+    check_instant,
+    format_timespan,
+    milliseconds_note,
+    parse_timespan,
+)
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
@@ -71,6 +79,8 @@ __all__ = [
 _SECOND = timedelta(seconds=1)
 _MICROSECOND = timedelta(microseconds=1)
 _MAX_YEARS = 400  # one Gregorian cycle: every feasible day/weekday combination occurs within it
+MIN_INTERVAL = timedelta(seconds=1)
+"""The shortest interval: the finest grain serve schedules at, the same as a cron second."""
 
 
 # --------------------------------------------------------------------------- cron expressions
@@ -195,6 +205,7 @@ _LAST_DAY = re.compile(r"^L(?:-(?P<offset>\d+))?$")
 _NEAREST = re.compile(r"^(?P<day>\d+)W$")
 _NTH = re.compile(r"^(?P<day>[^#]+)#(?P<nth>[^#]*)$")
 _LAST_OF = re.compile(r"^(?P<day>\d|[A-Z]{3})L$")
+_YEARS = re.compile(r"^\d{4}(?:[-,/]\d+)*$")  # a Quartz year field: 2026, 2026-2030, 2026/2
 _HASHED = re.compile(r"^H(?:\(\d+-\d+\))?(?:/\d+)?$")
 _ORDINALS = ("first", "second", "third", "fourth", "fifth")
 
@@ -432,9 +443,9 @@ def parse_cron(expression: str) -> CronSpec:
     elif len(parts) == 6:
         seconds = _parse_field(parts[0], _SECOND_FIELD, normalised)
         parts = parts[1:]
-    elif len(parts) == 7:
+    elif len(parts) == 7 or (len(parts) == 6 and _YEARS.match(parts[5])):
         raise ScheduleError(
-            f'cron expression "{normalised}" has 7 fields; a year field is not supported: '
+            f'cron expression "{normalised}" ends with a year field, which is not supported: '
             "remove the last field (if the script must only run in some years, check the year "
             f"inside the script); {_FORMS}",
             key="cron",
@@ -629,6 +640,12 @@ class IntervalSchedule:
     def __post_init__(self) -> None:
         if self.every <= timedelta(0):
             raise ScheduleError(f"the interval must be positive, not {self.every}", key="interval")
+        if not MIN_INTERVAL <= self.every <= MAX_SPAN:
+            raise ScheduleError(
+                f"the interval {format_timespan(self.every)} is out of range; use between "
+                f"{format_timespan(MIN_INTERVAL)} and {MAX_SPAN_WORDS}",
+                key="interval",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -655,6 +672,10 @@ class AtSchedule:
     def __post_init__(self) -> None:
         if self.at.tzinfo is None or self.at.utcoffset() is None:
             raise ScheduleError(f"{self.at.isoformat()} has no timezone", key="at")
+        try:
+            check_instant(self.at, "at")
+        except ValueError as error:
+            raise ScheduleError(str(error), key="at") from None
 
 
 Schedule = IntervalSchedule | CronSchedule | AtSchedule
@@ -682,11 +703,20 @@ def parse_timezone(name: str) -> ZoneInfo:
 
 
 def parse_interval(value: object) -> timedelta:
-    """A positive time span (``"1 hour"``, ``"5m"``, ``300``); raise :class:`ScheduleError`."""
+    """A time span from 1 second to 100 years (``"1 hour"``, ``"5m"``, ``300``).
+
+    Raise :class:`ScheduleError` (key ``interval``); a value below one second is rejected before
+    it could round to zero.
+    """
     try:
-        return parse_timespan(value)
+        return parse_timespan(value, minimum=MIN_INTERVAL)
     except ValueError as error:
         raise ScheduleError(str(error), key="interval") from None
+
+
+def interval_note(value: object) -> str | None:
+    """A note when an interval written as a bare number was probably meant as milliseconds."""
+    return milliseconds_note(value)
 
 
 def _localize(wall: datetime, tz: ZoneInfo) -> datetime:
@@ -694,6 +724,10 @@ def _localize(wall: datetime, tz: ZoneInfo) -> datetime:
     primary, _ = _instants(wall, tz, every_hour=False)
     assert primary is not None
     return primary.replace(tzinfo=UTC).astimezone(tz)
+
+
+_FIRST_WALL = datetime(1, 1, 3)
+_LAST_WALL = datetime(9999, 12, 29, 23, 59, 59, 999999)
 
 
 def parse_at(value: str | datetime, tz: ZoneInfo) -> datetime:
@@ -721,9 +755,17 @@ def parse_at(value: str | datetime, tz: ZoneInfo) -> datetime:
             '"2026-05-01T03:00"',
             key="at",
         )
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        return _localize(moment, tz)
-    return moment.astimezone(tz)
+    try:
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            if not _FIRST_WALL <= moment <= _LAST_WALL:  # so it converts in every timezone
+                raise ValueError
+            moment = _localize(moment, tz)
+        check_instant(moment, "at")
+        return moment.astimezone(tz)
+    except (OverflowError, ValueError):
+        raise ScheduleError(
+            f'"{value}" is out of range; use an instant {INSTANT_RANGE}', key="at"
+        ) from None
 
 
 def _require_aware(moment: datetime, name: str) -> None:
@@ -794,16 +836,113 @@ def describe(schedule: Schedule) -> str:
     if isinstance(schedule, IntervalSchedule):
         return f"every {format_timespan(schedule.every)}"
     if isinstance(schedule, AtSchedule):
-        moment = schedule.at.astimezone(schedule.timezone)
+        try:
+            moment = schedule.at.astimezone(schedule.timezone)
+        except (OverflowError, ValueError):
+            moment = schedule.at
         return f"once at {moment.isoformat(sep=' ', timespec='seconds')}"
-    from cron_descriptor import Options, get_description
-
-    expression = _MACROS.get(schedule.expression.lower(), schedule.expression)
     try:
-        text = str(get_description(expression, Options(locale_code="en_US")))
+        text = _describe_cron(schedule.spec)
     except Exception:  # a description is a courtesy; the expression itself is valid
         return f"cron {schedule.expression}"
     return text[:1].lower() + text[1:] if text else f"cron {schedule.expression}"
+
+
+_WEEKDAY_WORDS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def _descriptor(expression: str) -> str:
+    from cron_descriptor import Options, get_description
+
+    return str(get_description(expression, Options(locale_code="en_US")))
+
+
+def _wraps_with_step(item: str, spec: _Field) -> bool:
+    """Whether *item* is a wrapping range with a step, which cron-descriptor misreads."""
+    match = _ITEM.match(item)
+    if match is None or match["high"] is None or match["step"] is None:
+        return False
+    low = spec.names.get(match["low"].upper()) or int(match["low"])
+    high = spec.names.get(match["high"].upper())
+    high = int(match["high"]) if high is None else high
+    if spec is _DOW_FIELD:
+        low, high = low % 7, (7 if high == 0 else high)
+    return high < low
+
+
+def _describable(text: str, values: tuple[int, ...], spec: _Field) -> str:
+    """*text*, or the values it stands for when it holds a wrapping range with a step."""
+    if any(_wraps_with_step(item, spec) for item in text.split(",")):
+        return ",".join(str(value) for value in values)
+    return text
+
+
+def _join(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def _day_words(spec: CronSpec, dom: str, dow: str) -> str:
+    """The day fields in words, for expressions using ``L``, ``W`` or ``#``."""
+    prefix = "At 12:00 AM, "
+    dom_phrases: list[str] = []
+    dow_phrases: list[str] = []
+    if not _unrestricted(dom):
+        plain = [item for item in dom.split(",") if not re.search(r"[LW]", item.upper())]
+        if plain:
+            dom_phrases.append(_descriptor(f"0 0 {','.join(plain)} * *").removeprefix(prefix))
+        for offset in spec.last_days:
+            dom_phrases.append(
+                "on the last day of the month"
+                if offset == 0
+                else f"{offset} day{'s' if offset != 1 else ''} before the last day of the month"
+            )
+        dom_phrases.extend(
+            f"on the weekday nearest day {day} of the month" for day in spec.nearest_weekdays
+        )
+        if spec.last_weekday:
+            dom_phrases.append("on the last weekday of the month")
+    if not _unrestricted(dow):
+        plain = [item for item in dow.split(",") if not re.search(r"#|\dL$|^[A-Z]{3}L$", item.upper())]
+        if plain:
+            text = _describable(",".join(plain), spec.weekdays, _DOW_FIELD)
+            dow_phrases.append(_descriptor(f"0 0 * * {text}").removeprefix(prefix))
+        dow_phrases.extend(
+            f"on the {_ORDINALS[nth - 1]} {_WEEKDAY_WORDS[weekday]} of the month"
+            for weekday, nth in spec.nth_weekdays
+        )
+        dow_phrases.extend(
+            f"on the last {_WEEKDAY_WORDS[weekday]} of the month"
+            for weekday in spec.last_of_weekdays
+        )
+    if dom_phrases and dow_phrases:
+        return f"{_join(dom_phrases)}, or {_join(dow_phrases)}"
+    return _join(dom_phrases or dow_phrases)
+
+
+def _describe_cron(spec: CronSpec) -> str:
+    fields = _MACROS.get(spec.expression.lower(), spec.expression).split(" ")
+    second = f"{fields[0]} " if len(fields) == 6 else ""
+    minute, hour, dom, month, dow = fields[-5:]
+    minute = _describable(minute, spec.minutes, _MINUTE_FIELD)
+    hour = _describable(hour, spec.hours, _HOUR_FIELD)
+    month = _describable(month, spec.months, _MONTH_FIELD)
+    if second:
+        second = f"{_describable(second.strip(), spec.seconds, _SECOND_FIELD)} "
+    special = bool(
+        spec.last_days
+        or spec.nearest_weekdays
+        or spec.last_weekday
+        or spec.nth_weekdays
+        or spec.last_of_weekdays
+    )
+    if not special:
+        dom = _describable(dom, spec.days, _DOM_FIELD)
+        dow = _describable(dow, spec.weekdays, _DOW_FIELD)
+        return _descriptor(f"{second}{minute} {hour} {dom} {month} {dow}")
+    time_words = _descriptor(f"{second}{minute} {hour} * * *")
+    with_month = _descriptor(f"{second}{minute} {hour} * {month} *")
+    month_words = with_month.removeprefix(time_words) if with_month.startswith(time_words) else ""
+    return f"{time_words}, {_day_words(spec, dom, dow)}{month_words}"
 
 
 # --------------------------------------------------------------------------- APScheduler

@@ -243,10 +243,7 @@ def parse_timespan(
     if seconds > MAX_SPAN.total_seconds():
         raise ValueError(_too_long(value, minimum))
     if 0 < seconds < minimum.total_seconds():
-        raise ValueError(
-            f"{value!r} is too short: the shortest is {_span_words(minimum)} "
-            f"(valid: {_bounds_words(minimum)})"
-        )
+        raise ValueError(f"{value!r} is too short; use {_bounds_words(minimum)}")
     return timedelta(seconds=seconds)
 
 
@@ -254,7 +251,7 @@ def _too_long(value: object, minimum: timedelta) -> str:
     text = repr(value)
     if len(text) > 60:
         text = text[:50] + "…(cut)"
-    return f"{text} is too long: the longest is {MAX_SPAN_WORDS} (valid: {_bounds_words(minimum)})"
+    return f"{text} is too long; use {_bounds_words(minimum)}"
 
 
 def bare_number(value: object) -> float | None:
