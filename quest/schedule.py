@@ -782,15 +782,18 @@ def next_fire(
     anchor defaults to *after* (giving ``after + every``), and an anchor still in the future is
     itself the first fire. At: the instant if it is after *after*, else ``None``. Cron: see the
     module docstring; ``None`` only if nothing matches within 400 years. Any schedule gives
-    ``None`` rather than a time past the end of the calendar (year 9999).
+    ``None`` rather than a time past 9999-12-30 UTC (which some timezone could not show).
     """
     _require_aware(after, "after")
     if anchor is not None:
         _require_aware(anchor, "anchor")
     try:
-        return _next_fire(schedule, after, anchor)
+        found = _next_fire(schedule, after, anchor)
+        if found is not None:
+            check_instant(found, "")  # shown in every timezone and stored, so within the range
     except (OverflowError, ValueError):  # past the end of the calendar
         return None
+    return found
 
 
 def _next_fire(schedule: Schedule, after: datetime, anchor: datetime | None) -> datetime | None:
