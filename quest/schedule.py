@@ -261,6 +261,7 @@ def _unsupported(item: str, spec: _Field, expression: str) -> None:
 
 def _parse_item(item: str, spec: _Field, text: str, expression: str) -> set[int]:
     """The values of one list item: ``*``, ``a``, ``a-b`` (wrapping if b < a), with ``/n``."""
+    _unsupported(item, spec, expression)
     match = _ITEM.match(item)
     if not item or match is None:
         _unsupported(item, spec, expression)
@@ -322,7 +323,17 @@ class _DayForms:
     last_of: set[int] = field(default_factory=set)
 
 
+def _alone(text: str, spec: _Field, expression: str) -> None:
+    if "?" in text and text != "?":
+        raise _cron_error(
+            f'{spec.name} field "{text}": "?" (no restriction) stands alone in its field; '
+            'write "?" or the values without it',
+            expression,
+        )
+
+
 def _parse_dom(text: str, forms: _DayForms, expression: str) -> None:
+    _alone(text, _DOM_FIELD, expression)
     if text == "?":
         forms.days.update(range(1, 32))
         return
@@ -360,6 +371,7 @@ def _parse_dom(text: str, forms: _DayForms, expression: str) -> None:
 
 
 def _parse_dow(text: str, forms: _DayForms, expression: str) -> None:
+    _alone(text, _DOW_FIELD, expression)
     if text == "?":
         forms.weekdays.update(range(7))
         return
@@ -381,6 +393,12 @@ def _parse_dow(text: str, forms: _DayForms, expression: str) -> None:
                 )
         elif last_of is not None:
             forms.last_of.add(_value(last_of["day"], _DOW_FIELD, expression) % 7)
+        elif "#" in upper:
+            raise _cron_error(
+                f'day-of-week field "{item}" is not valid; write one weekday and its number, '
+                'such as "MON#1" or "FRI#L" (not in a range or with a step)',
+                expression,
+            )
         elif upper == "L":
             raise _cron_error(
                 'day-of-week field "L" on its own is ambiguous and not supported; write "SAT" '
@@ -440,10 +458,10 @@ def parse_cron(expression: str) -> CronSpec:
     parts = text.split(" ")
     if len(parts) == 5:
         seconds = {0}
-    elif len(parts) == 6:
+    elif len(parts) == 6 and not _YEARS.match(parts[5]):
         seconds = _parse_field(parts[0], _SECOND_FIELD, normalised)
         parts = parts[1:]
-    elif len(parts) == 7 or (len(parts) == 6 and _YEARS.match(parts[5])):
+    elif len(parts) in (6, 7):
         raise ScheduleError(
             f'cron expression "{normalised}" ends with a year field, which is not supported: '
             "remove the last field (if the script must only run in some years, check the year "
