@@ -48,8 +48,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from quest.errors import ScheduleError
 from quest.timespan import (
-    MAX_SPAN,
     INSTANT_RANGE,
+    MAX_SPAN,
     MAX_SPAN_WORDS,
     check_instant,
     format_timespan,
@@ -245,7 +245,7 @@ def _unsupported(item: str, spec: _Field, expression: str) -> None:
             'fields; write "*" for "every"',
             expression,
         )
-    if "L" in upper and spec is not _MONTH_FIELD and spec is not _DOW_FIELD or "#" in upper:
+    if ("L" in upper and spec is not _MONTH_FIELD and spec is not _DOW_FIELD) or "#" in upper:
         raise _cron_error(
             f'{spec.name} field "{item}": "L", "W" and "#" are only allowed in the day fields '
             '(day-of-month "L", "L-3", "15W", "LW"; day-of-week "MON#1", "5L", "FRI#L")',
@@ -405,9 +405,7 @@ def _parse_dow(text: str, forms: _DayForms, expression: str) -> None:
                 'for Saturday, or "5L" / "FRI#L" for the last Friday of the month',
                 expression,
             )
-        elif "L" in upper.replace("SAT", "").replace("JUL", "") or "W" in upper.replace(
-            "WED", ""
-        ):
+        elif "L" in upper.replace("SAT", "").replace("JUL", "") or "W" in upper.replace("WED", ""):
             raise _cron_error(
                 f'day-of-week field "{item}" is not valid; write "5L" or "FRI#L" for the last '
                 'Friday of the month (on its own, not in a range or with a step); "W" belongs '
@@ -480,8 +478,10 @@ def parse_cron(expression: str) -> CronSpec:
     dom_text, month_text, dow_text = parts[2], parts[3], parts[4]
     day_or = not _unrestricted(dom_text) and not _unrestricted(dow_text)
     plain = not (forms.last_days or forms.nearest or forms.last_weekday)
-    if plain and not day_or and not any(
-        day <= _max_days(month) for day in forms.days for month in months
+    if (
+        plain
+        and not day_or
+        and not any(day <= _max_days(month) for day in forms.days for month in months)
     ):
         raise _cron_error(
             f'day-of-month field "{dom_text}" never occurs in month field "{month_text}", '
@@ -923,7 +923,9 @@ def _day_words(spec: CronSpec, dom: str, dow: str) -> str:
         if spec.last_weekday:
             dom_phrases.append("on the last weekday of the month")
     if not _unrestricted(dow):
-        plain = [item for item in dow.split(",") if not re.search(r"#|\dL$|^[A-Z]{3}L$", item.upper())]
+        plain = [
+            item for item in dow.split(",") if not re.search(r"#|\dL$|^[A-Z]{3}L$", item.upper())
+        ]
         if plain:
             text = _describable(",".join(plain), spec.weekdays, _DOW_FIELD)
             dow_phrases.append(_descriptor(f"0 0 * * {text}").removeprefix(prefix))

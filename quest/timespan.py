@@ -306,7 +306,9 @@ def check_instant(moment: datetime, what: str) -> datetime:
     except (OverflowError, ValueError):
         utc = None
     if utc is None or not _FIRST_INSTANT <= utc <= _LAST_INSTANT:
-        raise ValueError(f"{what} {moment.isoformat()} is out of range; use an instant {INSTANT_RANGE}")
+        raise ValueError(
+            f"{what} {moment.isoformat()} is out of range; use an instant {INSTANT_RANGE}"
+        )
     return moment
 
 

@@ -133,7 +133,7 @@ def test_a_bare_number_that_looks_like_milliseconds_is_noted(app: Quest) -> None
     assert "60000 is read as seconds (16 hours 40 minutes)" in note
     assert '"60000ms"' in note
     text = invoke(app, "show", "sails-millis").output
-    assert 'note:      interval 60000 is read as seconds' in text
+    assert "note:      interval 60000 is read as seconds" in text
     listed = json.loads(invoke(app, "list", "--json").stdout)
     notes = {row["name"]: row["note"] for row in listed}
     assert notes["sails-millis"] == note

@@ -81,7 +81,10 @@ TABLE = [
     (
         "0 22-2 * * *",
         "2026-01-01T21:00",
-        [f"2026-01-{d}:00:00+00:00" for d in ("01T22", "01T23", "02T00", "02T01", "02T02", "02T22")],
+        [
+            f"2026-01-{d}:00:00+00:00"
+            for d in ("01T22", "01T23", "02T00", "02T01", "02T02", "02T22")
+        ],
     ),
     (
         "50-10 * * * *",
@@ -105,7 +108,8 @@ TABLE = [
     (
         "5/15 * * * *",
         "2026-01-01T00:00",
-        [f"2026-01-01T00:{m:02d}:00+00:00" for m in (5, 20, 35, 50)] + ["2026-01-01T01:05:00+00:00"],
+        [f"2026-01-01T00:{m:02d}:00+00:00" for m in (5, 20, 35, 50)]
+        + ["2026-01-01T01:05:00+00:00"],
     ),
     (
         "0 20/2 * * *",
@@ -320,9 +324,7 @@ _AFTER = st.datetimes(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    minute=_MINUTE, hour=_HOUR, dom=_DOM, month=_MONTH, dow=_DOW, zone=_ZONES, after=_AFTER
-)
+@given(minute=_MINUTE, hour=_HOUR, dom=_DOM, month=_MONTH, dow=_DOW, zone=_ZONES, after=_AFTER)
 def test_next_fire_is_after_or_none_and_never_raises(
     minute: str, hour: str, dom: str, month: str, dow: str, zone: str, after: datetime
 ) -> None:

@@ -143,7 +143,7 @@ def test_exponential_backoff_never_overflows() -> None:
     assert backoff.delay_for(1) == timedelta(days=1)
     assert backoff.delay_for(3) == timedelta(days=4)
     assert backoff.delay_for(10**6) == MAX_SPAN
-    capped = Backoff(type=BackoffType.exponential, delay=30, maxDelay=3600)
+    capped = Backoff.model_validate({"type": "exponential", "delay": 30, "maxDelay": 3600})
     assert capped.delay_for(10**6) == timedelta(hours=1)
 
 
