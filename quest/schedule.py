@@ -13,9 +13,14 @@ Cron expressions mean what they mean in crontab(5):
 - Numbers, ranges (``1-5``), steps (``*/15``, ``1-30/2``), lists (``1,15``) and names
   (``JAN``-``DEC``, ``SUN``-``SAT``, any case). Day-of-week 0 and 7 are both Sunday, and a range
   may end on Sunday (``FRI-SUN``).
-- When both day-of-month and day-of-week are restricted (neither field starts with ``*``), a day
-  matching either fires. Otherwise both must match, which means the restricted one alone decides
-  when the other is ``*``.
+- From other schedulers (Quartz, cronsim, croniter): ``L``, ``L-3``, ``15W`` and ``LW`` in
+  day-of-month; ``MON#1``, ``FRI#L`` and ``5L`` in day-of-week; ranges that wrap (``FRI-MON``,
+  ``22-2/2``, the step counted across the wrap); a step from a single value (``5/15`` is
+  ``5-59/15``); ``?`` in a day field, meaning ``*``. ``nW`` never crosses into another month and
+  is skipped in a month without day n. ``H`` and a year field are rejected, saying what to write.
+- When both day-of-month and day-of-week are restricted (neither field starts with ``*`` nor is
+  ``?``), a day matching either fires, ``L``/``W``/``#`` included. Otherwise both must match, which
+  means the restricted one alone decides when the other is ``*``.
 - Macros: ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight``,
   ``@hourly``. ``@reboot`` is not a schedule (use ``run_on_start``).
 - An expression that can never fire (``0 0 30 2 *``) is rejected rather than silently idle.
