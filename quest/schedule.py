@@ -883,23 +883,56 @@ def _descriptor(expression: str) -> str:
     return str(get_description(expression, Options(locale_code="en_US")))
 
 
-def _wraps_with_step(item: str, spec: _Field) -> bool:
-    """Whether *item* is a wrapping range with a step, which cron-descriptor misreads."""
+def _wraps(item: str, spec: _Field) -> tuple[bool, bool]:
+    """Whether *item* is a range that wraps around, and whether it has a step."""
     match = _ITEM.match(item)
-    if match is None or match["high"] is None or match["step"] is None:
-        return False
-    low = spec.names.get(match["low"].upper()) or int(match["low"])
+    if match is None or match["high"] is None:
+        return False, False
+    low = spec.names.get(match["low"].upper())
     high = spec.names.get(match["high"].upper())
-    high = int(match["high"]) if high is None else high
+    try:
+        low = int(match["low"]) if low is None else low
+        high = int(match["high"]) if high is None else high
+    except ValueError:  # "L-3": not a range
+        return False, False
     if spec is _DOW_FIELD:
         low, high = low % 7, (7 if high == 0 else high)
-    return high < low
+    return high < low, match["step"] is not None
 
 
-def _describable(text: str, values: tuple[int, ...], spec: _Field) -> str:
-    """*text*, or the values it stands for when it holds a wrapping range with a step."""
-    if any(_wraps_with_step(item, spec) for item in text.split(",")):
-        return ",".join(str(value) for value in values)
+def _canonical(values: tuple[int, ...], spec: _Field, *, star: bool = True) -> str:
+    """*values* as ``*`` or a list of plain values and ranges, which cron-descriptor reads well.
+
+    Without *star* a full set stays a range (a restricted day field must stay restricted).
+    """
+    top = 6 if spec is _DOW_FIELD else spec.high
+    if star and set(values) >= set(range(spec.low, top + 1)):
+        return "*"
+    runs: list[list[int]] = []
+    for value in sorted(values):
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return ",".join(
+        f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(map(str, run)) for run in runs
+    )
+
+
+def _describable(
+    text: str, values: tuple[int, ...], spec: _Field, *, always: bool = False, star: bool = True
+) -> str:
+    """*text*, or the values it stands for where cron-descriptor would misread it.
+
+    That is a wrapping range with a step, or a list mixing ``*``, steps or wrapping ranges.
+    """
+    items = text.split(",")
+    wraps = [_wraps(item, spec) for item in items]
+    mixed = len(items) > 1 and any(
+        "*" in item or "/" in item or wrap for item, (wrap, _) in zip(items, wraps, strict=True)
+    )
+    if always or mixed or any(wrap and step for wrap, step in wraps):
+        return _canonical(values, spec, star=star)
     return text
 
 
@@ -907,15 +940,27 @@ def _join(phrases: list[str]) -> str:
     return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
+def _plain_text(text: str, special: str, values: tuple[int, ...], spec: _Field) -> str:
+    """The plain items of a day field as cron-descriptor should read them."""
+    plain = ",".join(item for item in text.split(",") if not re.search(special, item.upper()))
+    if plain and plain != "?" and _describable(plain, values, spec) == plain:
+        return plain
+    return _canonical(values, spec, star=False)
+
+
 def _day_words(spec: CronSpec, dom: str, dow: str) -> str:
-    """The day fields in words, for expressions using ``L``, ``W`` or ``#``."""
+    """The day fields in words, from the values they stand for ("" when every day matches)."""
     prefix = "At 12:00 AM, "
+    every_day = set(spec.days) >= set(range(1, 32))
+    every_weekday = set(spec.weekdays) >= set(range(7))
+    if spec.day_or and (every_day or every_weekday):
+        return ""
     dom_phrases: list[str] = []
     dow_phrases: list[str] = []
-    if not _unrestricted(dom):
-        plain = [item for item in dom.split(",") if not re.search(r"[LW]", item.upper())]
-        if plain:
-            dom_phrases.append(_descriptor(f"0 0 {','.join(plain)} * *").removeprefix(prefix))
+    if not every_day:
+        if spec.days:
+            text = _plain_text(dom, r"[LW]", spec.days, _DOM_FIELD)
+            dom_phrases.append(_descriptor(f"0 0 {text} * *").removeprefix(prefix))
         for offset in spec.last_days:
             dom_phrases.append(
                 "on the last day of the month"
@@ -927,12 +972,9 @@ def _day_words(spec: CronSpec, dom: str, dow: str) -> str:
         )
         if spec.last_weekday:
             dom_phrases.append("on the last weekday of the month")
-    if not _unrestricted(dow):
-        plain = [
-            item for item in dow.split(",") if not re.search(r"#|\dL$|^[A-Z]{3}L$", item.upper())
-        ]
-        if plain:
-            text = _describable(",".join(plain), spec.weekdays, _DOW_FIELD)
+    if not every_weekday:
+        if spec.weekdays:
+            text = _plain_text(dow, r"#|\dL$|^[A-Z]{3}L$", spec.weekdays, _DOW_FIELD)
             dow_phrases.append(_descriptor(f"0 0 * * {text}").removeprefix(prefix))
         dow_phrases.extend(
             f"on the {_ORDINALS[nth - 1]} {_WEEKDAY_WORDS[weekday]} of the month"
@@ -943,19 +985,29 @@ def _day_words(spec: CronSpec, dom: str, dow: str) -> str:
             for weekday in spec.last_of_weekdays
         )
     if dom_phrases and dow_phrases:
-        return f"{_join(dom_phrases)}, or {_join(dow_phrases)}"
-    return _join(dom_phrases or dow_phrases)
+        joiner = ", or " if spec.day_or else ", and "  # either day matches / both must
+        return f"{_join(dom_phrases)}{joiner}{_join(dow_phrases)}"
+    return _join(dom_phrases or dow_phrases) if dom_phrases or dow_phrases else ""
 
 
 def _describe_cron(spec: CronSpec) -> str:
+    try:
+        return _cron_words(spec, always=False)
+    except Exception:  # cron-descriptor failed on the text; its values in plain form it reads
+        return _cron_words(spec, always=True)
+
+
+def _cron_words(spec: CronSpec, *, always: bool) -> str:
+    """Words from cron-descriptor for the time and month; the day fields in our own words when
+    they use ``L``, ``W`` or ``#``, or hold what cron-descriptor misreads."""
     fields = _MACROS.get(spec.expression.lower(), spec.expression).split(" ")
     second = f"{fields[0]} " if len(fields) == 6 else ""
     minute, hour, dom, month, dow = fields[-5:]
-    minute = _describable(minute, spec.minutes, _MINUTE_FIELD)
-    hour = _describable(hour, spec.hours, _HOUR_FIELD)
-    month = _describable(month, spec.months, _MONTH_FIELD)
+    minute = _describable(minute, spec.minutes, _MINUTE_FIELD, always=always)
+    hour = _describable(hour, spec.hours, _HOUR_FIELD, always=always)
+    month = _describable(month, spec.months, _MONTH_FIELD, always=always)
     if second:
-        second = f"{_describable(second.strip(), spec.seconds, _SECOND_FIELD)} "
+        second = f"{_describable(second.strip(), spec.seconds, _SECOND_FIELD, always=always)} "
     special = bool(
         spec.last_days
         or spec.nearest_weekdays
@@ -963,14 +1015,22 @@ def _describe_cron(spec: CronSpec) -> str:
         or spec.nth_weekdays
         or spec.last_of_weekdays
     )
-    if not special:
-        dom = _describable(dom, spec.days, _DOM_FIELD)
-        dow = _describable(dow, spec.weekdays, _DOW_FIELD)
+    plain_days = not special and (
+        _describable(dom, spec.days, _DOM_FIELD) == dom
+        and _describable(dow, spec.weekdays, _DOW_FIELD) == dow
+    )
+    both_decide = (
+        not spec.day_or
+        and not set(spec.days) >= set(range(1, 32))
+        and not set(spec.weekdays) >= set(range(7))
+    )  # cron-descriptor would say "or" where crontab(5) means "and" (`*/2 * MON`)
+    if not special and not always and plain_days and not both_decide:
         return _descriptor(f"{second}{minute} {hour} {dom} {month} {dow}")
     time_words = _descriptor(f"{second}{minute} {hour} * * *")
     with_month = _descriptor(f"{second}{minute} {hour} * {month} *")
     month_words = with_month.removeprefix(time_words) if with_month.startswith(time_words) else ""
-    return f"{time_words}, {_day_words(spec, dom, dow)}{month_words}"
+    days = _day_words(spec, dom, dow)
+    return f"{time_words}{', ' + days if days else ''}{month_words}"
 
 
 # --------------------------------------------------------------------------- APScheduler

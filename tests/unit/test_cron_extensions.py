@@ -256,12 +256,54 @@ WORDS = [
     ("0 9 L 1-3 *", "at 09:00 AM, on the last day of the month, January through March"),
     ("0 9 * JAN MON#1", "at 09:00 AM, on the first Monday of the month, only in January"),
     ("30 0 0 L * *", "at 12:00:30 AM, on the last day of the month"),
+    # crontab(5)'s AND when one day field starts with "*" (cron-descriptor alone says "or")
+    ("0 0 */2 * MON", "at 12:00 AM, every 2 days, and only on Monday"),
+    ("0 0 */10 * FRI#L", "at 12:00 AM, every 10 days, and on the last Friday of the month"),
+    ("0 0 1 * MON", "at 12:00 AM, on day 1 of the month, or on Monday"),
+    # a day field covering every day leaves the other alone (AND) or every day (OR)
+    ("0 0 *,L * MON", "at 12:00 AM, only on Monday"),
+    ("0 0 1-31,L * MON#1", "at 12:00 AM"),
+    # lists cron-descriptor misreads are given as their values
+    (
+        "0 0 ? * 1,3-5/2,FRI#L",
+        "at 12:00 AM, only on Monday, Wednesday, and Friday and on the last Friday of the month",
+    ),
+    ("0 0 * 3-1/3 *", "at 12:00 AM, only in March, June, September, and December"),
+    ("50,31-30 * * * *", "every minute"),
 ]
 
 
 @pytest.mark.parametrize(("expression", "words"), WORDS)
 def test_words(expression: str, words: str) -> None:
     assert describe(CronSchedule(expression, UTC_ZONE)) == words
+
+
+_ITEMS = st.sampled_from(
+    ["*", "?", "1", "L", "L-3", "LW", "15W", "*/3", "5/10", "25-5", "25-5/3", "1-31", "31"]
+)
+_WEEKDAY_ITEMS = st.sampled_from(
+    ["*", "?", "MON", "FRI-MON", "FRI-MON/2", "1-5", "MON#1", "5L", "FRI#L", "7", "*/2", "0-6"]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    minute=st.sampled_from(["0", "*/5", "50-10", "50-10/5", "5/15", "*,3", "1,2,3"]),
+    hour=st.sampled_from(["*", "9", "22-2", "22-2/2", "*/6,1", "9-17"]),
+    dom=st.lists(_ITEMS, min_size=1, max_size=3).map(",".join),
+    month=st.sampled_from(["*", "NOV-FEB", "NOV-FEB/2", "1,*/4", "6"]),
+    dow=st.lists(_WEEKDAY_ITEMS, min_size=1, max_size=3).map(",".join),
+)
+def test_every_valid_expression_has_words(
+    minute: str, hour: str, dom: str, month: str, dow: str
+) -> None:
+    try:
+        schedule = CronSchedule(f"{minute} {hour} {dom} {month} {dow}", UTC_ZONE)
+    except ScheduleError:
+        return  # "?" in a list, or never firing
+    words = describe(schedule)
+    assert not words.startswith("cron ")
+    assert "*" not in words and "?" not in words and "At " not in words
 
 
 # --------------------------------------------------------------------------- unsupported
@@ -337,3 +379,69 @@ def test_next_fire_is_after_or_none_and_never_raises(
     assert found is None or found > after
     if found is not None:
         describe(schedule)
+
+
+def _plain_items(low: int, high: int) -> st.SearchStrategy[str]:
+    value = st.integers(min_value=low, max_value=high)
+    step = st.integers(min_value=1, max_value=high - low + 1)
+    return st.one_of(
+        st.just("*"),
+        value.map(str),
+        st.tuples(value, value).map(lambda pair: f"{pair[0]}-{pair[1]}"),
+        st.tuples(value, value, step).map(lambda t: f"{t[0]}-{t[1]}/{t[2]}"),
+        st.tuples(value, step).map(lambda pair: f"{pair[0]}/{pair[1]}"),
+        step.map(lambda n: f"*/{n}"),
+    )
+
+
+def _field(
+    low: int, high: int, extra: st.SearchStrategy[str] | None = None
+) -> st.SearchStrategy[str]:
+    item = _plain_items(low, high) if extra is None else st.one_of(_plain_items(low, high), extra)
+    return st.lists(item, min_size=1, max_size=3).map(",".join)
+
+
+_DOM_EXTRA = st.one_of(
+    st.just("L"),
+    st.just("LW"),
+    st.integers(min_value=0, max_value=30).map(lambda n: f"L-{n}"),
+    st.integers(min_value=1, max_value=31).map(lambda n: f"{n}W"),
+)
+_DOW_EXTRA = st.one_of(
+    st.tuples(st.integers(0, 7), st.sampled_from(["1", "2", "3", "4", "5", "L"])).map(
+        lambda pair: f"{pair[0]}#{pair[1]}"
+    ),
+    st.integers(0, 7).map(lambda n: f"{n}L"),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    second=st.one_of(st.none(), _field(0, 59)),
+    minute=_field(0, 59),
+    hour=_field(0, 23),
+    dom=st.one_of(st.just("?"), _field(1, 31, _DOM_EXTRA)),
+    month=_field(1, 12),
+    dow=st.one_of(st.just("?"), _field(0, 7, _DOW_EXTRA)),
+    zone=_ZONES,
+    after=_AFTER,
+)
+def test_random_expressions_parse_or_fail_cleanly_and_fire_after(
+    second: str | None,
+    minute: str,
+    hour: str,
+    dom: str,
+    month: str,
+    dow: str,
+    zone: str,
+    after: datetime,
+) -> None:
+    expression = f"{second + ' ' if second else ''}{minute} {hour} {dom} {month} {dow}"
+    try:
+        schedule = CronSchedule(expression, ZoneInfo(zone))
+    except ScheduleError as error:
+        assert "never" in str(error)  # every generated form is valid; only infeasible ones fail
+        return
+    found = next_fire(schedule, after)
+    assert found is None or found > after
+    assert describe(schedule)
