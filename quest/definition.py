@@ -141,10 +141,7 @@ class QuestBlock(_Block):
         raw = data.get("interval") if isinstance(data, Mapping) else None
         note = interval_note(raw) if raw is not None else None
         if note is not None and isinstance(block, QuestBlock):
-            block._interval_note = note
-            import logging
-
-            logging.getLogger("quest").warning("quest.interval: %s", note)
+            block._interval_note = note  # @script logs it, with the file and line
         return block
 
     @property
@@ -438,13 +435,24 @@ def script(
             friendly_name=friendly_name,
             description=description or (inspect.getdoc(func) or ""),
             inputs=declared,
-            quest=parse_block(quest),
+            quest=_noted(parse_block(quest), func),
             model=build_model(func.__name__, declared),
         )
         setattr(func, ATTRIBUTE, declaration)
         return func
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _noted(block: QuestBlock | None, func: ScriptFn) -> QuestBlock | None:
+    """*block*, after logging a warning when its interval is probably milliseconds."""
+    if block is not None and block.interval_note is not None:
+        import logging
+
+        code = getattr(func, "__code__", None)
+        where = f"{code.co_filename}:{code.co_firstlineno}: " if code is not None else ""
+        logging.getLogger("quest").warning("%squest.interval: %s", where, block.interval_note)
+    return block
 
 
 def _check_signature(func: ScriptFn) -> None:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quest import InvalidDefinition
-from quest.definition import Backoff, parse_block
+from quest import InvalidDefinition, script
+from quest.definition import Backoff, declaration_of, parse_block
 from quest.enums import BackoffType
 from quest.errors import ScheduleError
 from quest.schedule import (
@@ -154,22 +154,35 @@ def test_a_bare_number_that_looks_like_milliseconds_loads_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="quest"):
-        block = parse_block({"interval": 60000})
-    assert block is not None
+
+        @script(quest={"interval": 60000})
+        def sails_job(inputs: Any, ctx: Any) -> None:
+            return None
+
+    declaration = declaration_of(sails_job)
+    assert declaration is not None and declaration.quest is not None
+    block = declaration.quest
     assert block.interval == timedelta(seconds=60000)
     assert block.interval_note is not None
     assert "60000 is read as seconds (16 hours 40 minutes)" in block.interval_note
     assert '"60000ms"' in block.interval_note
     (record,) = [r for r in caplog.records if "read as seconds" in r.getMessage()]
     assert record.levelno == logging.WARNING
-    assert record.getMessage().startswith("quest.interval: 60000 is read as seconds")
+    where = f"{__file__}:{sails_job.__code__.co_firstlineno}: "
+    assert record.getMessage().startswith(f"{where}quest.interval: 60000 is read as seconds")
 
 
 @pytest.mark.parametrize("value", ["60000ms", "1 minute", 59000, 60001, "16 hours 40 minutes"])
 def test_no_warning_otherwise(value: Any, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="quest"):
-        block = parse_block({"interval": value})
-    assert block is not None and block.interval_note is None
+
+        @script(quest={"interval": value})
+        def job(inputs: Any, ctx: Any) -> None:
+            return None
+
+    declaration = declaration_of(job)
+    assert declaration is not None and declaration.quest is not None
+    assert declaration.quest.interval_note is None
     assert not [r for r in caplog.records if "read as seconds" in r.getMessage()]
 
 
