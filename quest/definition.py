@@ -130,24 +130,6 @@ class QuestBlock(_Block):
     concurrency: Concurrency | None = None
     retention: Retention | None = None
     discard_on: tuple[type[BaseException], ...] = Field((), alias="discardOn")
-    _interval_note: str | None = PrivateAttr(None)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _milliseconds(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        from .schedule import interval_note
-
-        block = handler(data)
-        raw = data.get("interval") if isinstance(data, Mapping) else None
-        note = interval_note(raw) if raw is not None else None
-        if note is not None and isinstance(block, QuestBlock):
-            block._interval_note = note  # @script logs it, with the file and line
-        return block
-
-    @property
-    def interval_note(self) -> str | None:
-        """Why a bare-number interval may have been meant as milliseconds (``None`` if not)."""
-        return self._interval_note
 
     @field_validator("interval", mode="before")
     @classmethod
@@ -228,6 +210,25 @@ class QuestBlock(_Block):
                 "interval, cron or at"
             )
         return self
+
+    _interval_note: str | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _milliseconds(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        from .schedule import interval_note
+
+        block = handler(data)
+        raw = data.get("interval") if isinstance(data, Mapping) else None
+        note = interval_note(raw) if raw is not None else None
+        if note is not None and isinstance(block, QuestBlock):
+            block._interval_note = note  # @script logs it, with the file and line
+        return block
+
+    @property
+    def interval_note(self) -> str | None:
+        """Why a bare-number interval may have been meant as milliseconds (``None`` if not)."""
+        return self._interval_note
 
     def zone(self, default: str) -> ZoneInfo:
         from .schedule import parse_timezone
