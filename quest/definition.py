@@ -13,7 +13,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -21,7 +23,7 @@ from pydantic import (
 from .enums import BackoffType, CatchUp, Isolation
 from .errors import InvalidDefinition
 from .inputs import Input, Inputs, build_model
-from .timespan import parse_timespan
+from .timespan import MAX_SPAN, parse_timespan
 
 if TYPE_CHECKING:
     from .schedule import Schedule
@@ -60,8 +62,9 @@ class Backoff(_Block):
         """The wait after failed attempt number *attempt* (counting from 1), before jitter."""
         if self.type is BackoffType.fixed:
             wait = self.delay
-        else:
-            wait = self.delay * (2 ** max(0, attempt - 1))
+        else:  # doubling, capped at MAX_SPAN so a late attempt never overflows
+            factor = 2 ** min(max(0, attempt - 1), 64)
+            wait = self.delay * factor if factor < MAX_SPAN / self.delay else MAX_SPAN
         if self.max_delay is not None:
             wait = min(wait, self.max_delay)
         return wait
@@ -208,6 +211,25 @@ class QuestBlock(_Block):
                 "interval, cron or at"
             )
         return self
+
+    _interval_note: str | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _milliseconds(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        from .schedule import interval_note
+
+        block = handler(data)
+        raw = data.get("interval") if isinstance(data, Mapping) else None
+        note = interval_note(raw) if raw is not None else None
+        if note is not None and isinstance(block, QuestBlock):
+            block._interval_note = note  # @script logs it, with the file and line
+        return block
+
+    @property
+    def interval_note(self) -> str | None:
+        """Why a bare-number interval may have been meant as milliseconds (``None`` if not)."""
+        return self._interval_note
 
     def zone(self, default: str) -> ZoneInfo:
         from .schedule import parse_timezone
@@ -415,13 +437,24 @@ def script(
             friendly_name=friendly_name,
             description=description or (inspect.getdoc(func) or ""),
             inputs=declared,
-            quest=parse_block(quest),
+            quest=_noted(parse_block(quest), func),
             model=build_model(func.__name__, declared),
         )
         setattr(func, ATTRIBUTE, declaration)
         return func
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _noted(block: QuestBlock | None, func: ScriptFn) -> QuestBlock | None:
+    """*block*, after logging a warning when its interval is probably milliseconds."""
+    if block is not None and block.interval_note is not None:
+        import logging
+
+        code = getattr(func, "__code__", None)
+        where = f"{code.co_filename}:{code.co_firstlineno}: " if code is not None else ""
+        logging.getLogger("quest").warning("%squest.interval: %s", where, block.interval_note)
+    return block
 
 
 def _check_signature(func: ScriptFn) -> None:
