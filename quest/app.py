@@ -18,7 +18,7 @@ from .enums import RunStatus
 from .errors import InvalidInputs
 from .isolation import ChildProcess
 from .recorder import Recorder
-from .runner import HOST, Runner, RunOutcome, RunRequest, new_run_id
+from .runner import HOST, Runner, RunOutcome, RunRequest, new_run_id, overlap_governed
 from .store import Store
 
 
@@ -120,7 +120,7 @@ class Quest:
             key=row["key"],
             scheduled_for=row["scheduled_for"],
             retry=True,
-            leased=bool(row.get("leased")),
+            leased=script.block().without_overlapping and overlap_governed(row["trigger"], row["scheduled_for"]),
             extra={"queued": True, "claimed": True},
         )
         return self.runner.run(script.name, inputs, request)
