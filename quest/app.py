@@ -19,7 +19,7 @@ from .errors import InvalidInputs
 from .inputs import dump, secrets
 from .recorder import Recorder
 from .runner import HOST, Runner, RunOutcome, RunRequest, new_run_id
-from .store import Store
+from .store import CancelResult, Store
 from .timespan import parse_timespan
 
 
@@ -163,6 +163,11 @@ class Quest:
         )
         return rows[0] if rows else None
 
+    def cancel(self, run_id: str, *, by: str | None = None) -> CancelResult:
+        """Cancel a run: at once when it is queued; a running one is stopped by the serve that
+        owns it. *by* (who asked, recorded with the run) defaults to ``user@host``."""
+        return self.store.request_cancel(run_id, by=by or _who(), now=self.clock.now())
+
     def context_for(self, script: Script, **fields: Any) -> Context:
         """A context for running *script* outside the runner (a child process, a test)."""
         run_id = fields.pop("run_id", None) or new_run_id()
@@ -175,3 +180,13 @@ class Quest:
             self.recorder.disconnect()
         if "store" in self.__dict__:
             self.store.dispose()
+
+
+def _who() -> str:
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{HOST}"

@@ -17,6 +17,7 @@ class RunStatus(StrEnum):
     interrupted = "interrupted"
     abandoned = "abandoned"
     discarded = "discarded"
+    cancelled = "cancelled"
 
     @property
     def finished(self) -> bool:
@@ -25,6 +26,19 @@ class RunStatus(StrEnum):
     @property
     def ok(self) -> bool:
         return self is RunStatus.succeeded
+
+
+class CancelOutcome(StrEnum):
+    """What a cancel request found."""
+
+    unknown = "unknown"
+    """No run has that id."""
+    finished = "finished"
+    """The run had already ended; nothing was changed."""
+    cancelled = "cancelled"
+    """The run was queued: it is now ``cancelled`` and will never start."""
+    requested = "requested"
+    """The run is running: the serve that owns it is asked to stop it."""
 
 
 class Trigger(StrEnum):

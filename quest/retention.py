@@ -1,8 +1,8 @@
 """Retention: how many finished runs the JobLog keeps, by age and by count.
 
 Succeeded and skipped runs follow the ``succeeded`` rule (30 days, 1,000 runs per script by
-default); failed, timed out, interrupted, abandoned and discarded runs follow the ``failed`` rule
-(90 days, 5,000 runs). A script's quest block may set its own ``retention``.
+default); failed, timed out, interrupted, abandoned, discarded and cancelled runs follow the
+``failed`` rule (90 days, 5,000 runs). A script's quest block may set its own ``retention``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ KEPT_AS_FAILED = (
     RunStatus.interrupted,
     RunStatus.abandoned,
     RunStatus.discarded,
+    RunStatus.cancelled,
 )
 DEFAULT = Retention()
 

@@ -255,10 +255,22 @@ class Serve:
         now = now or self.clock.now()
         with self._lock:
             free = self.concurrency - self._queued_active
-        if free <= 0 or self._stop.is_set() or not self.quest.store.has_due(now):
+        if free <= 0 or self._stop.is_set():
             return []
+        lease_ttl = timedelta(seconds=self.quest.settings.lease_ttl)
+        leases = {
+            script.name: script.block().lease_ttl or lease_ttl
+            for script in self.quest.registry
+            if script.block().without_overlapping
+        }
         rows = self.quest.store.claim_queued(
-            now=now, limit=free, owner_host=HOST, owner_pid=os.getpid(), limits=self._limits
+            now=now,
+            limit=free,
+            owner_host=HOST,
+            owner_pid=os.getpid(),
+            limits=self._limits,
+            leases=leases,
+            owner=self.quest.runner.owner,
         )
         for row in rows:
             with self._lock:

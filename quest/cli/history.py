@@ -18,6 +18,7 @@ STATUSES = [
     "interrupted",
     "abandoned",
     "discarded",
+    "cancelled",
 ]
 
 
