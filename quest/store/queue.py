@@ -25,9 +25,12 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Integer,
     and_,
+    bindparam,
     false,
     func,
+    literal_column,
     or_,
     select,
     update,
@@ -43,6 +46,7 @@ from .secrets import Secrets
 log = logging.getLogger("quest.store")
 
 CLAIM_PAGES = 8
+QUEUED: ColumnElement[Any] = literal_column(f"'{RunStatus.queued.value}'")
 RECENT_CLAIMS = 16
 
 
@@ -79,6 +83,18 @@ class _Claim:
         return self.limit - len(self.claimed)
 
     @property
+    def params(self) -> dict[str, Any]:
+        """The parameters of the cached claim statements."""
+        return {
+            "_now": self.now,
+            "_limit": self.limit,
+            "_limited": sorted(self.limits),
+            "_leased": sorted(self.leases),
+            "_host": self.owner_host,
+            "_pid": self.owner_pid,
+        }
+
+    @property
     def start(self) -> dict[str, Any]:
         return {
             "status": RunStatus.running,
@@ -95,6 +111,7 @@ class Queue:
         self.runs = runs
         self.secrets = secrets
         self.leases = leases
+        self._statements: dict[tuple[str, bool, bool], Any] = {}
         self._recent: OrderedDict[datetime, set[str]] = OrderedDict()
         self._recent_lock = threading.Lock()
 
@@ -162,7 +179,8 @@ class Queue:
         unit = self.db.current()
         if unit is not None:
             plan = fresh()
-            self._claim(unit.connection_for(self.db.writer), plan, self._checked(plan) is None)
+            plain = not (plan.limits or plan.leases)
+            self._claim(unit.connection_for(self.db.writer), plan, plain)
             return plan.claimed
         try:
             return self._attempt(fresh(), adopt=False)
@@ -192,17 +210,74 @@ class Queue:
     def _peek(self, plan: _Claim) -> bool | None:
         """SQLite: ``None`` if nothing is due, else whether a due row among the first *limit*
         needs checking."""
+        if plan.run_id is not None:
+            return True
+        with self.db.reading() as connection:
+            # Through the driver's cursor: this runs every time an idle serve looks.
+            anything = self._statement("any", plan)
+            if self.db.first(connection, anything, {"_now": plan.now}) is None:
+                return None
+            if not (plan.limits or plan.leases):
+                return False
+            query = self._statement("peek", plan)
+            return any(connection.execute(query, plan.params).scalars())
+
+    def _statement(self, kind: str, plan: _Claim) -> Any:
+        """A hot statement of the claim, built once per shape; its values are parameters."""
+        key = (kind, bool(plan.limits), bool(plan.leases))
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = self._build(kind, plan)
+        return statement
+
+    def _build(self, kind: str, plan: _Claim) -> Any:
         runs = self.runs.table
         checked = self._checked(plan)
-        query = select(runs.c.id if checked is None else checked).where(*self._due(plan))
-        if plan.run_id is not None:
-            query = query.where(runs.c.id == plan.run_id)
-        query = query.order_by(runs.c.run_after, runs.c.created_at).limit(plan.limit)
-        with self.db.reading() as connection:
-            flags = list(connection.execute(query).scalars())
-        if not flags:
-            return None
-        return checked is not None and any(flags)
+        limit = bindparam("_limit", type_=Integer)
+        start = {
+            "status": RunStatus.running,
+            "started_at": bindparam("_now", type_=runs.c.started_at.type),
+            "heartbeat_at": bindparam("_now", type_=runs.c.heartbeat_at.type),
+            "owner_host": bindparam("_host", type_=runs.c.owner_host.type),
+            "owner_pid": bindparam("_pid", type_=runs.c.owner_pid.type),
+        }
+        order = (runs.c.run_after, runs.c.created_at)
+        if kind == "any":
+            return select(runs.c.id).where(*self._due(plan)).limit(1)
+        if kind == "peek":
+            column = runs.c.id if checked is None else checked
+            return select(column).where(*self._due(plan)).order_by(*order).limit(limit)
+        if kind == "sqlite":
+            candidates = select(runs.c.id).where(*self._due(plan))
+            if checked is not None:
+                candidates = candidates.where(~checked)
+            candidates = candidates.order_by(*order).limit(limit)
+            return update(runs).where(runs.c.id.in_(candidates)).values(**start).returning(*runs.c)
+        due = (
+            select(
+                runs.c.id,
+                runs.c.run_after,
+                runs.c.created_at,
+                (false() if checked is None else checked).label("checked"),
+            )
+            .where(*self._due(plan))
+            .order_by(*order)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("due")
+        )
+        taken = (
+            update(runs)
+            .where(runs.c.id == due.c.id, ~due.c.checked)
+            .values(**start)
+            .returning(*runs.c)
+            .cte("taken")
+        )
+        return (
+            select(due.c.id.label("quest_due_id"), *taken.c)
+            .select_from(due.outerjoin(taken, taken.c.id == due.c.id))
+            .order_by(due.c.run_after, due.c.created_at)
+        )
 
     def _claim(self, connection: Connection, plan: _Claim, plain: bool) -> None:
         if plan.run_id is None and self.db.dialect == "postgresql":
@@ -217,9 +292,15 @@ class Queue:
 
     def _due(self, plan: _Claim) -> list[ColumnElement[bool]]:
         runs = self.runs.table
-        where = [runs.c.status == RunStatus.queued]
+        # A literal, not a parameter, so that a generic plan still matches the partial index of
+        # due rows. Without statistics SQLite's planner prefers the (status, run_after) index
+        # and then sorts every queued row; likely() leaves it the partial index only.
+        queued: ColumnElement[bool] = runs.c.status == QUEUED
+        if self.db.dialect == "sqlite":
+            queued = func.likely(queued)
+        where = [queued]
         if plan.run_id is None:
-            where.append(runs.c.run_after <= plan.now)
+            where.append(runs.c.run_after <= bindparam("_now", type_=runs.c.run_after.type))
         return where
 
     def _checked(self, plan: _Claim) -> ColumnElement[bool] | None:
@@ -227,13 +308,13 @@ class Queue:
         runs = self.runs.table
         terms: list[ColumnElement[bool]] = []
         if plan.limits:
-            terms.append(runs.c.name.in_(sorted(plan.limits)))
+            terms.append(runs.c.name.in_(bindparam("_limited", expanding=True)))
         if plan.leases:
             terms.append(
                 and_(
                     runs.c.trigger == Trigger.retry,
                     runs.c.scheduled_for.is_not(None),
-                    runs.c.name.in_(sorted(plan.leases)),
+                    runs.c.name.in_(bindparam("_leased", expanding=True)),
                 )
             )
         return or_(*terms) if terms else None
@@ -241,33 +322,8 @@ class Queue:
     def _first_page_pg(self, connection: Connection, plan: _Claim) -> None:
         """One statement: lock the first due rows, start the unchecked ones, list the others."""
         runs = self.runs.table
-        checked = self._checked(plan)
-        due = (
-            select(
-                runs.c.id,
-                runs.c.run_after,
-                runs.c.created_at,
-                (false() if checked is None else checked).label("checked"),
-            )
-            .where(*self._due(plan))
-            .order_by(runs.c.run_after, runs.c.created_at)
-            .limit(plan.limit)
-            .with_for_update(skip_locked=True)
-            .cte("due")
-        )
-        taken = (
-            update(runs)
-            .where(runs.c.id == due.c.id, ~due.c.checked)
-            .values(**plan.start)
-            .returning(*runs.c)
-            .cte("taken")
-        )
-        query = (
-            select(due.c.id.label("quest_due_id"), *taken.c)
-            .select_from(due.outerjoin(taken, taken.c.id == due.c.id))
-            .order_by(due.c.run_after, due.c.created_at)
-        )
-        rows = connection.execute(query).all()
+        query = self._statement("postgresql", plan)
+        rows = connection.execute(query, plan.params).all()
         waiting: list[str] = []
         for row in rows:
             values = dict(row._mapping)
@@ -290,23 +346,15 @@ class Queue:
 
     def _first_page_sqlite(self, connection: Connection, plan: _Claim) -> None:
         """One statement inside ``BEGIN IMMEDIATE``: start the first due unchecked rows."""
-        runs = self.runs.table
-        checked = self._checked(plan)
-        candidates = select(runs.c.id).where(*self._due(plan))
-        if checked is not None:
-            candidates = candidates.where(~checked)
-        candidates = candidates.order_by(runs.c.run_after, runs.c.created_at).limit(plan.limit)
-        statement = (
-            update(runs).where(runs.c.id.in_(candidates)).values(**plan.start).returning(*runs.c)
-        )
+        statement = self._statement("sqlite", plan)
         rows = sorted(
-            (dict(r._mapping) for r in connection.execute(statement)),
+            (dict(r._mapping) for r in connection.execute(statement, plan.params)),
             key=lambda row: (row["run_after"], row["created_at"]),
         )
         plan.claimed += rows
         self._remember(plan.now, [row["id"] for row in rows])
         # Checked rows may have become due since the plain read: look for them row by row.
-        plan.more = checked is not None
+        plan.more = bool(plan.limits or plan.leases)
 
     def _pages(self, connection: Connection, plan: _Claim) -> None:
         """Row by row, page by page: checked rows are taken only when their checks pass, and a
@@ -326,7 +374,7 @@ class Queue:
             query = query.order_by(runs.c.run_after, runs.c.created_at).limit(page)
             if self.db.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
-            candidates = [dict(r._mapping) for r in connection.execute(query)]
+            candidates = [dict(r._mapping) for r in connection.execute(query, plan.params)]
             for row in candidates:
                 if plan.wanted <= 0:
                     return
