@@ -411,3 +411,23 @@ def test_a_stale_run_with_a_cancel_request_ends_cancelled_not_abandoned(store: S
     assert status(store, "silent") is RunStatus.abandoned
     with store.engine.connect() as connection:
         assert connection.execute(select(cancels)).all() == []
+
+
+# -- schema --------------------------------------------------------------------------------------
+
+
+def test_the_schema_has_the_due_index_nodes_and_cancels(store: Store) -> None:
+    from sqlalchemy import inspect
+
+    from quest import migrate
+
+    assert "q0002" in migrate.current(store)
+    inspector = inspect(store.engine)
+    assert {"quest_nodes", "quest_cancels"} <= set(inspector.get_table_names())
+    due = {ix["name"]: ix for ix in inspector.get_indexes("quest_job_log")}["ix_quest_job_log_due"]
+    assert due["column_names"] == ["run_after", "created_at", "id"]
+
+
+def test_migrations_do_not_import_the_store() -> None:
+    code = "import sys, quest.migrate; sys.exit('quest.store' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
