@@ -214,17 +214,26 @@ class Queue:
             return True
         with self.db.reading() as connection:
             # Through the driver's cursor: this runs every time an idle serve looks.
-            anything = self._statement("any", plan)
-            if self.db.first(connection, anything, {"_now": plan.now}) is None:
-                return None
-            if not (plan.limits or plan.leases):
-                return False
-            query = self._statement("peek", plan)
-            return any(connection.execute(query, plan.params).scalars())
+            cursor = self.db.run(
+                connection, self._statement("peek", plan), {"_now": plan.now, "_limit": plan.limit}
+            )
+            try:
+                due = cursor.fetchall()
+            finally:
+                cursor.close()
+        if not due:
+            return None
+        return any(
+            name in plan.limits
+            or (trigger == Trigger.retry.value and scheduled is not None and name in plan.leases)
+            for name, trigger, scheduled in due
+        )
 
     def _statement(self, kind: str, plan: _Claim) -> Any:
         """A hot statement of the claim, built once per shape; its values are parameters."""
-        key = (kind, bool(plan.limits), bool(plan.leases))
+        key = (
+            (kind, False, False) if kind == "peek" else (kind, bool(plan.limits), bool(plan.leases))
+        )
         statement = self._statements.get(key)
         if statement is None:
             statement = self._statements[key] = self._build(kind, plan)
@@ -242,11 +251,9 @@ class Queue:
             "owner_pid": bindparam("_pid", type_=runs.c.owner_pid.type),
         }
         order = (runs.c.run_after, runs.c.created_at)
-        if kind == "any":
-            return select(runs.c.id).where(*self._due(plan)).limit(1)
         if kind == "peek":
-            column = runs.c.id if checked is None else checked
-            return select(column).where(*self._due(plan)).order_by(*order).limit(limit)
+            columns = (runs.c.name, runs.c.trigger, runs.c.scheduled_for)
+            return select(*columns).where(*self._due(plan)).order_by(*order).limit(limit)
         if kind == "sqlite":
             candidates = select(runs.c.id).where(*self._due(plan))
             if checked is not None:
@@ -353,8 +360,6 @@ class Queue:
         )
         plan.claimed += rows
         self._remember(plan.now, [row["id"] for row in rows])
-        # Checked rows may have become due since the plain read: look for them row by row.
-        plan.more = bool(plan.limits or plan.leases)
 
     def _pages(self, connection: Connection, plan: _Claim) -> None:
         """Row by row, page by page: checked rows are taken only when their checks pass, and a
