@@ -31,10 +31,12 @@ DEFAULT = Retention()
 def prune(quest: Quest, now: datetime, *, default: Retention = DEFAULT) -> dict[str, int]:
     """Apply the retention rules to every script in the JobLog; returns rows deleted by script.
 
-    Sensitive inputs kept for chains that no longer have a queued or running run go too.
+    Sensitive inputs kept for chains that no longer have a queued or running run go too, and so
+    do cancel requests of runs that are no longer running.
     """
     store = quest.store
     store.prune_secrets()
+    store.prune_cancels()
     deleted: dict[str, int] = {}
     for name in store.names_in_log():
         script = quest.registry.scripts.get(name)

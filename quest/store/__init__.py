@@ -347,6 +347,10 @@ class Store:
         """Of *run_ids*, those with a pending cancel request → who asked."""
         return self._cancels.requested(run_ids)
 
+    def prune_cancels(self) -> int:
+        """Forget the cancel requests of runs that are no longer running."""
+        return self._cancels.prune()
+
     def forget_cancel(self, run_id: str) -> None:
         """Drop the cancel request of *run_id* (its run has ended); joins a unit of work."""
         self._cancels.forget(run_id)

@@ -81,6 +81,17 @@ class Cancels:
         with self.db.reading() as connection:
             return {run_id: by for run_id, by in connection.execute(query)}
 
+    def prune(self) -> int:
+        """Forget the requests of runs that are no longer running."""
+        runs = self.runs
+        alive = (
+            select(runs.c.id)
+            .where(runs.c.id == cancels.c.run_id, runs.c.status == RunStatus.running)
+            .exists()
+        )
+        with self.db.transaction() as connection:
+            return int(connection.execute(delete(cancels).where(~alive)).rowcount)
+
     def forget(self, run_id: str) -> None:
         statement = delete(cancels).where(cancels.c.run_id == run_id)
         self.db.write(lambda connection: connection.execute(statement))

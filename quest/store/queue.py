@@ -87,7 +87,7 @@ class _Claim:
         """The parameters of the cached claim statements."""
         return {
             "_now": self.now,
-            "_limit": self.limit,
+            "_limit": self.wanted,
             "_limited": sorted(self.limits),
             "_leased": sorted(self.leases),
             "_host": self.owner_host,
@@ -215,7 +215,7 @@ class Queue:
         with self.db.reading() as connection:
             # Through the driver's cursor: this runs every time an idle serve looks.
             cursor = self.db.run(
-                connection, self._statement("peek", plan), {"_now": plan.now, "_limit": plan.limit}
+                connection, self._statement("peek", plan), {"_now": plan.now, "_limit": plan.wanted}
             )
             try:
                 due = cursor.fetchall()
@@ -330,6 +330,7 @@ class Queue:
         """One statement: lock the first due rows, start the unchecked ones, list the others."""
         runs = self.runs.table
         query = self._statement("postgresql", plan)
+        asked = plan.wanted
         rows = connection.execute(query, plan.params).all()
         waiting: list[str] = []
         for row in rows:
@@ -349,7 +350,7 @@ class Queue:
             for found in [dict(r._mapping) for r in locked]:
                 self._check_and_take(connection, plan, found)
         # Rows passed over in a full page may hide more due rows behind them.
-        plan.more = len(rows) == plan.limit and bool(plan.passed)
+        plan.more = len(rows) == asked and bool(plan.passed)
 
     def _first_page_sqlite(self, connection: Connection, plan: _Claim) -> None:
         """One statement inside ``BEGIN IMMEDIATE``: start the first due unchecked rows."""

@@ -398,6 +398,17 @@ def test_cancel_of_a_running_run_is_a_request(store: Store) -> None:
     assert store.cancel_requests(["busy"]) == {}
 
 
+def test_requests_of_runs_no_longer_running_are_pruned(store: Store) -> None:
+    queue(store, "busy")
+    queue(store, "ended")
+    claim(store)
+    store.request_cancel("busy", by="ann@desk", now=NOW)
+    store.request_cancel("ended", by="ann@desk", now=NOW)
+    store.update_run("ended", {"status": RunStatus.succeeded, "finished_at": NOW})
+    assert store.prune_cancels() == 1
+    assert store.cancel_requests(["busy", "ended"]) == {"busy": "ann@desk"}
+
+
 def test_a_stale_run_with_a_cancel_request_ends_cancelled_not_abandoned(store: Store) -> None:
     queue(store, "asked")
     queue(store, "silent")
