@@ -735,11 +735,8 @@ class Runner:
         waiting = [a.run_id for a in actives if a.cancelled_by is None]
         if not waiting:
             return []
-        requests = getattr(self.store, "cancel_requests", None)
-        if requests is None:
-            return []
         try:
-            asked = requests(waiting)
+            asked = self.store.cancel_requests(waiting)
         except Exception:
             log.warning("reading cancel requests failed", exc_info=True)
             return []

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .definition import Script
 from . import __version__
+from .definition import Script
 from .enums import CatchUp, Isolation, RunStatus, SkipReason, Trigger
 from .plan import Planned, inactive_reason, plan
 from .runner import HOST, RunOutcome, RunRequest, new_run_id
