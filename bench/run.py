@@ -22,7 +22,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / ".work"
 VENV = WORK / "venv"
-PEERS = ["huey>=2.5", "psutil>=5.9", "pyinstrument>=4.6", "py-spy>=0.3"]
+PEERS = [
+    "huey>=2.5",
+    "procrastinate>=3",
+    "psycopg[binary]>=3.1",
+    "psutil>=5.9",
+    "pyinstrument>=4.6",
+    "py-spy>=0.3",
+]
 
 
 def venv_python() -> Path:
@@ -33,11 +40,13 @@ def _fingerprint() -> str:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
     digest.update(" ".join(PEERS).encode())
     digest.update(sys.version.encode())
+    digest.update(str(ROOT).encode())
     return digest.hexdigest()[:16]
 
 
 def ensure_venv() -> Path:
-    """Create the bench venv, anew whenever the project's dependencies or this Python changed."""
+    """Create the bench venv, anew whenever the project's dependencies, this Python or the
+    checkout's location changed: quest is installed editable from the checkout holding bench/."""
     python = venv_python()
     stamp = VENV / ".bench-installed"
     wanted = _fingerprint()
