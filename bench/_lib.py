@@ -100,7 +100,14 @@ def isolation_label(isolation: str) -> str:
     """How a row names the isolation its serve ran with."""
     if has_isolation():
         return f"`--isolation {isolation}`"
-    return "in-process (this checkout has no `--isolation`)"
+    return "in-process, no `--isolation` in this checkout"
+
+
+def isolation_cost() -> str:
+    """The tail of a row that sets process isolation beside thread isolation."""
+    if has_isolation():
+        return "`--isolation process` vs `--isolation thread` (the cost of process isolation)"
+    return "serve vs the same serve again (this checkout has no `--isolation`: nothing to compare)"
 
 
 # -- one process --------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from ._lib import (
     bench_env,
     check,
     interleaved,
+    isolation_cost,
     isolation_label,
     paired_ratio,
     percentile,
@@ -326,8 +327,7 @@ def figure_8(plan: Plan, scratch: Path) -> list[Row]:
             three >= 2.0,
         ),
         side_by_side(
-            f"8 drain, PostgreSQL, 1 serve, `--concurrency 4`: {mode} vs "
-            f"{isolation_label('thread')} (the cost of process isolation)",
+            f"8 drain, PostgreSQL, 1 serve, `--concurrency 4`: {isolation_cost()}",
             got["quest-1x4"],
             got["thread-1x4"],
             "/s",
@@ -398,8 +398,7 @@ def figure_9(plan: Plan, scratch: Path) -> list[Row]:
             vs >= 1.0,
         ),
         side_by_side(
-            f"9 drain, SQLite, 1 serve, `--concurrency 4`: {mode} vs {isolation_label('thread')} "
-            "(the cost of process isolation)",
+            f"9 drain, SQLite, 1 serve, `--concurrency 4`: {isolation_cost()}",
             got["quest"],
             got["thread"],
             "/s",
@@ -515,7 +514,7 @@ def figure_10(plan: Plan, scratch: Path) -> list[Row]:
 
         def one(pinger: Pinger) -> Callable[[int], float]:
             def go(r: int) -> float:
-                time.sleep(rng.uniform(0.05, 0.3))
+                time.sleep(rng.uniform(0.05, 1.05))
                 return pinger.once()
 
             return go

@@ -73,7 +73,7 @@ class Plan:
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls(True, 5, 5, 1_000, 10.0, 500, 100_000, 1_000, 3, 20)
+            return cls(True, 5, 5, 1_000, 10.0, 500, 100_000, 500, 3, 20)
         return cls(False, 15, 5, 10_000, 60.0, 10_000, 1_000_000, 3_000, 5, 20)
 
     def describe(self) -> str:
@@ -354,7 +354,7 @@ def figure_4(plan: Plan, scratch: Path) -> list[Row]:
             main.cpu_quest_ms <= 1.0,
         ),
         Row(
-            f"4 lateness p99, `quest serve` {thread} (its own window, APScheduler beside it)",
+            f"4 lateness p99, `quest serve` ({thread}; its own window, APScheduler beside it)",
             ms(light.quest["p99"]),
             ms(light.peer["p99"]),
             ratio_text(light.quest["p99"] / light.peer["p99"]),
@@ -362,7 +362,7 @@ def figure_4(plan: Plan, scratch: Path) -> list[Row]:
             None,
         ),
         Row(
-            f"4 serve CPU per scheduled run, {thread}",
+            f"4 serve CPU per scheduled run ({thread})",
             show(light.cpu_quest_ms, "ms"),
             show(light.cpu_peer_ms, "ms"),
             cpu_ratio(light),
@@ -472,7 +472,7 @@ def figure_5(plan: Plan, scratch: Path) -> list[Row]:
             cpu["process"] <= 0.5,
         ),
         Row(
-            f"5 idle `quest serve` {thread}, peak total PSS ({processes_of('thread')})",
+            f"5 idle `quest serve` ({thread}), peak total PSS, {processes_of('thread')}",
             show(pss["thread"], "MB"),
             show(pss["peer"], "MB"),
             ratio(pss["thread"], pss["peer"]),
@@ -480,7 +480,7 @@ def figure_5(plan: Plan, scratch: Path) -> list[Row]:
             None,
         ),
         Row(
-            f"5 idle `quest serve` {thread}, peak RSS",
+            f"5 idle `quest serve` ({thread}), peak RSS",
             show(rss["thread"], "MB"),
             show(rss["peer"], "MB"),
             ratio(rss["thread"], rss["peer"]),
@@ -488,7 +488,7 @@ def figure_5(plan: Plan, scratch: Path) -> list[Row]:
             None,
         ),
         Row(
-            f"5 idle `quest serve` {thread}, CPU, % of one core",
+            f"5 idle `quest serve` ({thread}), CPU, % of one core",
             show(cpu["thread"], "%"),
             show(cpu["peer"], "%"),
             ratio(cpu["thread"], cpu["peer"]),
