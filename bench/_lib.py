@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -150,24 +151,32 @@ def interleaved(contenders: dict[str, Callable[[int], Any]], rounds: int) -> dic
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 30) -> None:
-    """SIGTERM, then wait; SIGKILL after *timeout* seconds."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    """SIGTERM, then wait (SIGKILL after *timeout* seconds); then end any descendant it left."""
+    stop_all([process], timeout)
 
 
 def stop_all(processes: Iterable[subprocess.Popen[Any]], timeout: float = 30) -> None:
-    """Stop several processes together: every SIGTERM goes out before the first wait."""
+    """Stop several processes together: every SIGTERM goes out before the first wait. A worker
+    process its parent left behind is killed once the parent has exited."""
+    import psutil
+
     processes = list(processes)
+    left: list[Any] = []
     for process in processes:
         if process.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                left += psutil.Process(process.pid).children(recursive=True)
             process.send_signal(signal.SIGTERM)
     for process in processes:
-        stop(process, timeout)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for child in left:
+        with contextlib.suppress(psutil.Error):
+            if child.is_running():
+                child.kill()
 
 
 # -- process trees ------------------------------------------------------------------------------

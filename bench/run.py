@@ -1,11 +1,14 @@
 """Benchmarks: quest next to its floors and peers, in one run.
 
-    python bench/run.py            # the full run (about 11 minutes)
-    python bench/run.py --quick    # fewer iterations, under 2 minutes
+    python bench/run.py            # the full run (about 25 minutes)
+    python bench/run.py --quick    # fewer iterations, a few minutes
+    python bench/run.py --only 8,9,10
 
-Builds ``bench/.work/venv`` (the project installed editable, plus huey, psutil, and pyinstrument
-and py-spy for profiling) on first use, then runs :mod:`bench._suite` with that venv's python,
-which prints a markdown table.
+Builds ``bench/.work/venv`` (this checkout installed editable, plus huey, procrastinate with
+psycopg, psutil, and pyinstrument and py-spy for profiling) on first use, then runs
+:mod:`bench._suite` with that venv's python, which prints a markdown table. Figures 8 and 10 use
+the PostgreSQL server at ``QUEST_BENCH_POSTGRES_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/test``).
 Runs with any Python 3.11 or newer; needs nothing but the standard library.
 """
 
