@@ -698,7 +698,7 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="Fewer runs and shorter windows; finishes in a few minutes.",
+        help="Fewer runs and shorter windows; finishes in under 10 minutes.",
     )
     parser.add_argument(
         "--only",

@@ -1,7 +1,7 @@
 """Benchmarks: quest next to its floors and peers, in one run.
 
     python bench/run.py            # the full run (about 25 minutes)
-    python bench/run.py --quick    # fewer iterations, a few minutes
+    python bench/run.py --quick    # fewer iterations, under 10 minutes
     python bench/run.py --only 8,9,10
 
 Builds ``bench/.work/venv`` (this checkout installed editable, plus huey, procrastinate with
