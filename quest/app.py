@@ -18,7 +18,15 @@ from .enums import RunStatus
 from .errors import InvalidInputs
 from .isolation import ChildProcess
 from .recorder import Recorder
-from .runner import HOST, Runner, RunOutcome, RunRequest, new_run_id, overlap_governed
+from .runner import (
+    HOST,
+    FollowUp,
+    Runner,
+    RunOutcome,
+    RunRequest,
+    new_run_id,
+    overlap_governed,
+)
 from .store import CancelResult, Store
 
 
@@ -83,7 +91,9 @@ class Quest:
         """Queue a run of *name*; the inputs are validated now. Returns the run id."""
         return self.runner.enqueue(name, inputs, delay=delay, key=key, run_at=run_at)
 
-    def run_claimed(self, row: Mapping[str, Any]) -> RunOutcome | None:
+    def run_claimed(
+        self, row: Mapping[str, Any], follow: FollowUp | None = None
+    ) -> RunOutcome | None:
         """Run a queued JobLog row already claimed by this process; ``None`` if it cannot run."""
         store = self.store
         now = self.clock.now()
@@ -122,6 +132,7 @@ class Quest:
             retry=True,
             leased=script.block().without_overlapping
             and overlap_governed(row["trigger"], row["scheduled_for"]),
+            follow=follow,
             extra={"queued": True, "claimed": True},
         )
         return self.runner.run(script.name, inputs, request)

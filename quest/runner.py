@@ -35,6 +35,15 @@ from .store import Store
 from .timespan import parse_timespan
 
 
+class FollowUp(Protocol):
+    """What to do in the transaction that records a run's end: a serve claims its next run."""
+
+    def claim(self) -> None: ...
+
+    def discard(self) -> None:
+        """The end's transaction failed and was replayed: what :meth:`claim` took is void."""
+
+
 class Executor(Protocol):
     """Where a run executes when not in the calling thread: a worker pool, a child process."""
 
@@ -98,6 +107,7 @@ class RunRequest:
     wait: bool = False
     slot: bool = False
     leased: bool = False
+    follow: FollowUp | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -556,7 +566,7 @@ class Runner:
                 "retry_at": retry_at,
             }
         )
-        with self.store.unit(durable=True, about={"run_id": run_id, "script": script.name}):
+        with self.store.unit(durable=True, about={"run_id": run_id, "script": script.name}) as unit:
             if retry_id is not None and retry_at is not None:
                 self._queue_retry(script, inputs, request, run_id, retry_id, retry_at)
             elif any(spec.sensitive for spec in script.inputs.values()):
@@ -565,12 +575,16 @@ class Runner:
                 self.store.release_lease(script.name, run_id=run_id)
             if active.cancelled_by is not None:
                 self.store.forget_cancel(run_id)
+            if request.follow is not None and escaping is None:
+                _follow(request.follow)
             emit(
                 job_complete if status is RunStatus.succeeded else job_error,
                 self,
                 end,
                 between=self.store.flush,
             )
+        if request.follow is not None and unit is not None and unit.replayed:
+            request.follow.discard()
         if escaping is not None:
             raise escaping
         log.log(
@@ -767,6 +781,14 @@ def _status_for(exc: BaseException, script: Script, active: _Active) -> RunStatu
     if isinstance(exc, (Discard, *script.block().discard_on)):
         return RunStatus.discarded
     return RunStatus.failed
+
+
+def _follow(follow: FollowUp) -> None:
+    try:
+        follow.claim()
+    except Exception:
+        log.warning("the follow-up of a run's end failed", exc_info=True)
+        follow.discard()
 
 
 def overlap_governed(trigger: Trigger, scheduled_for: datetime | None) -> bool:

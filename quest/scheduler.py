@@ -123,6 +123,24 @@ class Fire:
     skipped: SkipReason | None = None
 
 
+class _Next:
+    """The follow-up of a queued run's end: claim this worker's next run in the same
+    transaction."""
+
+    __slots__ = ("rows", "serve")
+
+    def __init__(self, serve: Serve) -> None:
+        self.serve = serve
+        self.rows: list[dict[str, Any]] = []
+
+    def claim(self) -> None:
+        if not self.serve.stopping:
+            self.rows = self.serve._claim(self.serve.clock.now(), 1)
+
+    def discard(self) -> None:
+        self.rows = []
+
+
 @dataclass
 class Serve:
     """Schedules the scripts of one :class:`~quest.app.Quest`."""
@@ -520,12 +538,14 @@ class Serve:
 
     def _run_queued(self, row: dict[str, Any]) -> None:
         """Run a claimed row, then, while there is one, the next due run: a worker that finishes
-        takes the next run at once instead of waiting for the loop."""
+        claims its next run in the transaction that records the end, without waiting for the
+        loop."""
         next_row: dict[str, Any] | None = row
         while next_row is not None:
             current, next_row = next_row, None
+            follow = None if self.inline else _Next(self)
             try:
-                outcome = self.quest.run_claimed(current)
+                outcome = self.quest.run_claimed(current, follow)
                 if outcome is not None and self.on_outcome is not None:
                     self.on_outcome(outcome)
             except Exception:
@@ -535,14 +555,8 @@ class Serve:
                     current["name"],
                     extra={"script": current["name"], "run_id": current["id"]},
                 )
-            if self.inline or self._stop.is_set():
-                break
-            try:
-                claimed = self._claim(self.clock.now(), 1)
-            except Exception:
-                log.warning("claiming the next queued run failed", exc_info=True)
-                claimed = []
-            next_row = claimed[0] if claimed else None
+            if follow is not None and follow.rows:
+                next_row = follow.rows[0]
         with self._lock:
             self._queued_active -= 1
         self._wake()

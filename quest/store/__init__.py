@@ -22,7 +22,7 @@ from ..enums import CancelOutcome, RunStatus
 from ..errors import DatabaseUnavailable
 from ..models import metadata as quest_metadata
 from . import wake
-from ._engine import CHANNEL, Database, fallback_job_log, load_models, make_engine
+from ._engine import CHANNEL, Database, Unit, fallback_job_log, load_models, make_engine
 from .cancels import CancelResult, Cancels
 from .leases import Leases
 from .nodes import Nodes, node_state
@@ -115,10 +115,10 @@ class Store:
     @contextmanager
     def unit(
         self, *, durable: bool = False, about: Mapping[str, Any] | None = None
-    ) -> Iterator[None]:
+    ) -> Iterator[Unit | None]:
         """Group this thread's writes into one transaction (see :meth:`Database.unit`)."""
-        with self.db.unit(durable=durable, about=about):
-            yield
+        with self.db.unit(durable=durable, about=about) as unit:
+            yield unit
 
     def flush(self) -> None:
         """Commit what this thread's unit of work has written so far; the unit stays open."""

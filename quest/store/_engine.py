@@ -134,7 +134,7 @@ class Database:
     @contextmanager
     def unit(
         self, *, durable: bool = False, about: Mapping[str, Any] | None = None
-    ) -> Iterator[None]:
+    ) -> Iterator[Unit | None]:
         """Group this thread's writes into one transaction, committed when the block ends.
 
         Writes that return something (a claim, a lease) run at once on the unit's transaction;
@@ -144,12 +144,12 @@ class Database:
         opened inside another joins it.
         """
         if getattr(self._local, "unit", None) is not None:
-            yield
+            yield self.current()
             return
-        unit = _Unit(durable, dict(about or {}))
+        unit = Unit(durable, dict(about or {}))
         self._local.unit = unit
         try:
-            yield
+            yield unit
         except BaseException:
             self._local.unit = None
             unit.close(commit=False)
@@ -157,9 +157,9 @@ class Database:
         self._local.unit = None
         self._commit(unit)
 
-    def current(self) -> _Unit | None:
+    def current(self) -> Unit | None:
         """This thread's open unit of work, if any."""
-        unit: _Unit | None = getattr(self._local, "unit", None)
+        unit: Unit | None = getattr(self._local, "unit", None)
         return unit
 
     def flush(self) -> None:
@@ -168,13 +168,14 @@ class Database:
         if unit is not None:
             self._commit(unit)
 
-    def _commit(self, unit: _Unit) -> None:
+    def _commit(self, unit: Unit) -> None:
         kept, unit.kept = unit.kept, []
         try:
             pinged = unit.commit(self.writer, kept)
         except DBAPIError as exc:
             if not unit.durable or not kept:
                 raise
+            unit.replayed = True
             log.warning(
                 "a write failed (%s); retrying each with backoff",
                 type(exc).__name__,
@@ -344,16 +345,19 @@ class _Prepared:
         return processed
 
 
-class _Unit:
+class Unit:
     """The open transaction of one thread's unit of work, and the writes kept for its end."""
 
-    __slots__ = ("about", "connection", "durable", "kept")
+    __slots__ = ("about", "connection", "durable", "kept", "replayed")
 
     def __init__(self, durable: bool, about: dict[str, Any]) -> None:
         self.durable = durable
         self.about = about
         self.connection: Connection | None = None
         self.kept: list[Callable[[Connection], Any]] = []
+        self.replayed = False
+        """Whether a commit failed and the kept writes were replayed one by one: what else ran
+        on the unit's transaction (a claim) was rolled back."""
 
     def connection_for(self, engine: Engine) -> Connection:
         if self.connection is None:
