@@ -40,7 +40,7 @@ def capture(value: Any, *, limit: int = MAX_RESULT_BYTES) -> Any:
     """*value* as a JSON-storable result (see the module's docstring); never raises."""
     try:
         return _capture(value, limit)
-    except BaseException as exc:  # noqa: BLE001 - recording the end of a run must not fail
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         return {REPR_MARKER: f"<the result could not be stored: {exception_text(exc)}>"[:limit]}
@@ -53,7 +53,7 @@ def _capture(value: Any, limit: int) -> Any:
         return value
     try:
         text = json.dumps(value, allow_nan=False)
-    except Exception:  # noqa: BLE001 - anything json cannot write is converted below
+    except Exception:
         text = None
     if text is None:
         safe = _Converter().convert(value, 0)
@@ -130,7 +130,7 @@ def safe_repr(value: Any, limit: int = MAX_REPR) -> str:
         text = repr(value)
         if not isinstance(text, str):
             raise TypeError("__repr__ returned a non-string")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         text = f"<{_type_name(value)} object; repr() raised {_type_name(exc)}>"
     return clip(text, limit)
 
@@ -142,7 +142,7 @@ def safe_str(value: Any, limit: int | None = None) -> str:
         if not isinstance(text, str):
             raise TypeError("__str__ returned a non-string")
         text = str.__str__(text)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         text = f"<{_type_name(value)} object; str() raised {_type_name(exc)}>"
     return clip(text, limit) if limit is not None else text
 
@@ -164,6 +164,5 @@ def clip(text: str, limit: int = 60) -> str:
 def _type_name(value: Any) -> str:
     try:
         return str(type(value).__name__)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return "object"
-
