@@ -179,9 +179,13 @@ def _declaration(app: Quest, script: Script) -> dict[str, Any]:
     from quest.inputs import MISSING
 
     block = script.quest
-    quest = block.model_dump(mode="json", exclude_defaults=True) if block else {}
+    quest = (
+        block.model_dump(mode="json", exclude_defaults=True, exclude={"discard_on"})
+        if block
+        else {}
+    )
     if block is not None and block.discard_on:
-        quest["discard_on"] = [t.__name__ for t in block.discard_on]
+        quest["discard_on"] = [f"{t.__module__}.{t.__qualname__}" for t in block.discard_on]
     return {
         "name": script.name,
         "friendly_name": script.friendly_name,
