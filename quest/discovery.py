@@ -168,10 +168,10 @@ def _refine(tree: ast.AST, line: int, key: str | None) -> tuple[str | None, int]
         name, call = found
         field = key[len("Input.") :]
         return f"inputs.{name}.{field}", _argument_line(call, field) or line
-    call = _call_at(tree, line, "script")
-    if call is None or key is None:
+    declared = _call_at(tree, line, "script")
+    if declared is None or key is None:
         return key, line
-    return key, _path_line(call, key.split(".")) or line
+    return key, _path_line(declared, key.split(".")) or line
 
 
 def _name_of(func: ast.expr) -> str:

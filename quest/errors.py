@@ -11,7 +11,9 @@ class QuestError(Exception):
     """Something went wrong in quest."""
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
+        text = message or (self.__doc__ or "").strip()
+        # A lone surrogate from the user's text cannot be printed or stored: show it escaped.
+        super().__init__(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
     @property
     def message(self) -> str:

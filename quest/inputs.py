@@ -119,6 +119,12 @@ def _valid_text(text: str) -> bool:
     return True
 
 
+def _finite(value: int | float) -> bool:
+    if isinstance(value, int):
+        return value.bit_length() <= 1023
+    return math.isfinite(value)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -268,7 +274,7 @@ class Input:
                     f"{name} applies to numbers (their value) and to text and JSON inputs "
                     "(their length), not to this input",
                 )
-            if not _is_number(value) or not math.isfinite(value):
+            if not _is_number(value) or not _finite(value):
                 raise _bad(name, f"{name} must be a finite number, not {describe_value(value)}")
             if kind is int and not INT_MIN <= value <= INT_MAX:
                 raise _bad(name, f"{name} of an int input must be within {_RANGE}")
@@ -309,16 +315,18 @@ class Input:
     @classmethod
     def from_mapping(cls, spec: Mapping[str, Any]) -> Input:
         """Build an input from a Sails-style mapping (``type``, ``defaultsTo``, ``isIn``...)."""
-        known = [name for name in cls.__dataclass_fields__]
+        known = list(cls.__dataclass_fields__)
         data: dict[str, Any] = {}
+        given: dict[str, Any] = {}
         for key, value in spec.items():
             name = SAILS_INPUT_KEYS.get(key, key) if isinstance(key, str) else key
             if name not in known:
                 valid = ", ".join([*known, *SAILS_INPUT_KEYS])
                 raise _bad(str(key), f"unknown input key {safe_repr(key, 40)}; valid keys: {valid}")
             if name in data:
-                raise _bad(str(key), f"{key} and {name} are one key; give only one of them")
+                raise _bad(str(key), f"{given[name]} and {key} are one key; give only one of them")
             data[name] = value
+            given[name] = key
         return cls(**data)
 
     @property
@@ -467,7 +475,8 @@ class _JsonCheck:
             value = list(value)
         if not isinstance(value, self.kind):
             want = _TYPE_NAMES[self.kind]
-            got = {dict: "an object", list: "a list"}.get(type(value), kind_of(value))
+            names: dict[type, str] = {dict: "an object", list: "a list"}
+            got = names.get(type(value), kind_of(value))
             raise ValueError(f"expected a {want}, got {got}")
         return self._value(value, 0, "")
 

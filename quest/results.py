@@ -86,12 +86,12 @@ class _Converter:
                 return {REPR_MARKER: f"<an integer of about {digits} digits>"}
             return number
         if isinstance(value, float):
-            number = float.__float__(value)
-            if math.isnan(number):
+            real = float.__float__(value)
+            if math.isnan(real):
                 return "NaN"
-            if math.isinf(number):
-                return "Infinity" if number > 0 else "-Infinity"
-            return number
+            if math.isinf(real):
+                return "Infinity" if real > 0 else "-Infinity"
+            return real
         if not isinstance(value, dict | list | tuple):
             return {REPR_MARKER: safe_repr(value)}
         if depth >= MAX_DEPTH:
