@@ -348,7 +348,8 @@ class Input:
         elif self.type is int:
             base = Annotated[int, BeforeValidator(_int_before), AfterValidator(_int_range)]
         elif self.type is float:
-            base = Annotated[float, BeforeValidator(_float_before)]
+            finite = Annotated[float, Field(allow_inf_nan=self.allow_nan)]
+            base = Annotated[finite, BeforeValidator(_float_before)]
             if self.allow_nan:
                 base = Annotated[base, PlainSerializer(_float_json, when_used="json")]
         elif self.type is str:
@@ -377,8 +378,6 @@ class Input:
             constraints["max_length"] = self.max_length
         if self.pattern is not None:
             constraints["pattern"] = self.pattern
-        if self.type is float and self.choices is None:
-            constraints["allow_inf_nan"] = self.allow_nan
         if self.is_required:
             default: Any = ...
         elif self.default is MISSING:
