@@ -67,8 +67,26 @@ blocks = st.one_of(
 )
 
 types = st.sampled_from(
-    [int, float, str, bool, date, datetime, dict, list, "number", "string", "json", "ref"]
-    + [set, "bogus", (), ("a", "b"), (1, 2.5), ({"a": 1},)]
+    [
+        int,
+        float,
+        str,
+        bool,
+        date,
+        datetime,
+        dict,
+        list,
+        "number",
+        "string",
+        "json",
+        "ref",
+        set,
+        "bogus",
+        (),
+        ("a", "b"),
+        (1, 2.5),
+        ({"a": 1},),
+    ]
 )
 input_keywords = st.fixed_dictionaries(
     {},
