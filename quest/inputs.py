@@ -103,8 +103,9 @@ def describe_value(value: Any, sensitive: bool = False) -> str:
         return HIDDEN
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-    text = safe_repr(value, limit=10**7)
-    return clip(text, SHOWN_CHARS)
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        return f"{value[:SHOWN_CHARS]!r}… ({len(value)} characters)"
+    return clip(safe_repr(value, limit=10**7), SHOWN_CHARS)
 
 
 def _bad(key: str, message: str) -> InvalidDefinition:

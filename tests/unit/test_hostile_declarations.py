@@ -336,7 +336,7 @@ def test_a_long_invalid_default_is_shown_cut(tmp_path: Path) -> None:
             pass
         """,
     )
-    assert "(20002 characters)" in message
+    assert "(20000 characters)" in message
     assert "9" * 100 not in message
 
 
