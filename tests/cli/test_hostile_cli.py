@@ -202,3 +202,33 @@ def test_a_bad_declaration_is_reported_with_file_line_and_key(app: Quest) -> Non
     assert listed.exit_code == 0, listed.output
     assert "Traceback" not in listed.output
     assert "interrupts.py: line 6: quest.discard_on" in listed.output
+
+
+LONG = "x" * 20_000
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", LONG],
+        ["run", LONG],
+        ["enqueue", LONG],
+        ["pause", LONG],
+        ["show", "take", "--after", LONG],
+        ["show", "take", "--next", LONG],
+        ["history", "--status", LONG],
+        ["history", "--limit", LONG],
+        ["run", "take", "--level", LONG],
+    ],
+    ids=lambda args: " ".join(a[:10] for a in args),
+)
+def test_a_long_value_anywhere_is_shown_cut(app: Quest, args: list[str]) -> None:
+    result = invoke(app, *args)
+    assert_rejected(app, result)
+    assert "x" * 201 not in result.output
+
+
+def test_history_of_a_long_name_is_one_line(app: Quest) -> None:
+    result = invoke(app, "history", LONG)
+    assert result.exit_code == 0, result.output
+    assert "(20001 characters)" in result.output
