@@ -272,6 +272,12 @@ def parse_block(data: Mapping[str, Any] | None) -> QuestBlock | None:
                 f"the keys of the quest block are text, not {safe_repr(name, 40)}", key="quest"
             )
     _no_double_spelling(data)
+    for name, value in data.items():
+        if _has_lone_surrogate(value):
+            raise InvalidDefinition(
+                "holds text with a lone surrogate; it must be valid Unicode text",
+                key=f"quest.{name}",
+            )
     try:
         return QuestBlock.model_validate(dict(data))
     except ValidationError as exc:
@@ -282,6 +288,24 @@ def parse_block(data: Mapping[str, Any] | None) -> QuestBlock | None:
         ) from None
     except Exception as exc:
         raise InvalidDefinition(f"{clip(exception_text(exc), 200)}", key=_culprit(data)) from None
+
+
+def _has_lone_surrogate(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if depth > 20:
+        return False
+    if isinstance(value, Mapping):
+        return any(_has_lone_surrogate(k, depth + 1) for k in value) or any(
+            _has_lone_surrogate(v, depth + 1) for v in value.values()
+        )
+    if isinstance(value, list | tuple):
+        return any(_has_lone_surrogate(item, depth + 1) for item in value)
+    return False
 
 
 def _no_double_spelling(data: Mapping[str, Any]) -> None:

@@ -200,10 +200,19 @@ def _declaration(app: Quest, script: Script) -> dict[str, Any]:
                 "required": spec.is_required,
                 "default": None
                 if spec.default is MISSING
-                else ("***" if spec.sensitive else spec.default),
+                else ("***" if spec.sensitive else _portable(spec.default)),
                 "description": spec.description,
                 "sensitive": spec.sensitive,
             }
             for key, spec in script.inputs.items()
         },
     }
+
+
+def _portable(value: Any) -> Any:
+    """A default as JSON can write it: NaN and infinities as the strings the JobLog stores."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value

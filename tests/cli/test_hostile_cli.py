@@ -69,6 +69,13 @@ SCRIPTS = {
         def interrupts(inputs, ctx):
             pass
         """,
+    "nan_default.py": """\
+        from quest import Input, script
+
+        @script(inputs={"odd": Input(float, allow_nan=True, default=float("nan"))})
+        def nan_default(inputs, ctx):
+            return inputs.odd
+        """,
     "bad_min.py": """\
         from quest import Input, script
 
@@ -232,3 +239,17 @@ def test_history_of_a_long_name_is_one_line(app: Quest) -> None:
     result = invoke(app, "history", LONG)
     assert result.exit_code == 0, result.output
     assert "(20001 characters)" in result.output
+
+
+def _no_constants(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
+def test_show_and_run_of_a_nan_default_print_strict_json(app: Quest) -> None:
+    shown = invoke(app, "show", "nan-default", "--json")
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.stdout, parse_constant=_no_constants)
+    assert data["inputs"]["odd"]["default"] == "NaN"
+    ran = invoke(app, "run", "nan-default", "--json")
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout, parse_constant=_no_constants)["result"] == "NaN"

@@ -206,6 +206,18 @@ CASES: dict[str, tuple[str, int, str, str]] = {
         "inputs.n.description: description holds a lone surrogate",
         "valid text",
     ),
+    "environments with a lone surrogate": (
+        """\
+        from quest import script
+
+        @script(quest={"interval": "1 hour", "environments": ["prod", "\\ud800"]})
+        def main(inputs, ctx):
+            pass
+        """,
+        3,
+        "quest.environments: holds text with a lone surrogate",
+        "valid Unicode text",
+    ),
     "unknown Input key": (
         """\
         from quest import Input, script
