@@ -14,13 +14,12 @@ from .config import Settings, activate, load_settings
 from .context import Context
 from .definition import Script
 from .discovery import Registry, discover
-from .enums import RunStatus, Trigger
+from .enums import RunStatus
 from .errors import InvalidInputs
-from .inputs import dump, secrets
+from .isolation import ChildProcess
 from .recorder import Recorder
 from .runner import HOST, Runner, RunOutcome, RunRequest, new_run_id
 from .store import Store
-from .timespan import parse_timespan
 
 
 class Quest:
@@ -54,13 +53,8 @@ class Quest:
 
     @functools.cached_property
     def runner(self) -> Runner:
-        runner = Runner(
-            self.registry,
-            self.store,
-            self.settings,
-            clock=self.clock,
-            enqueue=self.enqueue,
-        )
+        runner = Runner(self.registry, self.store, self.settings, clock=self.clock)
+        runner.timed = ChildProcess()
         self.recorder = Recorder(self.store).connect(runner)
         if self.settings.bootstrap:
             bootstrap = importlib.import_module(self.settings.bootstrap)
@@ -87,33 +81,7 @@ class Quest:
         run_at: datetime | None = None,
     ) -> str:
         """Queue a run of *name*; the inputs are validated now. Returns the run id."""
-        script, validated = self.runner.prepare(name, inputs or {})
-        if delay is not None:
-            try:
-                wait = parse_timespan(delay, allow_zero=True)
-            except ValueError as exc:
-                raise InvalidInputs(f"Invalid delay: {exc}") from None
-        else:
-            wait = timedelta(0)
-        now = self.clock.now()
-        run_id = new_run_id()
-        self.store.enqueue_run(
-            {
-                "id": run_id,
-                "name": script.name,
-                "status": RunStatus.queued,
-                "trigger": Trigger.enqueued,
-                "attempt": 1,
-                "max_attempts": script.block().attempts,
-                "root_id": run_id,
-                "key": key,
-                "inputs": dump(validated, script.inputs),
-                "created_at": now,
-                "run_after": run_at or now + wait,
-            },
-            secrets(validated, script.inputs),
-        )
-        return run_id
+        return self.runner.enqueue(name, inputs, delay=delay, key=key, run_at=run_at)
 
     def run_claimed(self, row: Mapping[str, Any]) -> RunOutcome | None:
         """Run a queued JobLog row already claimed by this process; ``None`` if it cannot run."""
@@ -152,7 +120,8 @@ class Quest:
             key=row["key"],
             scheduled_for=row["scheduled_for"],
             retry=True,
-            extra={"queued": True},
+            leased=bool(row.get("leased")),
+            extra={"queued": True, "claimed": True},
         )
         return self.runner.run(script.name, inputs, request)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .enums import Isolation
 from .errors import ConfigError
 
 DEFAULT_DB_FILE = ".quest/quest.sqlite3"
@@ -25,6 +26,7 @@ _ENV = {
     "smtp_url": "QUEST_SMTP_URL",
     "alert_webhook_url": "QUEST_ALERT_WEBHOOK_URL",
     "bootstrap": "QUEST_BOOTSTRAP",
+    "isolation": "QUEST_ISOLATION",
 }
 
 
@@ -46,6 +48,7 @@ class Settings:
     smtp_url: str | None = None
     alert_webhook_url: str | None = None
     bootstrap: str | None = None
+    isolation: Isolation = Isolation.process
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -118,6 +121,12 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
     except Exception as exc:
         raise ConfigError(f"timezone (QUEST_TIMEZONE): {exc}") from None
     models = table.get("models", "app.models") or None
+    try:
+        isolation = Isolation(str(table.get("isolation", "process")))
+    except ValueError:
+        raise ConfigError(
+            f"isolation (QUEST_ISOLATION) must be 'process' or 'thread', got {table['isolation']!r}"
+        ) from None
     return Settings(
         root=project,
         database_url=str(database_url),
@@ -130,6 +139,7 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         smtp_url=table.get("smtp_url"),
         alert_webhook_url=table.get("alert_webhook_url"),
         bootstrap=table.get("bootstrap") or None,
+        isolation=isolation,
         extra=table.get("extra", {}),
     )
 

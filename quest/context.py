@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import redact
 from .clock import Clock
 from .enums import Trigger
 
@@ -18,7 +19,16 @@ if TYPE_CHECKING:
 
 
 class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """A logger bound to one run: every record carries the script name and run id."""
+    """A logger bound to one run: every record carries the script name and run id.
+
+    Its logger (``quest.script.NAME``) scrubs the secrets of the runs active in the process from
+    every record (:class:`quest.redact.RedactingFilter`) before any handler sees it, the
+    application's own handlers included.
+    """
+
+    def __init__(self, logger: logging.Logger, extra: Mapping[str, object] | None = None) -> None:
+        super().__init__(logger, extra)
+        redact.install(logger)
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         extra = dict(self.extra or {})

@@ -13,16 +13,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 
-from .enums import BackoffType, CatchUp
+from .enums import BackoffType, CatchUp, Isolation
 from .errors import InvalidDefinition
 from .inputs import Input, Inputs, build_model, check_name, option_name
 from .results import clip, exception_text, safe_repr
-from .timespan import parse_timespan
+from .timespan import MAX_SPAN, parse_timespan
 
 if TYPE_CHECKING:
     from .schedule import Schedule
@@ -34,8 +36,6 @@ ATTRIBUTE = "__quest_script__"
 MAX_ATTEMPTS = 1_000_000
 #: Upper bound of the counts of the quest block (``rate_limit.max``, ``concurrency``, ...).
 MAX_COUNT = 2**31 - 1
-#: The longest exponential backoff when no ``max_delay`` is given.
-MAX_BACKOFF = timedelta(days=365)
 
 #: Sails spellings of the ``@script`` arguments; the quest block's camelCase keys are its aliases.
 SAILS_SCRIPT_KEYS = {"friendlyName": "friendly_name"}
@@ -68,21 +68,15 @@ class Backoff(_Block):
     )
 
     def delay_for(self, attempt: int) -> timedelta:
-        """The wait after failed attempt number *attempt* (counting from 1), before jitter.
-
-        An exponential wait too long for a timedelta is capped at ``max_delay``, else at
-        :data:`MAX_BACKOFF`.
-        """
-        cap = self.max_delay if self.max_delay is not None else MAX_BACKOFF
+        """The wait after failed attempt number *attempt* (counting from 1), before jitter."""
         if self.type is BackoffType.fixed:
             wait = self.delay
-        else:
-            doublings = max(0, attempt - 1)
-            seconds = self.delay.total_seconds()
-            if doublings >= 64 or seconds * 2.0**doublings >= cap.total_seconds():
-                return cap
-            wait = self.delay * (2**doublings)
-        return min(wait, cap)
+        else:  # doubling, capped at MAX_SPAN so a late attempt never overflows
+            factor = 2 ** min(max(0, attempt - 1), 64)
+            wait = self.delay * factor if factor < MAX_SPAN / self.delay else MAX_SPAN
+        if self.max_delay is not None:
+            wait = min(wait, self.max_delay)
+        return wait
 
 
 class RateLimit(_Block):
@@ -145,6 +139,7 @@ class QuestBlock(_Block):
     concurrency: Concurrency | None = None
     retention: Retention | None = None
     discard_on: tuple[type[BaseException], ...] = Field((), alias="discardOn")
+    isolation: Isolation | None = None
 
     @field_validator("interval", mode="before")
     @classmethod
@@ -234,6 +229,25 @@ class QuestBlock(_Block):
                 "interval, cron or at"
             )
         return self
+
+    _interval_note: str | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _milliseconds(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        from .schedule import interval_note
+
+        block = handler(data)
+        raw = data.get("interval") if isinstance(data, Mapping) else None
+        note = interval_note(raw) if raw is not None else None
+        if note is not None and isinstance(block, QuestBlock):
+            block._interval_note = note  # @script logs it, with the file and line
+        return block
+
+    @property
+    def interval_note(self) -> str | None:
+        """Why a bare-number interval may have been meant as milliseconds (``None`` if not)."""
+        return self._interval_note
 
     def zone(self, default: str) -> ZoneInfo:
         from .schedule import parse_timezone
@@ -490,7 +504,7 @@ def script(
             friendly_name=friendly_name,
             description=doc,
             inputs=declared,
-            quest=block,
+            quest=_noted(block, func),
             model=model,
         )
         setattr(func, ATTRIBUTE, declaration)
@@ -544,6 +558,17 @@ def _declared_inputs(inputs: Any) -> dict[str, Input]:
             )
         options[option] = key
     return declared
+
+
+def _noted(block: QuestBlock | None, func: ScriptFn) -> QuestBlock | None:
+    """*block*, after logging a warning when its interval is probably milliseconds."""
+    if block is not None and block.interval_note is not None:
+        import logging
+
+        code = getattr(func, "__code__", None)
+        where = f"{code.co_filename}:{code.co_firstlineno}: " if code is not None else ""
+        logging.getLogger("quest").warning("%squest.interval: %s", where, block.interval_note)
+    return block
 
 
 def _check_signature(func: ScriptFn) -> None:

@@ -17,6 +17,7 @@ class RunStatus(StrEnum):
     interrupted = "interrupted"
     abandoned = "abandoned"
     discarded = "discarded"
+    cancelled = "cancelled"
 
     @property
     def finished(self) -> bool:
@@ -52,6 +53,13 @@ class CatchUp(StrEnum):
 
     skip = "skip"
     once = "once"
+
+
+class Isolation(StrEnum):
+    """Where ``quest serve`` executes a run."""
+
+    process = "process"
+    thread = "thread"
 
 
 class BackoffType(StrEnum):

@@ -98,3 +98,15 @@ class RunTimeout(QuestError):
 
 class RunInterrupted(QuestError):
     """The run was stopped by a shutdown."""
+
+
+class RunCancelled(QuestError):
+    """Someone asked for the run to stop (``quest cancel``)."""
+
+    def __init__(self, by: str = "") -> None:
+        self.by = by
+        super().__init__(f"cancelled by {by}" if by else "cancelled")
+
+
+class WorkerDied(QuestError):
+    """The worker process executing the run ended without reporting its outcome."""

@@ -778,19 +778,15 @@ def secrets(inputs: Inputs, specs: Mapping[str, Input]) -> dict[str, Any]:
     }
 
 
-def sensitive_values(inputs: Inputs | Mapping[str, Any], specs: Mapping[str, Input]) -> list[str]:
-    """The string forms of the sensitive values given, to scrub from error messages."""
-    data = inputs.model_dump() if isinstance(inputs, BaseModel) else inputs
-    found = []
-    for key, spec in specs.items():
-        value = data.get(key)
-        if spec.sensitive and value not in (None, ""):
-            found.append(value if isinstance(value, str) else json.dumps(value))
-    return found
+def sensitive_values(inputs: Inputs | Mapping[str, Any], specs: Mapping[str, Input]) -> list[Any]:
+    """The sensitive values given, to scrub from text (see :mod:`quest.redact`)."""
+    from . import redact
+
+    return redact.sensitive_values(inputs, specs)
 
 
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+def scrub(text: str, secrets: Sequence[Any]) -> str:
+    """*text* with every rendering of *secrets* replaced by ``***`` (see :mod:`quest.redact`)."""
+    from . import redact
+
+    return redact.scrub(text, secrets)

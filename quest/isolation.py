@@ -10,14 +10,17 @@ stopping, the child gets SIGTERM, then SIGKILL two seconds later.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
+import sys
 import time
-import traceback as tb
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import Discard, RunInterrupted, RunTimeout
+from . import redact
+from .config import activate
+from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
+from .failures import Failure
 
 if TYPE_CHECKING:
     from .context import Context
@@ -25,26 +28,17 @@ if TYPE_CHECKING:
     from .inputs import Inputs
 
 
-@dataclass(frozen=True, slots=True)
-class _ChildError:
-    type_name: str
-    message: str
-    traceback: str
-    discard: bool
-
-
 STARTUP_ALLOWANCE = 60.0
 
 
-class ChildFailed(Exception):
-    """The script raised in its child process."""
+class ChildProcess:
+    """Runs a sync script with a timeout in a child process of its own (``isolation = "thread"``
+    and ``quest run``): the runner's executor for what a thread cannot stop."""
 
-    def __init__(self, error: _ChildError) -> None:
-        super().__init__(f"{error.type_name}: {error.message}")
-        self.error = error
-
-    def __str__(self) -> str:
-        return self.error.message
+    def execute(
+        self, script: Script, inputs: Inputs, ctx: Context, active: Any, timeout: float | None
+    ) -> Any:
+        return call_in_child(script, inputs, ctx, active, timeout or 0.0)
 
 
 def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, timeout: float) -> Any:
@@ -54,6 +48,8 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
         "path": script.path,
         "name": script.name,
         "inputs": inputs.model_dump(),
+        "secrets": redact.sensitive_values(inputs, script.inputs),
+        "logging": _logging_setup(),
         "settings": ctx.settings,
         "ctx": {
             "run_id": ctx.run_id,
@@ -83,6 +79,9 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
     try:
         while True:
             remaining = budget - (time.monotonic() - start)
+            if getattr(active, "cancelled_by", None) is not None:
+                _stop(process)
+                raise RunCancelled(active.cancelled_by)
             if active.interrupted:
                 _stop(process)
                 raise RunInterrupted("stopped by shutdown")
@@ -108,12 +107,13 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
     if kind == "ok":
         return value
     if kind == "lost":
+        if getattr(active, "cancelled_by", None) is not None:
+            raise RunCancelled(active.cancelled_by)
         if active.interrupted:
             raise RunInterrupted("stopped by shutdown")
-        raise RuntimeError(f"the script's process exited with code {process.exitcode}")
-    if value.discard:
-        raise Discard(value.message)
-    raise ChildFailed(value)
+        raise WorkerDied(f"the script's process exited with code {process.exitcode}")
+    failure: Failure = value
+    failure.reraise()
 
 
 def _stop(process: Any) -> None:
@@ -124,30 +124,63 @@ def _stop(process: Any) -> None:
         process.join(2)
 
 
+def _logging_setup() -> dict[str, Any] | None:
+    """The level and format of this process's first log handler, for the child to log alike."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return None
+    formatter = root.handlers[0].formatter
+    if formatter is not None and type(formatter).__module__.startswith("quest."):
+        return {"level": root.level, "formatter": formatter}  # quest's own: the child imports it
+    try:
+        plain = logging.Formatter(
+            getattr(formatter, "_fmt", None), getattr(formatter, "datefmt", None)
+        )
+    except (TypeError, ValueError):
+        plain = logging.Formatter()
+    return {"level": root.level, "formatter": plain}
+
+
+def _child_logging(setup: dict[str, Any] | None, secrets: list[Any]) -> None:
+    """Log to stderr as the parent does, scrubbed of the run's secrets like every quest process."""
+    redact.register(secrets)
+    if setup is not None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(setup["formatter"])
+        root = logging.getLogger()
+        root.handlers[:] = [handler]
+        root.setLevel(setup["level"])
+    redact.install_process()
+
+
 def _child_main(sender: Any, payload: dict[str, Any]) -> None:
-    from .app import Quest
     from .discovery import Registry, load_file
     from .inputs import validate
     from .results import capture
+    from .runner import Runner
+    from .store import Store
 
+    _child_logging(payload.get("logging"), payload.get("secrets") or [])
     script: Script | None = None
     try:
         script = load_file(Path(payload["path"]), payload["name"])
         registry = Registry()
         registry.add(script)
-        quest = Quest(payload["settings"], registry=registry)
+        settings = payload["settings"]
+        activate(settings)
+        runner = Runner(registry, Store.from_settings(settings), settings)
         inputs = validate(script.model, script.inputs, payload["inputs"])
-        context = quest.context_for(script, **payload["ctx"])
+        fields = dict(payload["ctx"])
+        context = runner.context(
+            script, run_id=fields.pop("run_id"), now=fields.pop("now"), **fields
+        )
         sender.send(("started", None))
         result = script.fn(inputs, context)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         sender.send(("ok", capture(result)))
     except BaseException as exc:
-        discard = isinstance(exc, Discard) or (
-            script is not None and isinstance(exc, script.block().discard_on)
-        )
-        trace = "".join(tb.format_exception(exc))
-        sender.send(("error", _ChildError(type(exc).__name__, str(exc), trace, discard)))
+        discard_on = script.block().discard_on if script is not None else ()
+        sender.send(("error", Failure.of(exc, discard_on).scrubbed()))
     finally:
         sender.close()

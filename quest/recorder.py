@@ -46,6 +46,8 @@ class Recorder:
 
     @recorded_first
     def on_start(self, sender: object, event: JobEvent) -> None:
+        if event.extra.get("claimed"):
+            return
         values = _row(event, RunStatus.running)
         values.update(started_at=event.started_at, heartbeat_at=event.started_at)
         if event.extra.get("queued"):

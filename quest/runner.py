@@ -17,19 +17,31 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+from . import redact
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Settings
 from .context import Context, RunLogger
 from .definition import Script
 from .discovery import Registry
-from .enums import RunStatus, SkipReason, Trigger
-from .errors import Discard, LeaseHeld, RunInterrupted, RunTimeout
-from .inputs import Inputs, dump, scrub, secrets, sensitive_values, validate
+from .enums import Isolation, RunStatus, SkipReason, Trigger
+from .errors import Discard, InvalidInputs, LeaseHeld, RunCancelled, RunInterrupted, RunTimeout
+from .failures import ScriptFailed
+from .inputs import Inputs, dump, secrets, validate
 from .results import capture
 from .signals import JobEvent, emit, job_complete, job_error, job_skip, job_start
 from .store import Store
+from .timespan import parse_timespan
+
+
+class Executor(Protocol):
+    """Where a run executes when not in the calling thread: a worker pool, a child process."""
+
+    def execute(
+        self, script: Script, inputs: Inputs, ctx: Context, active: Any, timeout: float | None
+    ) -> Any: ...
+
 
 log = logging.getLogger("quest.runner")
 
@@ -69,6 +81,7 @@ class _Active:
     lease_ttl: timedelta | None
     cancel: Callable[[], None] | None = None
     interrupted: bool = False
+    cancelled_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,7 @@ class RunRequest:
     retry: bool | None = None
     wait: bool = False
     slot: bool = False
+    leased: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -105,11 +119,14 @@ class Runner:
         self.settings = settings
         self.clock = clock
         self.owner = owner or f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._enqueue = enqueue
+        self._enqueue = enqueue or self.enqueue
         self._active: dict[str, _Active] = {}
         self._lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
         self._stop_heartbeat = threading.Event()
+        self.pool: Executor | None = None
+        self.timed: Executor | None = None
+        self.cancel_check_every = 0.5
 
     # -- public ------------------------------------------------------------------------------
 
@@ -118,6 +135,44 @@ class Runner:
         script = self.registry.get(name)
         tz = script.timezone(self.settings.timezone)
         return script, validate(script.model, script.inputs, raw or {}, timezone=tz)
+
+    def enqueue(
+        self,
+        name: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        delay: timedelta | str | float | None = None,
+        key: str | None = None,
+        run_at: datetime | None = None,
+    ) -> str:
+        """Queue a run of *name* for ``quest serve``; the inputs are validated now."""
+        script, validated = self.prepare(name, inputs or {})
+        if delay is not None:
+            try:
+                wait = parse_timespan(delay, allow_zero=True)
+            except ValueError as exc:
+                raise InvalidInputs(f"Invalid delay: {exc}") from None
+        else:
+            wait = timedelta(0)
+        now = self.clock.now()
+        run_id = new_run_id()
+        self.store.enqueue_run(
+            {
+                "id": run_id,
+                "name": script.name,
+                "status": RunStatus.queued,
+                "trigger": Trigger.enqueued,
+                "attempt": 1,
+                "max_attempts": script.block().attempts,
+                "root_id": run_id,
+                "key": key,
+                "inputs": dump(validated, script.inputs),
+                "created_at": now,
+                "run_after": run_at or now + wait,
+            },
+            secrets(validated, script.inputs),
+        )
+        return run_id
 
     def run(
         self,
@@ -139,9 +194,9 @@ class Runner:
         run_id = request.run_id or new_run_id()
         block = script.block()
         lease_ttl = None
-        if block.without_overlapping:
+        if block.without_overlapping and (request.leased or _overlap_governed(request)):
             lease_ttl = block.lease_ttl or timedelta(seconds=self.settings.lease_ttl)
-            if request.wait:
+            if request.wait and not request.leased:
                 self._wait_for_lease(script, run_id, lease_ttl)
         active = _Active(script, run_id, lease_ttl)
         with self.store.unit():
@@ -151,6 +206,7 @@ class Runner:
             start = self._start(script, validated, request, run_id)
         with self._lock:
             self._active[run_id] = active
+        secret_scope = redact.register(redact.sensitive_values(validated, script.inputs))
         self._ensure_heartbeat()
         ended = False
         try:
@@ -158,6 +214,7 @@ class Runner:
             ended = True
             return outcome
         finally:
+            redact.unregister(secret_scope)
             with self._lock:
                 self._active.pop(run_id, None)
             if lease_ttl is not None and not ended:
@@ -192,7 +249,7 @@ class Runner:
                     inputs=inputs,
                     detail="quest pause",
                 )
-        if lease_ttl is None or request.wait:
+        if lease_ttl is None or request.wait or request.leased:
             return None
         if self.store.acquire_lease(
             script.name, run_id=run_id, owner=self.owner, now=now, ttl=lease_ttl
@@ -359,6 +416,25 @@ class Runner:
         with self._lock:
             return list(self._active.values())
 
+    def cancel(self, run_id: str, by: str) -> bool:
+        """Stop the active run *run_id* because *by* asked; ``False`` if it is not active here."""
+        with self._lock:
+            active = self._active.get(run_id)
+        if active is None:
+            return False
+        if active.cancelled_by is None:
+            active.cancelled_by = by
+            log.warning(
+                "cancelling %s run=%s (asked by %s)",
+                active.script.name,
+                run_id,
+                by,
+                extra={"script": active.script.name, "run_id": run_id, "action": "cancel"},
+            )
+            if active.cancel is not None:
+                active.cancel()
+        return True
+
     def interrupt_all(self) -> None:
         """Stop every active run that can be stopped (async tasks, child processes)."""
         with self._lock:
@@ -397,7 +473,9 @@ class Runner:
             run_id=run_id,
             trigger=request.trigger,
             status=RunStatus.running,
-            inputs=dump(inputs, script.inputs),
+            inputs=redact.scrub_value(
+                dump(inputs, script.inputs), redact.sensitive_values(inputs, script.inputs)
+            ),
             timestamp=started,
             attempt=request.attempt,
             max_attempts=script.block().attempts if retry_allowed else request.attempt,
@@ -450,10 +528,11 @@ class Runner:
         escaping: BaseException | None = None
         try:
             result = capture(self._call(script, inputs, ctx, active))
+            result = redact.scrub_value(result, redact.sensitive_values(inputs, script.inputs))
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit) and not active.interrupted:
                 escaping = exc
-            error, trace = _describe(exc, sensitive_values(inputs, script.inputs))
+            error, trace = _describe(exc, redact.sensitive_values(inputs, script.inputs))
             status = _status_for(exc, script, active)
             if isinstance(exc, KeyboardInterrupt):
                 status = RunStatus.interrupted
@@ -482,6 +561,8 @@ class Runner:
                 self.store.forget_secrets(request.root_id or run_id)
             if active.lease_ttl is not None:
                 self.store.release_lease(script.name, run_id=run_id)
+            if active.cancelled_by is not None:
+                self.store.forget_cancel(run_id)
             emit(
                 job_complete if status is RunStatus.succeeded else job_error,
                 self,
@@ -522,13 +603,17 @@ class Runner:
         )
 
     def _call(self, script: Script, inputs: Inputs, ctx: Context, active: _Active) -> Any:
-        timeout = script.block().timeout
+        block = script.block()
+        timeout = block.timeout
+        if self.pool is not None and (block.isolation or self.settings.isolation) is (
+            Isolation.process
+        ):
+            seconds = None if timeout is None else timeout.total_seconds()
+            return self.pool.execute(script, inputs, ctx, active, seconds)
         if script.is_async:
             return self._call_async(script, inputs, ctx, active, timeout)
-        if timeout is not None:
-            from .isolation import call_in_child
-
-            return call_in_child(script, inputs, ctx, active, timeout.total_seconds())
+        if timeout is not None and self.timed is not None:
+            return self.timed.execute(script, inputs, ctx, active, timeout.total_seconds())
         value = script.fn(inputs, ctx)
         if asyncio.iscoroutine(value):
             return asyncio.run(value)
@@ -561,6 +646,8 @@ class Runner:
                     raise
                 raise RunTimeout(f"exceeded its timeout of {timeout.total_seconds():g} s") from None
         except asyncio.CancelledError:
+            if active.cancelled_by is not None:
+                raise RunCancelled(active.cancelled_by) from None
             raise RunInterrupted("stopped by shutdown") from None
         finally:
             active.cancel = None
@@ -616,11 +703,17 @@ class Runner:
         self._heartbeat.start()
 
     def _beat(self) -> None:
-        while not self._stop_heartbeat.wait(self._beat_every()):
+        """Renew leases and heartbeats of the active runs; stop the runs someone cancelled."""
+        last_beat = self.clock.monotonic()
+        while not self._stop_heartbeat.wait(min(self.cancel_check_every, self._beat_every())):
             with self._lock:
                 actives = list(self._active.values())
             if not actives:
                 continue
+            self.check_cancels(actives)
+            if self.clock.monotonic() - last_beat < self._beat_every():
+                continue
+            last_beat = self.clock.monotonic()
             now = self.clock.now()
             for active in actives:
                 try:
@@ -632,22 +725,42 @@ class Runner:
                 except Exception:
                     log.warning("heartbeat of run %s failed", active.run_id, exc_info=True)
 
+    def check_cancels(self, actives: list[_Active] | None = None) -> list[str]:
+        """Stop the active runs that ``quest cancel`` asked for; returns their ids."""
+        if actives is None:
+            with self._lock:
+                actives = list(self._active.values())
+        waiting = [a.run_id for a in actives if a.cancelled_by is None]
+        if not waiting:
+            return []
+        requests = getattr(self.store, "cancel_requests", None)
+        if requests is None:
+            return []
+        try:
+            asked = requests(waiting)
+        except Exception:
+            log.warning("reading cancel requests failed", exc_info=True)
+            return []
+        for run_id, by in asked.items():
+            self.cancel(run_id, by)
+        return list(asked)
 
-def _describe(exc: BaseException, secrets: list[str]) -> tuple[str, str]:
+
+def _describe(exc: BaseException, secrets: list[Any]) -> tuple[str, str]:
     """The error line and traceback stored for *exc*, scrubbed of secrets and NUL bytes."""
-    from .isolation import ChildFailed
-
-    if isinstance(exc, ChildFailed):
-        error, trace = f"{exc.error.type_name}: {exc.error.message}", exc.error.traceback
+    if isinstance(exc, ScriptFailed):
+        error, trace = f"{exc.failure.type_name}: {exc.failure.message}", exc.failure.traceback
     else:
         error, trace = f"{type(exc).__name__}: {exc}", "".join(tb.format_exception(exc))
     return (
-        scrub(error, secrets).replace("\x00", "\\x00"),
-        scrub(trace, secrets).replace("\x00", "\\x00"),
+        redact.scrub(error, secrets).replace("\x00", "\\x00"),
+        redact.scrub(trace, secrets).replace("\x00", "\\x00"),
     )
 
 
 def _status_for(exc: BaseException, script: Script, active: _Active) -> RunStatus:
+    if isinstance(exc, RunCancelled) or active.cancelled_by is not None:
+        return RunStatus.cancelled
     if isinstance(exc, RunTimeout):
         return RunStatus.timed_out
     if isinstance(exc, RunInterrupted) or active.interrupted:
@@ -655,6 +768,17 @@ def _status_for(exc: BaseException, script: Script, active: _Active) -> RunStatu
     if isinstance(exc, (Discard, *script.block().discard_on)):
         return RunStatus.discarded
     return RunStatus.failed
+
+
+def _overlap_governed(request: RunRequest) -> bool:
+    """Whether ``without_overlapping`` applies: runs of the schedule, their retries, manual runs.
+
+    Enqueued runs (and retries of enqueued runs) are bounded by ``concurrency`` and
+    ``rate_limit`` instead, and run in parallel otherwise.
+    """
+    if request.trigger in (Trigger.scheduled, Trigger.catch_up, Trigger.manual):
+        return True
+    return request.trigger is Trigger.retry and request.scheduled_for is not None
 
 
 def _fields(event: JobEvent) -> dict[str, Any]:

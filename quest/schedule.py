@@ -13,9 +13,14 @@ Cron expressions mean what they mean in crontab(5):
 - Numbers, ranges (``1-5``), steps (``*/15``, ``1-30/2``), lists (``1,15``) and names
   (``JAN``-``DEC``, ``SUN``-``SAT``, any case). Day-of-week 0 and 7 are both Sunday, and a range
   may end on Sunday (``FRI-SUN``).
-- When both day-of-month and day-of-week are restricted (neither field starts with ``*``), a day
-  matching either fires. Otherwise both must match, which means the restricted one alone decides
-  when the other is ``*``.
+- From other schedulers (Quartz, cronsim, croniter): ``L``, ``L-3``, ``15W`` and ``LW`` in
+  day-of-month; ``MON#1``, ``FRI#L`` and ``5L`` in day-of-week; ranges that wrap (``FRI-MON``,
+  ``22-2/2``, the step counted across the wrap); a step from a single value (``5/15`` is
+  ``5-59/15``); ``?`` in a day field, meaning ``*``. ``nW`` never crosses into another month and
+  is skipped in a month without day n. ``H`` and a year field are rejected, saying what to write.
+- When both day-of-month and day-of-week are restricted (neither field starts with ``*`` nor is
+  ``?``), a day matching either fires, ``L``/``W``/``#`` included. Otherwise both must match, which
+  means the restricted one alone decides when the other is ``*``.
 - Macros: ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight``,
   ``@hourly``. ``@reboot`` is not a schedule (use ``run_on_start``).
 - An expression that can never fire (``0 0 30 2 *``) is rejected rather than silently idle.
@@ -47,7 +52,15 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from quest.errors import ScheduleError
-from quest.timespan import format_timespan, parse_timespan
+from quest.timespan import (
+    INSTANT_RANGE,
+    MAX_SPAN,
+    MAX_SPAN_WORDS,
+    check_instant,
+    format_timespan,
+    milliseconds_note,
+    parse_timespan,
+)
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
@@ -71,6 +84,8 @@ __all__ = [
 _SECOND = timedelta(seconds=1)
 _MICROSECOND = timedelta(microseconds=1)
 _MAX_YEARS = 400  # one Gregorian cycle: every feasible day/weekday combination occurs within it
+MIN_INTERVAL = timedelta(seconds=1)
+"""The shortest interval: the finest grain serve schedules at, the same as a cron second."""
 
 
 # --------------------------------------------------------------------------- cron expressions
@@ -78,7 +93,13 @@ _MAX_YEARS = 400  # one Gregorian cycle: every feasible day/weekday combination 
 
 @dataclass(frozen=True, slots=True)
 class CronSpec:
-    """A parsed, validated cron expression: the set of values each field allows."""
+    """A parsed, validated cron expression: the set of values each field allows.
+
+    The day fields also keep their special forms: ``last_days`` holds offsets from the last day
+    of the month (``L`` is 0, ``L-3`` is 3), ``nearest_weekdays`` the days of ``15W``,
+    ``last_weekday`` is ``LW``, ``nth_weekdays`` the ``(weekday, n)`` pairs of ``MON#1`` and
+    ``last_of_weekdays`` the weekdays of ``5L`` / ``FRI#L``.
+    """
 
     expression: str
     seconds: tuple[int, ...]
@@ -88,17 +109,61 @@ class CronSpec:
     months: tuple[int, ...]
     weekdays: tuple[int, ...]  # 0 = Sunday ... 6 = Saturday
     day_or: bool  # both day fields restricted: a day matching either fires
+    last_days: tuple[int, ...] = ()
+    nearest_weekdays: tuple[int, ...] = ()
+    last_weekday: bool = False
+    nth_weekdays: tuple[tuple[int, int], ...] = ()
+    last_of_weekdays: tuple[int, ...] = ()
 
     @property
     def every_hour(self) -> bool:
         """Whether the hour field covers all 24 hours (a rhythm, not an appointment)."""
         return len(self.hours) == 24
 
-    def day_matches(self, day: int, weekday: int) -> bool:
-        """Whether the date matches; *weekday* counts from 0 = Sunday."""
-        dom = day in self.days
-        dow = weekday in self.weekdays
-        return (dom or dow) if self.day_or else (dom and dow)
+    def month_days(self, year: int, month: int) -> tuple[int, ...]:
+        """The days of *month* in *year* that match, in order."""
+        return _month_days(self, year, month)
+
+    def day_matches(self, year: int, month: int, day: int) -> bool:
+        """Whether the date matches the day-of-month and day-of-week fields."""
+        return day in _month_days(self, year, month)
+
+
+def _nearest_weekday(day: int, weekday: int, length: int) -> int:
+    """The weekday (Monday-Friday) nearest *day* within its month (*weekday*: 0 = Sunday)."""
+    if weekday == 6:  # Saturday: the Friday before, or the Monday after on the 1st
+        return day - 1 if day > 1 else day + 2
+    if weekday == 0:  # Sunday: the Monday after, or the Friday before on the last day
+        return day + 1 if day < length else day - 2
+    return day
+
+
+@functools.lru_cache(maxsize=8192)
+def _month_days(spec: CronSpec, year: int, month: int) -> tuple[int, ...]:
+    first, length = monthrange(year, month)
+    first = (first + 1) % 7  # 0 = Sunday
+
+    def weekday_of(day: int) -> int:
+        return (first + day - 1) % 7
+
+    on_day = {day for day in spec.days if day <= length}
+    on_day.update(length - offset for offset in spec.last_days if length - offset >= 1)
+    on_day.update(
+        _nearest_weekday(day, weekday_of(day), length)
+        for day in spec.nearest_weekdays
+        if day <= length
+    )
+    if spec.last_weekday:
+        on_day.add(_nearest_weekday(length, weekday_of(length), length))
+    on_weekday = {day for day in range(1, length + 1) if weekday_of(day) in spec.weekdays}
+    for weekday, nth in spec.nth_weekdays:
+        day = 1 + (weekday - first) % 7 + 7 * (nth - 1)
+        if day <= length:
+            on_weekday.add(day)
+    for weekday in spec.last_of_weekdays:
+        on_weekday.add(length - (weekday_of(length) - weekday) % 7)
+    found = (on_day | on_weekday) if spec.day_or else (on_day & on_weekday)
+    return tuple(sorted(found))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +206,13 @@ _FORMS = (
     "(second minute hour day-of-month month day-of-week), or a macro such as @daily"
 )
 _ITEM = re.compile(r"^(?:(?P<star>\*)|(?P<low>[^-/*]+)(?:-(?P<high>[^-/*]+))?)(?:/(?P<step>.*))?$")
+_LAST_DAY = re.compile(r"^L(?:-(?P<offset>\d+))?$")
+_NEAREST = re.compile(r"^(?P<day>\d+)W$")
+_NTH = re.compile(r"^(?P<day>[^#]+)#(?P<nth>[^#]*)$")
+_LAST_OF = re.compile(r"^(?P<day>\d|[A-Z]{3})L$")
+_YEARS = re.compile(r"^\d{4}(?:[-,/]\d+)*$")  # a Quartz year field: 2026, 2026-2030, 2026/2
+_HASHED = re.compile(r"^H(?:\(\d+-\d+\))?(?:/\d+)?$")
+_ORDINALS = ("first", "second", "third", "fourth", "fifth")
 
 
 def _cron_error(message: str, expression: str) -> ScheduleError:
@@ -163,53 +235,200 @@ def _value(text: str, spec: _Field, expression: str) -> int:
     return number
 
 
+def _unsupported(item: str, spec: _Field, expression: str) -> None:
+    """Reject the forms of other cron dialects that quest does not support, saying what to write."""
+    upper = item.upper()
+    if _HASHED.match(upper):
+        raise _cron_error(
+            f'{spec.name} field "{item}": "H" (a hashed value, as in Jenkins) is not supported; '
+            f"write a fixed value within {spec.form} instead",
+            expression,
+        )
+    if upper == "?":
+        raise _cron_error(
+            f'{spec.name} field "{item}": "?" is only allowed in the day-of-month and day-of-week '
+            'fields; write "*" for "every"',
+            expression,
+        )
+    if ("L" in upper and spec is not _MONTH_FIELD and spec is not _DOW_FIELD) or "#" in upper:
+        raise _cron_error(
+            f'{spec.name} field "{item}": "L", "W" and "#" are only allowed in the day fields '
+            '(day-of-month "L", "L-3", "15W", "LW"; day-of-week "MON#1", "5L", "FRI#L")',
+            expression,
+        )
+    if upper.endswith("W") and upper[:-1].isdigit():
+        raise _cron_error(
+            f'{spec.name} field "{item}": "W" (nearest weekday) is only allowed in the '
+            'day-of-month field, on one day such as "15W"',
+            expression,
+        )
+
+
+def _parse_item(item: str, spec: _Field, text: str, expression: str) -> set[int]:
+    """The values of one list item: ``*``, ``a``, ``a-b`` (wrapping if b < a), with ``/n``."""
+    _unsupported(item, spec, expression)
+    match = _ITEM.match(item)
+    if not item or match is None:
+        _unsupported(item, spec, expression)
+        raise _cron_error(
+            f'{spec.name} field "{text}" is not valid; use {spec.form}, '
+            'a range "a-b", a step "*/n", "a-b/n" or "a/n", or a list "a,b"',
+            expression,
+        )
+    step = 1
+    if match["step"] is not None:
+        if not (match["step"].isascii() and match["step"].isdigit()) or int(match["step"]) < 1:
+            raise _cron_error(
+                f'{spec.name} field "{item}" has an invalid step; '
+                "the step must be a whole number of at least 1",
+                expression,
+            )
+        step = int(match["step"])
+    dow = spec is _DOW_FIELD
+    high_end = 6 if dow else spec.high  # the cycle a range wraps around (Sunday is 0)
+    if match["star"]:
+        return set(range(spec.low, spec.high + 1, step))
+    _unsupported(match["low"], spec, expression)
+    low = _value(match["low"], spec, expression)
+    if match["high"] is None:
+        if match["step"] is None:
+            return {low}
+        if dow and low == 7:
+            low = 0
+        return set(range(low, high_end + 1, step))  # "5/15": from 5 to the end of the field
+    _unsupported(match["high"], spec, expression)
+    high = _value(match["high"], spec, expression)
+    if dow:
+        if high == 0 and low > 0:
+            high = 7  # FRI-SUN
+        elif low == 7:
+            low = 0  # SUN-TUE written 7-2
+    if high >= low:
+        return set(range(low, high + 1, step))
+    # a range that wraps around: FRI-MON, NOV-FEB, 22-2; the step counts across the wrap
+    sequence = [*range(low, high_end + 1), *range(spec.low, high + 1)]
+    return set(sequence[::step])
+
+
 def _parse_field(text: str, spec: _Field, expression: str) -> set[int]:
     values: set[int] = set()
     for item in text.split(","):
-        match = _ITEM.match(item)
-        if not item or match is None:
+        values.update(_parse_item(item, spec, text, expression))
+    return values
+
+
+@dataclass
+class _DayForms:
+    days: set[int] = field(default_factory=set)
+    last_days: set[int] = field(default_factory=set)
+    nearest: set[int] = field(default_factory=set)
+    last_weekday: bool = False
+    weekdays: set[int] = field(default_factory=set)
+    nth: set[tuple[int, int]] = field(default_factory=set)
+    last_of: set[int] = field(default_factory=set)
+
+
+def _alone(text: str, spec: _Field, expression: str) -> None:
+    if "?" in text and text != "?":
+        raise _cron_error(
+            f'{spec.name} field "{text}": "?" (no restriction) stands alone in its field; '
+            'write "?" or the values without it',
+            expression,
+        )
+
+
+def _parse_dom(text: str, forms: _DayForms, expression: str) -> None:
+    _alone(text, _DOM_FIELD, expression)
+    if text == "?":
+        forms.days.update(range(1, 32))
+        return
+    for item in text.split(","):
+        upper = item.upper()
+        last = _LAST_DAY.match(upper)
+        nearest = _NEAREST.match(upper)
+        if last is not None:
+            offset = int(last["offset"] or 0)
+            if offset > 30:
+                raise _cron_error(
+                    f'day-of-month field "{item}" is out of range; "L-n" takes n from 0 to 30',
+                    expression,
+                )
+            forms.last_days.add(offset)
+        elif upper == "LW":
+            forms.last_weekday = True
+        elif nearest is not None:
+            day = int(nearest["day"])
+            if not 1 <= day <= 31:
+                raise _cron_error(
+                    f'day-of-month field "{item}" is out of range; "nW" takes a day from 1 to 31',
+                    expression,
+                )
+            forms.nearest.add(day)
+        elif "L" in upper or "W" in upper:
             raise _cron_error(
-                f'{spec.name} field "{text}" is not valid; use {spec.form}, '
-                'a range "a-b", a step "*/n" or "a-b/n", or a list "a,b"',
+                f'day-of-month field "{item}" is not valid; write "L" (the last day), "L-3" '
+                '(3 days before it), "15W" (the weekday nearest the 15th) or "LW" (the last '
+                "weekday), each on its own (not in a range or with a step)",
                 expression,
             )
-        step = 1
-        if match["step"] is not None:
-            if not (match["step"].isascii() and match["step"].isdigit()) or int(match["step"]) < 1:
-                raise _cron_error(
-                    f'{spec.name} field "{item}" has an invalid step; '
-                    "the step must be a whole number of at least 1",
-                    expression,
-                )
-            step = int(match["step"])
-        if match["star"]:
-            low, high = spec.low, spec.high
         else:
-            low = _value(match["low"], spec, expression)
-            if match["high"] is not None:
-                high = _value(match["high"], spec, expression)
-                if spec is _DOW_FIELD and high == 0 and low > 0:
-                    high = 7  # FRI-SUN
-                if high < low:
-                    raise _cron_error(
-                        f'{spec.name} field "{item}" is a backwards range; write ranges low-high '
-                        f"within {spec.low}-{spec.high} (use a list to wrap around)",
-                        expression,
-                    )
-            elif match["step"] is not None:
+            forms.days.update(_parse_item(item, _DOM_FIELD, text, expression))
+
+
+def _parse_dow(text: str, forms: _DayForms, expression: str) -> None:
+    _alone(text, _DOW_FIELD, expression)
+    if text == "?":
+        forms.weekdays.update(range(7))
+        return
+    for item in text.split(","):
+        upper = item.upper()
+        nth = _NTH.match(upper)
+        last_of = _LAST_OF.match(upper)
+        if nth is not None:
+            weekday = _value(nth["day"], _DOW_FIELD, expression) % 7
+            if nth["nth"] == "L":
+                forms.last_of.add(weekday)
+            elif nth["nth"] in ("1", "2", "3", "4", "5"):
+                forms.nth.add((weekday, int(nth["nth"])))
+            else:
                 raise _cron_error(
-                    f'{spec.name} field "{item}" puts a step on a single value; '
-                    f'write a range such as "{match["low"]}-{spec.high}/{step}"',
+                    f'day-of-week field "{item}" is not valid; after "#" write 1-5 (the first to '
+                    'fifth such day of the month) or L (the last), as in "MON#1" or "FRI#L"',
                     expression,
                 )
-            else:
-                high = low
-        values.update(range(low, high + 1, step))
-    return values
+        elif last_of is not None:
+            forms.last_of.add(_value(last_of["day"], _DOW_FIELD, expression) % 7)
+        elif "#" in upper:
+            raise _cron_error(
+                f'day-of-week field "{item}" is not valid; write one weekday and its number, '
+                'such as "MON#1" or "FRI#L" (not in a range or with a step)',
+                expression,
+            )
+        elif upper == "L":
+            raise _cron_error(
+                'day-of-week field "L" on its own is ambiguous and not supported; write "SAT" '
+                'for Saturday, or "5L" / "FRI#L" for the last Friday of the month',
+                expression,
+            )
+        elif "L" in upper.replace("SAT", "").replace("JUL", "") or "W" in upper.replace("WED", ""):
+            raise _cron_error(
+                f'day-of-week field "{item}" is not valid; write "5L" or "FRI#L" for the last '
+                'Friday of the month (on its own, not in a range or with a step); "W" belongs '
+                "in the day-of-month field",
+                expression,
+            )
+        else:
+            forms.weekdays.update(
+                value % 7 for value in _parse_item(item, _DOW_FIELD, text, expression)
+            )
 
 
 def _max_days(month: int) -> int:
     return 29 if month == 2 else monthrange(2001, month)[1]
+
+
+def _unrestricted(text: str) -> bool:
+    return text.startswith("*") or text == "?"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -242,43 +461,77 @@ def parse_cron(expression: str) -> CronSpec:
     parts = text.split(" ")
     if len(parts) == 5:
         seconds = {0}
-    elif len(parts) == 6:
+    elif len(parts) == 6 and not _YEARS.match(parts[5]):
         seconds = _parse_field(parts[0], _SECOND_FIELD, normalised)
         parts = parts[1:]
+    elif len(parts) in (6, 7):
+        raise ScheduleError(
+            f'cron expression "{normalised}" ends with a year field, which is not supported: '
+            "remove the last field (if the script must only run in some years, check the year "
+            f"inside the script); {_FORMS}",
+            key="cron",
+        )
     else:
         count = f"{len(parts)} field{'s' if len(parts) != 1 else ''}"
         raise ScheduleError(f'cron expression "{normalised}" has {count}; {_FORMS}', key="cron")
-    minutes, hours, days, months, weekdays = (
-        _parse_field(part, spec, normalised) for part, spec in zip(parts, _FIVE, strict=True)
-    )
-    if 7 in weekdays:
-        weekdays = (weekdays - {7}) | {0}
+    minutes = _parse_field(parts[0], _MINUTE_FIELD, normalised)
+    hours = _parse_field(parts[1], _HOUR_FIELD, normalised)
+    months = _parse_field(parts[3], _MONTH_FIELD, normalised)
+    forms = _DayForms()
+    _parse_dom(parts[2], forms, normalised)
+    _parse_dow(parts[4], forms, normalised)
     dom_text, month_text, dow_text = parts[2], parts[3], parts[4]
-    day_or = not dom_text.startswith("*") and not dow_text.startswith("*")
-    if not day_or and not any(day <= _max_days(month) for day in days for month in months):
+    day_or = not _unrestricted(dom_text) and not _unrestricted(dow_text)
+    plain = not (forms.last_days or forms.nearest or forms.last_weekday)
+    if (
+        plain
+        and not day_or
+        and not any(day <= _max_days(month) for day in forms.days for month in months)
+    ):
         raise _cron_error(
             f'day-of-month field "{dom_text}" never occurs in month field "{month_text}", '
             "so the schedule would never fire",
             normalised,
         )
-    return CronSpec(
+    spec = CronSpec(
         expression=normalised,
         seconds=tuple(sorted(seconds)),
         minutes=tuple(sorted(minutes)),
         hours=tuple(sorted(hours)),
-        days=tuple(sorted(days)),
+        days=tuple(sorted(forms.days)),
         months=tuple(sorted(months)),
-        weekdays=tuple(sorted(weekdays)),
+        weekdays=tuple(sorted(forms.weekdays)),
         day_or=day_or,
+        last_days=tuple(sorted(forms.last_days)),
+        nearest_weekdays=tuple(sorted(forms.nearest)),
+        last_weekday=forms.last_weekday,
+        nth_weekdays=tuple(sorted(forms.nth)),
+        last_of_weekdays=tuple(sorted(forms.last_of)),
     )
+    # 2000-2027 holds every calendar a month can have (each weekday start, leap or not)
+    if not any(_month_days(spec, year, month) for year in range(2000, 2028) for month in months):
+        raise _cron_error(
+            f'day-of-month field "{dom_text}" and day-of-week field "{dow_text}" never match '
+            f'a day in month field "{month_text}", so the schedule would never fire',
+            normalised,
+        )
+    return spec
 
 
 def _next_wall(spec: CronSpec, start: datetime) -> datetime | None:
     """The first naive wall time at or after *start* (whole seconds) that *spec* matches.
 
     Skips by month, day, hour and minute rather than stepping second by second; naive arithmetic
-    is wall-clock arithmetic, which is what the fields describe.
+    is wall-clock arithmetic, which is what the fields describe. ``None`` when nothing matches
+    within 400 years or before the end of the calendar (year 9999).
     """
+    try:
+        return _search_wall(spec, start)
+    except (OverflowError, ValueError):  # ran off the end of year 9999
+        return None
+
+
+def _search_wall(spec: CronSpec, start: datetime) -> datetime | None:
     wall = start
     last_year = start.year + _MAX_YEARS
     months, hours, minutes, seconds = spec.months, spec.hours, spec.minutes, spec.seconds
@@ -290,15 +543,13 @@ def _next_wall(spec: CronSpec, start: datetime) -> datetime | None:
             else:
                 wall = datetime(wall.year + 1, months[0], 1)
             continue
-        year, month, day = wall.year, wall.month, wall.day
-        weekday = (wall.weekday() + 1) % 7
-        length = monthrange(year, month)[1]
-        while day <= length and not spec.day_matches(day, weekday):
-            day += 1
-            weekday = (weekday + 1) % 7
-        if day > length:
+        year, month = wall.year, wall.month
+        days = _month_days(spec, year, month)
+        index = bisect_left(days, wall.day)
+        if index == len(days):
             wall = datetime(year + 1, 1, 1) if month == 12 else datetime(year, month + 1, 1)
             continue
+        day = days[index]
         if day != wall.day:
             wall = datetime(year, month, day)
         if wall.hour not in hours:
@@ -412,6 +663,12 @@ class IntervalSchedule:
     def __post_init__(self) -> None:
         if self.every <= timedelta(0):
             raise ScheduleError(f"the interval must be positive, not {self.every}", key="interval")
+        if not MIN_INTERVAL <= self.every <= MAX_SPAN:
+            raise ScheduleError(
+                f"the interval {format_timespan(self.every)} is out of range; use between "
+                f"{format_timespan(MIN_INTERVAL)} and {MAX_SPAN_WORDS}",
+                key="interval",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,6 +695,10 @@ class AtSchedule:
     def __post_init__(self) -> None:
         if self.at.tzinfo is None or self.at.utcoffset() is None:
             raise ScheduleError(f"{self.at.isoformat()} has no timezone", key="at")
+        try:
+            check_instant(self.at, "at")
+        except ValueError as error:
+            raise ScheduleError(str(error), key="at") from None
 
 
 Schedule = IntervalSchedule | CronSchedule | AtSchedule
@@ -465,11 +726,20 @@ def parse_timezone(name: str) -> ZoneInfo:
 
 
 def parse_interval(value: object) -> timedelta:
-    """A positive time span (``"1 hour"``, ``"5m"``, ``300``); raise :class:`ScheduleError`."""
+    """A time span from 1 second to 100 years (``"1 hour"``, ``"5m"``, ``300``).
+
+    Raise :class:`ScheduleError` (key ``interval``); a value below one second is rejected before
+    it could round to zero.
+    """
     try:
-        return parse_timespan(value)
+        return parse_timespan(value, minimum=MIN_INTERVAL)
     except ValueError as error:
         raise ScheduleError(str(error), key="interval") from None
+
+
+def interval_note(value: object) -> str | None:
+    """A note when an interval written as a bare number was probably meant as milliseconds."""
+    return milliseconds_note(value)
 
 
 def _localize(wall: datetime, tz: ZoneInfo) -> datetime:
@@ -477,6 +747,10 @@ def _localize(wall: datetime, tz: ZoneInfo) -> datetime:
     primary, _ = _instants(wall, tz, every_hour=False)
     assert primary is not None
     return primary.replace(tzinfo=UTC).astimezone(tz)
+
+
+_FIRST_WALL = datetime(1, 1, 3)
+_LAST_WALL = datetime(9999, 12, 29, 23, 59, 59, 999999)
 
 
 def parse_at(value: str | datetime, tz: ZoneInfo) -> datetime:
@@ -504,9 +778,17 @@ def parse_at(value: str | datetime, tz: ZoneInfo) -> datetime:
             '"2026-05-01T03:00"',
             key="at",
         )
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        return _localize(moment, tz)
-    return moment.astimezone(tz)
+    try:
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            if not _FIRST_WALL <= moment <= _LAST_WALL:  # so it converts in every timezone
+                raise ValueError
+            moment = _localize(moment, tz)
+        check_instant(moment, "at")
+        return moment.astimezone(tz)
+    except (OverflowError, ValueError):
+        raise ScheduleError(
+            f'"{value}" is out of range; use an instant {INSTANT_RANGE}', key="at"
+        ) from None
 
 
 def _require_aware(moment: datetime, name: str) -> None:
@@ -522,12 +804,24 @@ def next_fire(
     Interval: ``anchor + k * every`` for the smallest ``k >= 0`` that lands after *after*; the
     anchor defaults to *after* (giving ``after + every``), and an anchor still in the future is
     itself the first fire. At: the instant if it is after *after*, else ``None``. Cron: see the
-    module docstring; ``None`` only if nothing matches within 400 years.
+    module docstring; ``None`` only if nothing matches within 400 years. Any schedule gives
+    ``None`` rather than a time past 9999-12-30 UTC (which some timezone could not show).
     """
     _require_aware(after, "after")
+    if anchor is not None:
+        _require_aware(anchor, "anchor")
+    try:
+        found = _next_fire(schedule, after, anchor)
+        if found is not None:
+            check_instant(found, "")  # shown in every timezone and stored, so within the range
+    except (OverflowError, ValueError):  # past the end of the calendar
+        return None
+    return found
+
+
+def _next_fire(schedule: Schedule, after: datetime, anchor: datetime | None) -> datetime | None:
     if isinstance(schedule, IntervalSchedule):
         start = after if anchor is None else anchor
-        _require_aware(start, "anchor")
         start_utc, after_utc = start.astimezone(UTC), after.astimezone(UTC)
         if start_utc > after_utc:
             result = start_utc
@@ -568,16 +862,175 @@ def describe(schedule: Schedule) -> str:
     if isinstance(schedule, IntervalSchedule):
         return f"every {format_timespan(schedule.every)}"
     if isinstance(schedule, AtSchedule):
-        moment = schedule.at.astimezone(schedule.timezone)
+        try:
+            moment = schedule.at.astimezone(schedule.timezone)
+        except (OverflowError, ValueError):
+            moment = schedule.at
         return f"once at {moment.isoformat(sep=' ', timespec='seconds')}"
-    from cron_descriptor import Options, get_description
-
-    expression = _MACROS.get(schedule.expression.lower(), schedule.expression)
     try:
-        text = str(get_description(expression, Options(locale_code="en_US")))
+        text = _describe_cron(schedule.spec)
     except Exception:  # a description is a courtesy; the expression itself is valid
         return f"cron {schedule.expression}"
     return text[:1].lower() + text[1:] if text else f"cron {schedule.expression}"
+
+
+_WEEKDAY_WORDS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def _descriptor(expression: str) -> str:
+    from cron_descriptor import Options, get_description
+
+    return str(get_description(expression, Options(locale_code="en_US")))
+
+
+def _wraps(item: str, spec: _Field) -> tuple[bool, bool]:
+    """Whether *item* is a range that wraps around, and whether it has a step."""
+    match = _ITEM.match(item)
+    if match is None or match["high"] is None:
+        return False, False
+    low = spec.names.get(match["low"].upper())
+    high = spec.names.get(match["high"].upper())
+    try:
+        low = int(match["low"]) if low is None else low
+        high = int(match["high"]) if high is None else high
+    except ValueError:  # "L-3": not a range
+        return False, False
+    if spec is _DOW_FIELD:
+        low, high = low % 7, (7 if high == 0 else high)
+    return high < low, match["step"] is not None
+
+
+def _canonical(values: tuple[int, ...], spec: _Field, *, star: bool = True) -> str:
+    """*values* as ``*`` or a list of plain values and ranges, which cron-descriptor reads well.
+
+    Without *star* a full set stays a range (a restricted day field must stay restricted).
+    """
+    top = 6 if spec is _DOW_FIELD else spec.high
+    if star and set(values) >= set(range(spec.low, top + 1)):
+        return "*"
+    runs: list[list[int]] = []
+    for value in sorted(values):
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return ",".join(
+        f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(map(str, run)) for run in runs
+    )
+
+
+def _describable(
+    text: str, values: tuple[int, ...], spec: _Field, *, always: bool = False, star: bool = True
+) -> str:
+    """*text*, or the values it stands for where cron-descriptor would misread it.
+
+    That is a wrapping range with a step, or a list mixing ``*``, steps or wrapping ranges.
+    """
+    items = text.split(",")
+    wraps = [_wraps(item, spec) for item in items]
+    mixed = len(items) > 1 and any(
+        "*" in item or "/" in item or wrap for item, (wrap, _) in zip(items, wraps, strict=True)
+    )
+    if always or mixed or any(wrap and step for wrap, step in wraps):
+        return _canonical(values, spec, star=star)
+    return text
+
+
+def _join(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def _plain_text(text: str, special: str, values: tuple[int, ...], spec: _Field) -> str:
+    """The plain items of a day field as cron-descriptor should read them."""
+    plain = ",".join(item for item in text.split(",") if not re.search(special, item.upper()))
+    if plain and plain != "?" and _describable(plain, values, spec) == plain:
+        return plain
+    return _canonical(values, spec, star=False)
+
+
+def _day_words(spec: CronSpec, dom: str, dow: str) -> str:
+    """The day fields in words, from the values they stand for ("" when every day matches)."""
+    prefix = "At 12:00 AM, "
+    every_day = set(spec.days) >= set(range(1, 32))
+    every_weekday = set(spec.weekdays) >= set(range(7))
+    if spec.day_or and (every_day or every_weekday):
+        return ""
+    dom_phrases: list[str] = []
+    dow_phrases: list[str] = []
+    if not every_day:
+        if spec.days:
+            text = _plain_text(dom, r"[LW]", spec.days, _DOM_FIELD)
+            dom_phrases.append(_descriptor(f"0 0 {text} * *").removeprefix(prefix))
+        for offset in spec.last_days:
+            dom_phrases.append(
+                "on the last day of the month"
+                if offset == 0
+                else f"{offset} day{'s' if offset != 1 else ''} before the last day of the month"
+            )
+        dom_phrases.extend(
+            f"on the weekday nearest day {day} of the month" for day in spec.nearest_weekdays
+        )
+        if spec.last_weekday:
+            dom_phrases.append("on the last weekday of the month")
+    if not every_weekday:
+        if spec.weekdays:
+            text = _plain_text(dow, r"#|\dL$|^[A-Z]{3}L$", spec.weekdays, _DOW_FIELD)
+            dow_phrases.append(_descriptor(f"0 0 * * {text}").removeprefix(prefix))
+        dow_phrases.extend(
+            f"on the {_ORDINALS[nth - 1]} {_WEEKDAY_WORDS[weekday]} of the month"
+            for weekday, nth in spec.nth_weekdays
+        )
+        dow_phrases.extend(
+            f"on the last {_WEEKDAY_WORDS[weekday]} of the month"
+            for weekday in spec.last_of_weekdays
+        )
+    if dom_phrases and dow_phrases:
+        joiner = ", or " if spec.day_or else ", and "  # either day matches / both must
+        return f"{_join(dom_phrases)}{joiner}{_join(dow_phrases)}"
+    return _join(dom_phrases or dow_phrases) if dom_phrases or dow_phrases else ""
+
+
+def _describe_cron(spec: CronSpec) -> str:
+    try:
+        return _cron_words(spec, always=False)
+    except Exception:  # cron-descriptor failed on the text; its values in plain form it reads
+        return _cron_words(spec, always=True)
+
+
+def _cron_words(spec: CronSpec, *, always: bool) -> str:
+    """Words from cron-descriptor for the time and month; the day fields in our own words when
+    they use ``L``, ``W`` or ``#``, or hold what cron-descriptor misreads."""
+    fields = _MACROS.get(spec.expression.lower(), spec.expression).split(" ")
+    second = f"{fields[0]} " if len(fields) == 6 else ""
+    minute, hour, dom, month, dow = fields[-5:]
+    minute = _describable(minute, spec.minutes, _MINUTE_FIELD, always=always)
+    hour = _describable(hour, spec.hours, _HOUR_FIELD, always=always)
+    month = _describable(month, spec.months, _MONTH_FIELD, always=always)
+    if second:
+        second = f"{_describable(second.strip(), spec.seconds, _SECOND_FIELD, always=always)} "
+    special = bool(
+        spec.last_days
+        or spec.nearest_weekdays
+        or spec.last_weekday
+        or spec.nth_weekdays
+        or spec.last_of_weekdays
+    )
+    plain_days = not special and (
+        _describable(dom, spec.days, _DOM_FIELD) == dom
+        and _describable(dow, spec.weekdays, _DOW_FIELD) == dow
+    )
+    both_decide = (
+        not spec.day_or
+        and not set(spec.days) >= set(range(1, 32))
+        and not set(spec.weekdays) >= set(range(7))
+    )  # cron-descriptor would say "or" where crontab(5) means "and" (`*/2 * MON`)
+    if not special and not always and plain_days and not both_decide:
+        return _descriptor(f"{second}{minute} {hour} {dom} {month} {dow}")
+    time_words = _descriptor(f"{second}{minute} {hour} * * *")
+    with_month = _descriptor(f"{second}{minute} {hour} * {month} *")
+    month_words = with_month.removeprefix(time_words) if with_month.startswith(time_words) else ""
+    days = _day_words(spec, dom, dow)
+    return f"{time_words}{', ' + days if days else ''}{month_words}"
 
 
 # --------------------------------------------------------------------------- APScheduler

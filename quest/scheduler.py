@@ -25,6 +25,7 @@ from .store import Limits
 
 if TYPE_CHECKING:
     from .app import Quest
+    from .pool import WorkerPool
 
 log = logging.getLogger("quest.serve")
 
@@ -142,6 +143,7 @@ class Serve:
     _wake: threading.Event = field(default_factory=threading.Event)
     _queued_active: int = 0
     _limits: dict[str, Limits] = field(default_factory=dict)
+    pool: WorkerPool | None = None
 
     @property
     def clock(self) -> Any:
@@ -445,6 +447,8 @@ class Serve:
     def _maintain(self, now: datetime) -> None:
         moment = self.clock.monotonic()
         store = self.quest.store
+        if self.pool is not None:
+            self.pool.trim()
         if moment - self._last_recovery >= self._recovery_every:
             self._last_recovery = moment
             try:

@@ -8,19 +8,22 @@ Receivers get the sender (the runner that emitted) and ``event``, a :class:`JobE
     def alert(sender, event):
         print(event.name, event.error)
 
-A receiver that raises is logged and never changes the run's outcome.
+A receiver that raises is logged and never changes the run's outcome. Before any receiver sees an
+event, the values of the sensitive inputs of the runs active in the process are scrubbed from it
+(:mod:`quest.redact`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 from blinker import NamedSignal, Namespace
 
+from . import redact
 from .enums import RunStatus, Trigger
 
 log = logging.getLogger("quest.signals")
@@ -41,7 +44,11 @@ job_skip: NamedSignal = namespace.signal(
 
 @dataclass(frozen=True, slots=True)
 class JobEvent:
-    """What a signal says about a run. Sensitive inputs are already redacted."""
+    """What a signal says about a run.
+
+    Sensitive inputs are redacted (``***``), and :func:`emit` scrubs every rendering of their values
+    from ``inputs``, ``result``, ``error``, ``traceback``, ``reason``, ``key`` and ``extra``.
+    """
 
     name: str
     run_id: str
@@ -106,8 +113,10 @@ def emit(
     """Send *event* to every receiver; a receiver that raises is logged and skipped.
 
     Receivers marked :func:`recorded_first` are called first, then *between* (the runner commits
-    its transaction there), then the others.
+    its transaction there), then the others. Every receiver gets the event scrubbed of the
+    sensitive values registered in this process (:func:`scrubbed`).
     """
+    event = scrubbed(event)
     receivers = list(signal.receivers_for(sender)) if signal.receivers else []
     first = [r for r in receivers if getattr(r, "quest_first", False)]
     for receiver in first:
@@ -117,6 +126,31 @@ def emit(
     for receiver in receivers:
         if not getattr(receiver, "quest_first", False):
             _call(signal, receiver, sender, event)
+
+
+_SCRUBBED_FIELDS = (
+    "inputs",
+    "result",
+    "error",
+    "error_type",
+    "traceback",
+    "reason",
+    "key",
+    "extra",
+)
+
+
+def scrubbed(event: JobEvent) -> JobEvent:
+    """*event* with every active secret (:mod:`quest.redact`) scrubbed from what it carries."""
+    if not redact.is_active():
+        return event
+    changes = {}
+    for name in _SCRUBBED_FIELDS:
+        value = getattr(event, name)
+        clean = redact.scrub_value(value)
+        if clean is not value:
+            changes[name] = clean
+    return replace(event, **changes) if changes else event
 
 
 def _call(signal: NamedSignal, receiver: Any, sender: object, event: JobEvent) -> None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from quest import redact
+
 if TYPE_CHECKING:
     from quest.app import Quest
 
@@ -56,13 +58,19 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 data[name] = value
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            data["exception"] = record.exc_text
+        if record.stack_info:
+            data["stack"] = record.stack_info
         return json.dumps(data, default=str)
 
 
 def setup_logging(level: int, fmt: str = "text", *, runner_level: int | None = None) -> None:
+    """One handler on stderr (text or JSON lines) that scrubs the secrets of active runs."""
     handler = logging.StreamHandler(sys.stderr)
+    redact.install(handler)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -93,12 +101,12 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except UsageError as exc:
-        raise click.UsageError(exc.message) from None
+        raise click.UsageError(redact.scrub(exc.message)) from None
     except DatabaseUnavailable as exc:
-        click.secho(f"Error: {exc.message}", fg="red", err=True)
+        click.secho(f"Error: {redact.scrub(exc.message)}", fg="red", err=True)
         raise SystemExit(1) from None
     except QuestError as exc:
-        click.secho(f"Error: {exc.message}", fg="red", err=True)
+        click.secho(f"Error: {redact.scrub(exc.message)}", fg="red", err=True)
         raise SystemExit(1) from None
 
 
@@ -133,7 +141,8 @@ def shortened() -> Iterator[None]:
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(value, indent=2, default=_default)
+    """*value* as indented JSON, scrubbed of the secrets of active runs."""
+    return redact.scrub(json.dumps(value, indent=2, default=_default))
 
 
 def _default(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import click
@@ -47,6 +48,17 @@ def run_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _since(value: str) -> datetime:
+    """``--since`` as an aware instant that converts to UTC (and so to the database)."""
+    from quest.timespan import check_instant
+
+    moment = parse_instant(value, "'--since'")
+    try:
+        return check_instant(moment, "")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).strip(), param_hint="'--since'") from None
+
+
 @click.command()
 @click.argument("name", required=False)
 @click.option(
@@ -78,7 +90,7 @@ def history(
         rows = store.history(
             name,
             statuses=[RunStatus(s) for s in statuses],
-            since=parse_instant(since, "'--since'") if since else None,
+            since=_since(since) if since else None,
             limit=limit,
         )
     if as_json:

@@ -15,12 +15,16 @@ if TYPE_CHECKING:
 
 
 def schedule_words(app: Quest, script: Script) -> str:
+    from quest.errors import QuestError
     from quest.schedule import describe
 
     block = script.quest
     if block is None:
         return "on demand"
-    schedule = script.schedule(app.settings.timezone)
+    try:
+        schedule = script.schedule(app.settings.timezone)
+    except QuestError as exc:  # e.g. an `at` that only fails in the default timezone
+        return f"invalid schedule: {exc}"
     words = describe(schedule) if schedule is not None else "on demand"
     if not block.enabled:
         words += " (disabled)"
@@ -30,9 +34,19 @@ def schedule_words(app: Quest, script: Script) -> str:
 
 
 def next_fires(app: Quest, script: Script, after: datetime, count: int) -> list[datetime]:
+    from quest.errors import QuestError
     from quest.plan import upcoming
 
-    return upcoming(script, app.settings, after, count)
+    try:
+        return upcoming(script, app.settings, after, count)
+    except QuestError:  # schedule_words says what is wrong
+        return []
+
+
+def schedule_note(script: Script) -> str | None:
+    """A note on how the schedule is read: a bare-number interval that looks like milliseconds."""
+    block = script.quest
+    return None if block is None else block.interval_note
 
 
 def _print_errors(app: Quest) -> None:
@@ -69,6 +83,7 @@ def list_scripts(as_json: bool) -> None:
                 "last_run_at": iso(outcome["finished_at"] or outcome["created_at"])
                 if outcome
                 else None,
+                "note": schedule_note(script),
             }
         )
     if as_json:
@@ -91,6 +106,9 @@ def list_scripts(as_json: bool) -> None:
             _outcome(row["last_outcome"]),
         )
     console().print(table)
+    for row in rows:
+        if row["note"]:
+            click.secho(f"! {row['name']}: interval {row['note']}", fg="yellow")
     _print_errors(app)
 
 
@@ -139,7 +157,7 @@ def show(name: str, count: int, after: str | None, as_json: bool) -> None:
     with user_errors():
         script = app.registry.get(name)
     zone = script.timezone(app.settings.timezone)
-    start = parse_instant(after, "'--after'", zone) if after else app.clock.now()
+    start = _after(after, zone) if after else app.clock.now()
     fires = [f.astimezone(zone) for f in next_fires(app, script, start, count)]
     data = _declaration(app, script)
     data["next_fire_times"] = [f.isoformat() for f in fires]
@@ -153,6 +171,8 @@ def show(name: str, count: int, after: str | None, as_json: bool) -> None:
     click.echo(f"  file:      {script.path}")
     click.echo(f"  schedule:  {data['schedule']}")
     click.echo(f"  timezone:  {data['timezone']}")
+    if data["note"]:
+        click.secho(f"  note:      interval {data['note']}", fg="yellow")
     for key, value in data["quest"].items():
         if key not in ("interval", "cron", "at", "timezone"):
             click.echo(f"  {key + ':':<10} {json_text(value)}")
@@ -167,6 +187,17 @@ def show(name: str, count: int, after: str | None, as_json: bool) -> None:
     click.echo("  next fire times:" if fires else "  next fire times: none")
     for fire in fires:
         click.echo(f"    {fire.isoformat()}")
+
+
+def _after(value: str, zone: Any) -> datetime:
+    """``--after`` as an aware instant within the calendar."""
+    from quest.timespan import check_instant
+
+    moment = parse_instant(value, "'--after'", zone)
+    try:
+        return check_instant(moment, "")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).strip(), param_hint="'--after'") from None
 
 
 def json_text(value: Any) -> str:
@@ -193,6 +224,7 @@ def _declaration(app: Quest, script: Script) -> dict[str, Any]:
         "path": script.path,
         "schedule": schedule_words(app, script),
         "timezone": str(script.timezone(app.settings.timezone)),
+        "note": schedule_note(script),
         "quest": quest,
         "inputs": {
             key: {

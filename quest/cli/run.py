@@ -186,6 +186,7 @@ def _bad_inputs(script: Script, exc: Any) -> click.UsageError:
 
 def _make_run(script: Script) -> click.Command:
     def callback(**params: Any) -> None:
+        from quest import redact
         from quest.errors import InvalidInputs
         from quest.runner import RunRequest
 
@@ -205,15 +206,17 @@ def _make_run(script: Script) -> click.Command:
             retry=True if params.get("retry") else None,
             wait=bool(params.get("wait")),
         )
-        with user_errors():
-            outcome = app.runner.run(script.name, inputs, request)
-            while outcome.retry_run_id is not None and params.get("retry"):
-                _report(outcome, as_json=False)
-                retried = _retry_here(app, outcome)
-                if retried is None:
-                    break
-                outcome = retried
-        _report(outcome, as_json=bool(params.get("as_json")))
+        # Everything this command prints or logs about the run is scrubbed of its secrets.
+        with redact.active(redact.sensitive_values(inputs, script.inputs)):
+            with user_errors():
+                outcome = app.runner.run(script.name, inputs, request)
+                while outcome.retry_run_id is not None and params.get("retry"):
+                    _report(outcome, as_json=False)
+                    retried = _retry_here(app, outcome)
+                    if retried is None:
+                        break
+                    outcome = retried
+            _report(outcome, as_json=bool(params.get("as_json")))
         ctx.exit(0 if outcome.ok else 1)
 
     params: list[click.Parameter] = list(input_options(script))
@@ -238,6 +241,8 @@ def _make_run(script: Script) -> click.Command:
 
 
 def _report(outcome: Any, *, as_json: bool) -> None:
+    from quest.redact import scrub
+
     if as_json:
         click.echo(
             to_json(
@@ -262,7 +267,7 @@ def _report(outcome: Any, *, as_json: bool) -> None:
             click.echo(to_json(outcome.result))
     else:
         if outcome.traceback:
-            click.echo(outcome.traceback.rstrip(), err=True)
+            click.echo(scrub(outcome.traceback.rstrip()), err=True)
         retry = (
             f"; attempt {outcome.attempt + 1} at {outcome.retry_at:%H:%M:%S}"
             if outcome.retry_at
@@ -271,7 +276,7 @@ def _report(outcome: Any, *, as_json: bool) -> None:
         click.secho(
             f"✗ {outcome.name} {outcome.status.value} after {outcome.duration_ms} ms "
             f"(run {outcome.run_id}, attempt {outcome.attempt}): "
-            f"{outcome.error or outcome.reason}{retry}",
+            f"{scrub(outcome.error or outcome.reason or '')}{retry}",
             fg="red",
             err=True,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -14,6 +15,27 @@ import click
 from ._common import get_app, level_for, setup_logging, user_errors, verbosity
 
 log = logging.getLogger("quest.serve")
+
+_MB = 2**20
+_UNITS = {"": _MB, "b": 1, "k": 2**10, "kb": 2**10, "m": _MB, "mb": _MB, "g": 2**30, "gb": 2**30}
+
+
+class MemorySize(click.ParamType):  # type: ignore[type-arg]
+    """A size in bytes from ``512MB``, ``2GB``, ``300000KB`` or a bare number of MB."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match.group(2).lower() if match else ""
+        if match is None or unit not in _UNITS or len(match.group(1)) > 12:
+            self.fail(f"{value!r} is not a size; write 512MB, 2GB or a number of MB", param, ctx)
+        size = int(float(match.group(1)) * _UNITS[unit])
+        if size < 2**20:
+            self.fail(f"{value!r} is less than 1 MB; a worker needs more than that", param, ctx)
+        return size
 
 
 @click.command()
@@ -29,7 +51,27 @@ log = logging.getLogger("quest.serve")
     type=click.IntRange(min=1),
     default=4,
     show_default=True,
-    help="Worker threads for queued and retried runs.",
+    help="Worker processes (threads with --isolation thread): runs executed at once.",
+)
+@click.option(
+    "--isolation",
+    type=click.Choice(["process", "thread"]),
+    default=None,
+    help="process: runs execute in supervised worker processes (default, [tool.quest] "
+    "isolation); thread: in serve's own process, the lightest footprint.",
+)
+@click.option(
+    "--max-runs-per-worker",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replace a worker process after this many runs (default: never).",
+)
+@click.option(
+    "--max-worker-memory",
+    type=MemorySize(),
+    default=None,
+    help="Replace a worker process after a run that leaves it above this size "
+    "(512MB, 2GB; a bare number is MB).",
 )
 @click.option(
     "--log-format",
@@ -38,7 +80,14 @@ log = logging.getLogger("quest.serve")
     show_default=True,
     help="json prints one JSON object per log line.",
 )
-def serve(grace: float, concurrency: int, log_format: str) -> None:
+def serve(
+    grace: float,
+    concurrency: int,
+    isolation: str | None,
+    max_runs_per_worker: int | None,
+    max_worker_memory: int | None,
+    log_format: str,
+) -> None:
     """Run every enabled script on its schedule, and queued runs, until stopped.
 
     Every scheduled slot is claimed in the database first, so any number of serve processes on
@@ -51,11 +100,31 @@ def serve(grace: float, concurrency: int, log_format: str) -> None:
         app.store.check()
         app.store.ensure_schema()
         registry = app.registry
+    from quest.enums import Isolation
     from quest.scheduler import Serve
 
     for error in registry.errors:
         log.error("not scheduled: %s", error, extra={"action": "load_error"})
-    server = Serve(app, grace=grace, concurrency=concurrency)
+    mode = Isolation(isolation) if isolation else app.settings.isolation
+    if isolation:
+        app.settings = app.settings.with_overrides(isolation=mode)
+    pool = None
+    with user_errors():
+        app.runner  # noqa: B018 - the bootstrap runs once, before the workers are forked
+    if mode is Isolation.process or any(
+        script.block().isolation is Isolation.process for script in registry
+    ):
+        from quest.pool import WorkerPool
+
+        pool = WorkerPool(
+            app,
+            size=concurrency,
+            max_runs=max_runs_per_worker,
+            max_memory=max_worker_memory,
+        )
+        pool.start()
+        app.runner.pool = pool
+    server = Serve(app, grace=grace, concurrency=concurrency, pool=pool)
     signals_seen = 0
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -72,10 +141,11 @@ def serve(grace: float, concurrency: int, log_format: str) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info(
-        "quest serve: %d scripts, database %s, owner %s",
+        "quest serve: %d scripts, database %s, owner %s, %s",
         len(registry),
         app.store.engine.url.render_as_string(hide_password=True),
         app.runner.owner,
+        f"{concurrency} worker processes" if pool else f"{concurrency} threads (in-process)",
         extra={"action": "serve_start"},
     )
     loop = threading.Thread(target=server.serve_forever, name="quest-serve", daemon=True)
@@ -84,6 +154,8 @@ def serve(grace: float, concurrency: int, log_format: str) -> None:
         loop.join(0.5)
     loop.join(5)
     interrupted = server.shutdown()
+    if pool is not None:
+        pool.close()
     app.close()
     log.info(
         "quest serve stopped%s",

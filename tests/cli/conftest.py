@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,3 +19,12 @@ def restore_logging() -> Iterator[None]:
     root.handlers[:] = handlers
     root.setLevel(level)
     logging.getLogger("quest.runner").setLevel(runner_level)
+
+
+@pytest.fixture
+def served() -> Iterator[list[Any]]:
+    """Every ``quest serve`` a test starts; killed at the end if the test did not stop it."""
+    started: list[Any] = []
+    yield started
+    for item in started:
+        item.kill()

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -139,15 +139,6 @@ def make_project(folder: Path, scripts: dict[str, str], **env: str) -> Project:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("QUEST_")}
     environ.update({"QUEST_DATABASE_URL": url, "PYTHONUNBUFFERED": "1", **env})
     return Project(folder, url, environ)
-
-
-@pytest.fixture
-def served() -> Iterator[list[Served]]:
-    """Every serve a test starts; killed at the end if the test did not stop it."""
-    started: list[Served] = []
-    yield started
-    for item in started:
-        item.kill()
 
 
 def poll(condition: Callable[[], T], timeout: float, what: str) -> T:

@@ -509,3 +509,98 @@ def test_rhythms_from_every_start_around_a_transition(
         # compare in UTC: an aware time inside a fold never equals one from another zone
         assert got is not None and got.astimezone(UTC) == expected, probe
         probe += timedelta(minutes=7, seconds=13)
+
+
+# The day forms of other cron dialects pick the day; the time of day keeps the same DST policy.
+# US DST starts on the second Sunday of March and ends on the first Sunday of November; the UK's
+# on the last Sundays of March and October.
+EXTENDED_DST = [
+    # a wall time in the gap on the day "SUN#2" picks: once, when the gap ends
+    (
+        NEW_YORK,
+        "30 2 * 3 SUN#2",
+        "2026-03-01T00:00",
+        ["2026-03-08T03:00:00-04:00", "2027-03-14T03:00:00-04:00"],
+    ),
+    # a wall time in the fold on the day "SUN#1" picks: once, at its first occurrence
+    (
+        NEW_YORK,
+        "30 1 * 11 SUN#1",
+        "2026-10-31T00:00",
+        ["2026-11-01T01:30:00-04:00", "2027-11-07T01:30:00-04:00"],
+    ),
+    # last Sunday of March ("SUNL") in London: the gap
+    (
+        LONDON,
+        "30 1 * MAR SUNL",
+        "2026-01-01T00:00",
+        ["2026-03-29T02:00:00+01:00", "2027-03-28T02:00:00+01:00"],
+    ),
+    # last Sunday of October ("0#L") in London: the fold
+    (
+        LONDON,
+        "30 1 * OCT 0#L",
+        "2026-01-01T00:00",
+        ["2026-10-25T01:30:00+01:00", "2027-10-31T01:30:00+01:00"],
+    ),
+    # "L-2" of March 2026 is the 29th, the day of the gap; in 2027 it is an ordinary day
+    (
+        LONDON,
+        "30 1 L-2 3 *",
+        "2026-01-01T00:00",
+        ["2026-03-29T02:00:00+01:00", "2027-03-29T01:30:00+01:00"],
+    ),
+    # a wrapping hour range with a step (22, 0, 2): 02:30 is in the gap
+    (
+        NEW_YORK,
+        "30 22-2/2 * * *",
+        "2026-03-07T21:00",
+        [
+            "2026-03-07T22:30:00-05:00",
+            "2026-03-08T00:30:00-05:00",
+            "2026-03-08T03:00:00-04:00",
+            "2026-03-08T22:30:00-04:00",
+        ],
+    ),
+    # a step from a single value (2, 14): 02:30 is in the gap
+    (
+        NEW_YORK,
+        "30 2/12 * * *",
+        "2026-03-07T15:00",
+        ["2026-03-08T03:00:00-04:00", "2026-03-08T14:30:00-04:00", "2026-03-09T02:30:00-04:00"],
+    ),
+    # a rhythm ("*" hours) on "SUN#1" of November keeps firing through the fold, twice
+    (
+        NEW_YORK,
+        "*/30 * ? 11 SUN#1",
+        "2026-11-01T00:45",
+        [
+            "2026-11-01T01:00:00-04:00",
+            "2026-11-01T01:30:00-04:00",
+            "2026-11-01T01:00:00-05:00",
+            "2026-11-01T01:30:00-05:00",
+            "2026-11-01T02:00:00-05:00",
+        ],
+    ),
+    # ...and skips the wall times of the gap on "SUN#2" of March
+    (
+        NEW_YORK,
+        "*/30 * ? 3 SUN#2",
+        "2026-03-08T01:00",
+        ["2026-03-08T01:30:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-08T03:30:00-04:00"],
+    ),
+    # Lord Howe's half-hour fold on the first Sunday of April: 01:45 happens twice, fires once
+    (
+        LORD_HOWE,
+        "45 1 * 4 SUN#1",
+        "2026-04-01T00:00",
+        ["2026-04-05T01:45:00+11:00", "2027-04-04T01:45:00+11:00"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("zone", "expression", "after", "expected"), EXTENDED_DST)
+def test_extended_cron_forms_keep_the_dst_policy(
+    zone: str, expression: str, after: str, expected: list[str]
+) -> None:
+    assert cron_fires(zone, expression, after, len(expected)) == expected

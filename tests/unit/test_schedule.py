@@ -96,7 +96,7 @@ def test_unknown_timezone(name: str, message: str) -> None:
         ("every 1 day", timedelta(days=1)),
         ("an hour", timedelta(hours=1)),
         (300, timedelta(minutes=5)),
-        (0.5, timedelta(milliseconds=500)),
+        (1.5, timedelta(milliseconds=1500)),
         ("90", timedelta(seconds=90)),
         (timedelta(hours=2), timedelta(hours=2)),
     ],

@@ -1,0 +1,507 @@
+"""The supervisor's pool of worker processes.
+
+``quest serve`` executes runs in worker processes so that no script can stop the scheduler: a
+worker that segfaults, calls ``os._exit``, is killed by the OOM killer or hangs is a run that ended
+badly, recorded by the supervisor, and a fresh worker takes its place.
+
+Workers are forked from a *template* process, itself forked once by the supervisor at start-up,
+before any thread exists, with the project's scripts already imported. Forking from the template
+is safe (it has one thread and no database connection) and cheap: every worker shares the
+template's memory pages, and the template shares the supervisor's. The template reaps its workers
+and reports how each one ended, so the supervisor can say ``worker process died: SIGSEGV``.
+
+One worker executes one run at a time. The pool keeps ``size`` workers warm; a scheduled fire that
+finds them all busy gets an extra worker, which retires once idle for a minute, so a busy queue
+never delays the schedule. A worker is replaced after ``max_runs`` runs, or after a run that left
+it above ``max_memory`` bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import selectors
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
+from .inputs import sensitive_values
+from .worker import CANCEL, STOP, Done, Job
+
+if TYPE_CHECKING:
+    from .app import Quest
+    from .context import Context
+    from .definition import Script
+    from .inputs import Inputs
+
+log = logging.getLogger("quest.pool")
+
+KILL_AFTER = 2.0
+"""Seconds an async run has to honour a cancel before its worker is killed."""
+EXIT_REPORT_WAIT = 2.0
+IDLE_EXTRA = 60.0
+SPAWN_TIMEOUT = 30.0
+
+
+@dataclass(eq=False)
+class Worker:
+    """The supervisor's handle on one worker process."""
+
+    pid: int
+    channel: Connection
+    runs: int = 0
+    rss: int = 0
+    idle_since: float = field(default_factory=time.monotonic)
+    dead: bool = False
+
+
+class WorkerPool:
+    """Worker processes forked from a template; :meth:`execute` runs one run in one of them."""
+
+    def __init__(
+        self,
+        quest: Quest,
+        *,
+        size: int,
+        max_runs: int | None = None,
+        max_memory: int | None = None,
+    ) -> None:
+        self.quest = quest
+        self.size = size
+        self.max_runs = max_runs
+        self.max_memory = max_memory
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._idle: list[Worker] = []
+        self._busy: set[Worker] = set()
+        self._pending = 0
+        self._exits: dict[int, int] = {}
+        self._control: socket.socket | None = None
+        self._template_pid: int | None = None
+        self._reader: threading.Thread | None = None
+        self._closed = False
+        self.deaths = 0
+        self.spawned = 0
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Fork the template and ask it for ``size`` workers. Call before starting any thread."""
+        self._fork_template()
+        with self._lock:
+            for _ in range(self.size):
+                self._spawn_locked()
+
+    def wait_ready(self, timeout: float = SPAWN_TIMEOUT) -> bool:
+        """Wait until every warm worker has started; ``False`` if *timeout* passed first."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: self._pending == 0 and len(self._idle) + len(self._busy) >= self.size,
+                timeout,
+            )
+
+    def close(self) -> None:
+        """Stop every worker and the template."""
+        with self._lock:
+            self._closed = True
+            workers = [*self._idle, *self._busy]
+            self._idle.clear()
+        for worker in workers:
+            _send(worker.channel, STOP)
+            worker.channel.close()
+        control = self._control
+        if control is not None:
+            with contextlib.suppress(OSError):
+                control.shutdown(socket.SHUT_RDWR)
+            control.close()
+        if self._reader is not None:
+            self._reader.join(5)
+        if self._template_pid is not None:
+            _reap(self._template_pid, 5.0)
+
+    @property
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [worker.pid for worker in (*self._idle, *self._busy)]
+
+    @property
+    def template_pid(self) -> int | None:
+        return self._template_pid
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def execute(
+        self,
+        script: Script,
+        inputs: Inputs,
+        ctx: Context,
+        active: Any,
+        timeout: float | None,
+    ) -> Any:
+        """Run *script* in a worker and return its result; raise what the run ended with.
+
+        *active* is the runner's record of the run: its ``cancel`` is set here, so that a shutdown,
+        a ``quest cancel`` or the timeout stops the run, and its ``interrupted`` / ``cancelled_by``
+        say why it was stopped.
+        """
+        job = Job(
+            run_id=ctx.run_id,
+            name=script.name,
+            inputs=inputs.model_dump(),
+            trigger=ctx.trigger,
+            attempt=ctx.attempt,
+            max_attempts=ctx.max_attempts,
+            now=ctx.now,
+            scheduled_for=ctx.scheduled_for,
+            key=ctx.key,
+            root_id=ctx.root_id,
+            secrets=tuple(sensitive_values(inputs, script.inputs)),
+        )
+        worker = self._hand(job)
+        stop = _Stop(worker, script.is_async, job.run_id)
+        active.cancel = stop
+        deadline = None if timeout is None else time.monotonic() + timeout
+        healthy = False
+        try:
+            done = self._await(worker, stop, deadline, timeout)
+            healthy = done is not None
+        finally:
+            active.cancel = None
+            self._give_back(worker, healthy)
+        if stop.reason is not None or done is None:
+            raise self._why_stopped(active, stop, worker, timeout)
+        if done.failure is not None:
+            done.failure.reraise()
+        return done.result
+
+    def _hand(self, job: Job) -> Worker:
+        """Send *job* to an idle worker (a worker found dead is replaced and the next tried)."""
+        while True:
+            worker = self._checkout()
+            try:
+                worker.channel.send(job)
+                return worker
+            except (OSError, ValueError):
+                self._give_back(worker, healthy=False)
+
+    def _await(
+        self, worker: Worker, stop: _Stop, deadline: float | None, timeout: float | None
+    ) -> Done | None:
+        while True:
+            wait = 1.0
+            now = time.monotonic()
+            if stop.kill_at is not None:
+                if now >= stop.kill_at:
+                    _kill(worker.pid)
+                    stop.kill_at = None
+                else:
+                    wait = min(wait, stop.kill_at - now)
+            if deadline is not None and stop.reason is None:
+                if now >= deadline:
+                    stop("timeout")
+                    continue
+                wait = min(wait, deadline - now)
+            try:
+                ready = worker.channel.poll(max(wait, 0.0))
+                if not ready:
+                    continue
+                message = worker.channel.recv()
+            except (EOFError, OSError):
+                return None
+            if isinstance(message, Done) and message.run_id == stop.run_id:
+                worker.rss = message.rss
+                return message
+            if isinstance(message, Done):
+                continue
+
+    def _why_stopped(
+        self, active: Any, stop: _Stop, worker: Worker, timeout: float | None
+    ) -> BaseException:
+        if getattr(active, "cancelled_by", None) is not None:
+            return RunCancelled(active.cancelled_by)
+        if active.interrupted:
+            return RunInterrupted("stopped by shutdown")
+        if stop.reason == "timeout":
+            return RunTimeout(f"exceeded its timeout of {timeout:g} s")
+        return WorkerDied(f"worker process died: {self.exit_text(worker.pid)}")
+
+    def exit_text(self, pid: int) -> str:
+        """How worker *pid* ended, in words (``SIGSEGV``, ``exit code 1``)."""
+        with self._changed:
+            self._changed.wait_for(lambda: pid in self._exits, EXIT_REPORT_WAIT)
+            status = self._exits.pop(pid, None)
+        if status is None:
+            return "it closed its channel"
+        if os.WIFSIGNALED(status):
+            number = os.WTERMSIG(status)
+            try:
+                return signal.Signals(number).name
+            except ValueError:
+                return f"signal {number}"
+        return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+    # -- the workers ------------------------------------------------------------------------------
+
+    def _checkout(self) -> Worker:
+        with self._changed:
+            deadline = time.monotonic() + SPAWN_TIMEOUT
+            while not self._idle:
+                if self._closed:
+                    raise RunInterrupted("stopped by shutdown")
+                if self._pending == 0:
+                    self._spawn_locked()
+                if not self._changed.wait(max(0.0, deadline - time.monotonic())):
+                    raise WorkerDied("no worker process could be started")
+            worker = self._idle.pop()
+            self._busy.add(worker)
+            return worker
+
+    def _give_back(self, worker: Worker, healthy: bool) -> None:
+        worker.runs += 1
+        retire = (
+            not healthy
+            or (self.max_runs is not None and worker.runs >= self.max_runs)
+            or (self.max_memory is not None and worker.rss > self.max_memory)
+        )
+        with self._changed:
+            self._busy.discard(worker)
+            if not retire and not self._closed:
+                worker.idle_since = time.monotonic()
+                self._idle.append(worker)
+                self._retire_extra_locked()
+                self._changed.notify_all()
+                return
+            if self._closed:
+                return
+            if healthy:
+                log.info(
+                    "recycling worker %d after %d run(s), %.0f MB",
+                    worker.pid,
+                    worker.runs,
+                    worker.rss / 2**20,
+                    extra={"action": "worker_recycle"},
+                )
+            if len(self._idle) + len(self._busy) + self._pending < self.size:
+                self._spawn_locked()
+        if healthy:
+            _send(worker.channel, STOP)
+        else:
+            self.deaths += 1
+            _kill(worker.pid)
+        worker.channel.close()
+
+    def _retire_extra_locked(self) -> None:
+        """Let workers beyond ``size`` that have been idle for a while go."""
+        extra = len(self._idle) + len(self._busy) - self.size
+        if extra <= 0:
+            return
+        now = time.monotonic()
+        for worker in [w for w in self._idle if now - w.idle_since > IDLE_EXTRA][:extra]:
+            self._idle.remove(worker)
+            _send(worker.channel, STOP)
+            worker.channel.close()
+
+    def trim(self) -> None:
+        """Retire extra workers idle for longer than a minute (called from housekeeping)."""
+        with self._lock:
+            self._retire_extra_locked()
+
+    def _spawn_locked(self) -> None:
+        if self._control is None:
+            return
+        self._pending += 1
+        self.spawned += 1
+        try:
+            self._control.send(pickle.dumps(("spawn",)))
+        except OSError:
+            self._pending -= 1
+            log.error("the worker template is gone; starting a new one")
+            self._fork_template()
+            if self._control is not None:
+                self._pending += 1
+                self._control.send(pickle.dumps(("spawn",)))
+
+    def _fork_template(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            _template_main(theirs, self.quest)
+        theirs.close()
+        self._control = ours
+        self._template_pid = pid
+        self._reader = threading.Thread(
+            target=self._read_template, args=(ours,), name="quest-pool", daemon=True
+        )
+        self._reader.start()
+
+    def _read_template(self, control: socket.socket) -> None:
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(control, 1024, 1)
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                with self._changed:
+                    if self._control is control:
+                        self._control = None
+                    self._changed.notify_all()
+                return
+            message = pickle.loads(data)
+            with self._changed:
+                if message[0] == "spawned" and fds:
+                    self._pending -= 1
+                    worker = Worker(message[1], Connection(fds[0]))
+                    if self._closed:
+                        _send(worker.channel, STOP)
+                        worker.channel.close()
+                    else:
+                        self._idle.append(worker)
+                elif message[0] == "exit":
+                    pid, status = message[1], message[2]
+                    self._exits[pid] = status
+                    if len(self._exits) > 1000:
+                        self._exits.pop(next(iter(self._exits)))
+                    for worker in [w for w in self._idle if w.pid == pid]:
+                        self._idle.remove(worker)
+                        worker.channel.close()
+                        self.deaths += 1
+                        if not self._closed:
+                            self._spawn_locked()
+                self._changed.notify_all()
+
+
+class _Stop:
+    """``active.cancel`` of a run in a worker: ask an async run to stop, end a sync run's worker."""
+
+    def __init__(self, worker: Worker, is_async: bool, run_id: str) -> None:
+        self.worker = worker
+        self.is_async = is_async
+        self.run_id = run_id
+        self.reason: str | None = None
+        self.kill_at: float | None = None
+
+    def __call__(self, reason: str = "cancel") -> None:
+        if self.reason is not None:
+            return
+        self.reason = reason
+        if self.is_async and _send(self.worker.channel, CANCEL):
+            self.kill_at = time.monotonic() + KILL_AFTER
+        else:
+            _kill(self.worker.pid)
+
+
+def _send(channel: Connection, message: Any) -> bool:
+    try:
+        channel.send(message)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _reap(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        if time.monotonic() > deadline:
+            _kill(pid)
+            timeout, deadline = 0, time.monotonic() + 5
+        time.sleep(0.01)
+
+
+# -- the template process -----------------------------------------------------------------------
+
+
+def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
+    """Fork workers on request and report how each ended; end with the supervisor."""
+    from . import worker as worker_module
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _forget_connections(quest)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: set[int] = set()
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+
+    def reap() -> None:
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                children.clear()
+                return
+            if pid == 0:
+                return
+            children.discard(pid)
+            with contextlib.suppress(OSError):
+                control.send(pickle.dumps(("exit", pid, status)))
+
+    while True:
+        try:
+            events = selector.select()
+        except InterruptedError:
+            continue
+        for key, _ in events:
+            if key.fileobj is wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 512)
+                reap()
+                continue
+            try:
+                data = control.recv(1024)
+            except OSError:
+                data = b""
+            if not data:
+                for pid in children:
+                    _kill(pid)
+                os._exit(0)
+            if pickle.loads(data)[0] != "spawn":
+                continue
+            ours, theirs = socket.socketpair()
+            pid = os.fork()
+            if pid == 0:
+                selector.close()
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.close(wake_r)
+                os.close(wake_w)
+                control.close()
+                ours.close()
+                worker_module.main(Connection(theirs.detach()), quest)
+            children.add(pid)
+            theirs.close()
+            try:
+                socket.send_fds(control, [pickle.dumps(("spawned", pid))], [ours.fileno()])
+            except OSError:
+                _kill(pid)
+            ours.close()
+
+
+def _forget_connections(quest: Quest) -> None:
+    """Drop the supervisor's pooled connections without closing them (they are the parent's)."""
+    store = quest.__dict__.get("store")
+    if store is not None:
+        store.engine.dispose(close=False)

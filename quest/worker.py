@@ -1,0 +1,176 @@
+"""A worker process of ``quest serve``: it executes runs the supervisor hands it, nothing else.
+
+A worker is forked from the pool's template process (see :mod:`quest.pool`), so it starts with the
+project's scripts already imported. It reads :class:`Job` messages from its channel, runs one at a
+time, and answers with a :class:`Done`. It never writes the JobLog: the supervisor records every
+start and end, so a worker that dies (a segfault, ``os._exit``, the OOM killer) is just a run whose
+answer never came.
+
+Async scripts run on the worker's one event loop; while one runs, the worker still reads its
+channel, so a ``cancel`` message cancels the task. A sync script cannot be stopped from inside: the
+supervisor ends the worker instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from . import redact
+from .enums import Trigger
+from .failures import Failure
+from .results import capture
+
+if TYPE_CHECKING:
+    from .app import Quest
+    from .definition import Script
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One run for a worker: the script, its validated inputs and the context's fields."""
+
+    run_id: str
+    name: str
+    inputs: dict[str, Any]
+    trigger: Trigger
+    attempt: int
+    max_attempts: int
+    now: datetime
+    scheduled_for: datetime | None = None
+    key: str | None = None
+    root_id: str | None = None
+    secrets: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A worker's answer: the run's result or its failure, and the worker's resident memory."""
+
+    run_id: str
+    result: Any = None
+    failure: Failure | None = None
+    rss: int = 0
+
+
+CANCEL = "cancel"
+STOP = "stop"
+
+
+def main(channel: Connection, quest: Quest) -> NoReturn:
+    """The worker's loop; it ends the process when the supervisor goes away or says stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    me = os.getpid()
+    worker = _Worker(channel, quest)
+    while True:
+        try:
+            message = channel.recv()
+        except (EOFError, OSError):
+            _exit(0)
+        if isinstance(message, Job):
+            done = worker.execute(message)
+            if os.getpid() != me:
+                # The script forked and this is its child returning: only the worker answers.
+                _exit(0)
+            try:
+                channel.send(done)
+            except (OSError, ValueError):
+                _exit(0)
+        elif message == STOP:
+            _exit(0)
+
+
+class _Worker:
+    def __init__(self, channel: Connection, quest: Quest) -> None:
+        self.channel = channel
+        self.quest = quest
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def execute(self, job: Job) -> Done:
+        with redact.active(job.secrets):
+            return self._execute(job)
+
+    def _execute(self, job: Job) -> Done:
+        script: Script | None = None
+        try:
+            script = self.quest.registry.get(job.name)
+            inputs = script.model.model_construct(**job.inputs)
+            context = self.quest.context_for(
+                script,
+                run_id=job.run_id,
+                now=job.now,
+                trigger=job.trigger,
+                attempt=job.attempt,
+                max_attempts=job.max_attempts,
+                scheduled_for=job.scheduled_for,
+                key=job.key,
+                root_id=job.root_id,
+            )
+            value = script.fn(inputs, context)
+            if asyncio.iscoroutine(value):
+                value = self._run_async(value)
+            return Done(job.run_id, result=capture(value), rss=_rss())
+        except BaseException as exc:
+            discard_on = script.block().discard_on if script is not None else ()
+            return Done(job.run_id, failure=Failure.of(exc, discard_on).scrubbed(), rss=_rss())
+
+    def _run_async(self, coroutine: Any) -> Any:
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        loop = self._loop
+        task = loop.create_task(coroutine)
+        fd = self.channel.fileno()
+
+        def on_message() -> None:
+            try:
+                message = self.channel.recv()
+            except (EOFError, OSError):
+                _exit(0)
+            if message == CANCEL:
+                task.cancel()
+            elif message == STOP:
+                _exit(0)
+
+        loop.add_reader(fd, on_message)
+        try:
+            return loop.run_until_complete(task)
+        finally:
+            loop.remove_reader(fd)
+
+
+def _rss() -> int:
+    """This process's resident set size in bytes (0 where /proc is not available)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker if the template process that forked it goes away."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _exit(code: int) -> NoReturn:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
