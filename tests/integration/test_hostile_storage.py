@@ -139,3 +139,30 @@ def test_invalid_inputs_are_rejected_before_anything_is_recorded(app: Any, input
     with pytest.raises(InvalidInputs):
         app.run("takes", inputs)
     assert app.store.count_runs() == 0
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+@script
+def raises_unprintable(inputs: Any, ctx: Any) -> None:
+    raise UnprintableError()
+
+
+@pytest.mark.xfail(
+    reason="the runner's _describe formats the exception with str(); "
+    "quest.results.exception_text is the total form to use there",
+    raises=RuntimeError,
+    strict=True,
+)
+def test_an_exception_whose_str_raises_still_ends_the_run(tmp_path: Path) -> None:
+    with temporary_quest(tmp_path, scripts=[raises_unprintable]) as app:
+        outcome = app.run("raises-unprintable")
+        assert outcome.status is RunStatus.failed
+        assert (
+            outcome.error
+            == "UnprintableError: <UnprintableError object; str() raised RuntimeError>"
+        )
+        assert app.store.count_runs(status=RunStatus.running) == 0
