@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,8 @@ ROOT = HERE.parent
 BIN = Path(sys.executable).parent
 PYTHON = str(BIN / "python")
 QUEST = str(BIN / "quest")
+PROCRASTINATE = str(BIN / "procrastinate")
+HUEY_CONSUMER = str(BIN / "huey_consumer")
 
 
 def say(message: str) -> None:
@@ -67,6 +72,45 @@ def check(command: Sequence[str], *, env: dict[str, str], cwd: Path) -> str:
     return done.stdout
 
 
+def quest_source() -> Path:
+    """Where the ``quest`` the measured processes import comes from (must be this checkout)."""
+    out = check(
+        [PYTHON, "-c", "import quest; print(quest.__file__)"], env=clean_env(), cwd=ROOT
+    ).strip()
+    return Path(out).resolve().parent
+
+
+@functools.cache
+def has_isolation() -> bool:
+    """Whether this checkout's ``quest serve`` takes ``--isolation process|thread``."""
+    return "--isolation" in check([QUEST, "serve", "--help"], env=clean_env(), cwd=ROOT)
+
+
+def serve_command(concurrency: int | None = None, isolation: str | None = None) -> list[str]:
+    """``quest -q serve`` with *concurrency* worker processes and *isolation*, where this
+    checkout has the flag; without it, serve runs as it always does (in-process)."""
+    command = [QUEST, "-q", "serve"]
+    if concurrency is not None:
+        command += ["--concurrency", str(concurrency)]
+    if isolation is not None and has_isolation():
+        command += ["--isolation", isolation]
+    return command
+
+
+def isolation_label(isolation: str) -> str:
+    """How a row names the isolation its serve ran with."""
+    if has_isolation():
+        return f"`--isolation {isolation}`"
+    return "in-process, no `--isolation` in this checkout"
+
+
+def isolation_cost() -> str:
+    """The tail of a row that sets process isolation beside thread isolation."""
+    if has_isolation():
+        return "`--isolation process` vs `--isolation thread` (the cost of process isolation)"
+    return "serve vs the same serve again (this checkout has no `--isolation`: nothing to compare)"
+
+
 # -- one process --------------------------------------------------------------------------------
 
 
@@ -104,6 +148,86 @@ def interleaved(contenders: dict[str, Callable[[int], Any]], rounds: int) -> dic
         for name in order:
             results[name].append(contenders[name](r))
     return results
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """SIGTERM, then wait (SIGKILL after *timeout* seconds); then end any descendant it left."""
+    stop_all([process], timeout)
+
+
+def stop_all(processes: Iterable[subprocess.Popen[Any]], timeout: float = 30) -> None:
+    """Stop several processes together: every SIGTERM goes out before the first wait. A worker
+    process its parent left behind is killed once the parent has exited."""
+    import psutil
+
+    processes = list(processes)
+    left: list[Any] = []
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                left += psutil.Process(process.pid).children(recursive=True)
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for child in left:
+        with contextlib.suppress(psutil.Error):
+            if child.is_running():
+                child.kill()
+
+
+# -- process trees ------------------------------------------------------------------------------
+
+
+def tree(root: Any) -> list[Any]:
+    """*root* (a ``psutil.Process``) and every live descendant."""
+    try:
+        return [root, *root.children(recursive=True)]
+    except Exception:
+        return [root]
+
+
+def tree_cpu(root: Any) -> float:
+    """CPU seconds (user + system) of *root* and all its descendants, the exited ones included.
+
+    A process's own times plus the times of its children that exited and were waited for
+    (``children_user``/``children_system``), summed over every live process of the tree: a
+    worker that exited during a window still counts, through its parent.
+    """
+    total = 0.0
+    for process in tree(root):
+        try:
+            t = process.cpu_times()
+        except Exception:  # it exited between the listing and the read
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return float(total)
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    pss_mb: float
+    rss_mb: float
+    processes: int
+
+
+def tree_memory(root: Any) -> Memory:
+    """Total PSS and total RSS of *root* and its descendants (RSS counts shared pages once per
+    process that maps them; PSS divides each shared page among them)."""
+    pss = rss = 0.0
+    count = 0
+    for process in tree(root):
+        try:
+            info = process.memory_full_info()
+        except Exception:
+            continue
+        pss += getattr(info, "pss", info.rss)
+        rss += info.rss
+        count += 1
+    return Memory(pss / 2**20, rss / 2**20, count)
 
 
 # -- statistics ---------------------------------------------------------------------------------
@@ -148,6 +272,10 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def ratio_text(value: float) -> str:
+    return f"{value:.2f}x"
+
+
 # -- the report ---------------------------------------------------------------------------------
 
 
@@ -159,6 +287,18 @@ class Row:
     ratio: str
     target: str
     met: bool | None
+
+
+def side_by_side(label: str, ours: list[float], theirs: list[float], unit: str) -> Row:
+    """A row with no target: quest's samples against a comparison's, from the same rounds."""
+    return Row(
+        label,
+        spread(Stat.of(ours), unit),
+        spread(Stat.of(theirs), unit),
+        ratio_text(paired_ratio(ours, theirs)),
+        "—",
+        None,
+    )
 
 
 def show(value: float, unit: str) -> str:

@@ -27,6 +27,38 @@ def tick(inputs, ctx):
     return None
 """
 
+QUEUED_NOOP = """\
+from quest import script
+
+
+@script(
+    friendly_name="No-op",
+    description="Does nothing; the drained run. No overlap lease, no limits.",
+    quest={"without_overlapping": False},
+)
+def noop(inputs, ctx):
+    return None
+"""
+
+PING = """\
+import os
+import socket
+import time
+
+from quest import script
+
+
+@script(
+    friendly_name="Ping",
+    description="Sends the instant it started to the benchmark, as a UDP datagram.",
+    quest={"without_overlapping": False},
+)
+def ping(inputs, ctx):
+    began = time.time()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(repr(began).encode(), ("127.0.0.1", int(os.environ["BENCH_PING_PORT"])))
+"""
+
 GENERATED = """\
 from quest import Input, script
 

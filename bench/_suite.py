@@ -2,7 +2,8 @@
 
 Every contender runs in a process of its own. Figures that repeat run their contenders in
 interleaved rounds (the order rotates each round); the figures that watch a running serve for a
-window (4, 5) run quest and its peer side by side over the same window.
+window (4, 5) run quest and its peer side by side over the same window. Figures 8-10 (queues,
+with procrastinate and huey) live in :mod:`bench._queues`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import argparse
 import json
 import math
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,25 +24,34 @@ from pathlib import Path
 
 import psutil
 
-from . import _projects
+from . import _projects, _queues
 from ._lib import (
     PYTHON,
     QUEST,
     ROOT,
+    Memory,
     Row,
     Stat,
     bench_env,
     check,
     interleaved,
+    isolation_label,
     machine,
     paired_ratio,
     percentile,
     project_env,
+    quest_source,
+    ratio_text,
     say,
+    serve_command,
     show,
+    side_by_side,
     spread,
+    stop,
     table,
     timed,
+    tree_cpu,
+    tree_memory,
 )
 
 FLOOR_IMPORTS = "import pydantic, sqlalchemy.orm, apscheduler.schedulers.background, click, blinker"
@@ -57,12 +66,15 @@ class Plan:
     window: float
     scripts: int
     rows: int
+    drain_runs: int
+    drain_rounds: int
+    pings: int
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls(True, 5, 5, 1_000, 10.0, 500, 100_000)
-        return cls(False, 15, 5, 10_000, 60.0, 10_000, 1_000_000)
+            return cls(True, 5, 5, 1_000, 10.0, 500, 100_000, 500, 3, 20)
+        return cls(False, 15, 5, 10_000, 60.0, 10_000, 1_000_000, 3_000, 5, 20)
 
     def describe(self) -> str:
         mode = "full run"
@@ -71,24 +83,10 @@ class Plan:
         return (
             f"{mode}: {self.cheap_rounds} rounds for start-up figures, {self.rounds} for the "
             f"others; {self.runs:,} runs per round in 3; {self.window:g} s windows in 4 and 5; "
-            f"{self.scripts:,} scripts in 6; {self.rows:,} JobLog rows in 7."
+            f"{self.scripts:,} scripts in 6; {self.rows:,} JobLog rows in 7; "
+            f"{self.drain_runs:,} enqueued runs x {self.drain_rounds} rounds in 8 and 9; "
+            f"{self.pings} enqueues one at a time in 10."
         )
-
-
-def ratio_text(value: float) -> str:
-    return f"{value:.2f}x"
-
-
-def side_by_side(label: str, ours: list[float], theirs: list[float], unit: str) -> Row:
-    """A row with no target: quest's samples against a comparison's, from the same rounds."""
-    return Row(
-        label,
-        spread(Stat.of(ours), unit),
-        spread(Stat.of(theirs), unit),
-        ratio_text(paired_ratio(ours, theirs)),
-        "—",
-        None,
-    )
 
 
 # -- 1 and 2: start-up ------------------------------------------------------------------------
@@ -226,24 +224,9 @@ def figure_3(plan: Plan, scratch: Path) -> list[Row]:
 # -- 4 and 5: serve over a window -------------------------------------------------------------
 
 
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
 def _sleep_until(instant: float) -> None:
     while (left := instant - time.time()) > 0:
         time.sleep(min(left, 0.5))
-
-
-def _stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _lateness_stats(samples: list[tuple[float, float]]) -> dict[str, float]:
@@ -258,15 +241,23 @@ def _lateness_stats(samples: list[tuple[float, float]]) -> dict[str, float]:
     }
 
 
-def figure_4(plan: Plan, scratch: Path) -> list[Row]:
-    say(f"4: fire lateness, 1 s interval, {plan.window:g} s window")
-    folder = _projects.project(scratch / "tick", tick=_projects.TICK)
+@dataclass(frozen=True)
+class TickWindow:
+    quest: dict[str, float]
+    peer: dict[str, float]
+    cpu_quest_ms: float
+    cpu_peer_ms: float
+
+
+def _tick_window(plan: Plan, folder: Path, isolation: str) -> TickWindow:
+    """A 1 s interval script under ``quest serve`` and APScheduler, over one window."""
+    _projects.project(folder, tick=_projects.TICK)
     env = project_env(folder)
     check([QUEST, "db", "upgrade"], env=env, cwd=folder)
     start = math.ceil(time.time()) + 4
     end = start + int(plan.window)
     serve = subprocess.Popen(
-        [QUEST, "-q", "serve"],
+        serve_command(None, isolation),
         env=env,
         cwd=folder,
         stdout=subprocess.DEVNULL,
@@ -282,12 +273,12 @@ def figure_4(plan: Plan, scratch: Path) -> list[Row]:
     try:
         serve_p, peer_p = psutil.Process(serve.pid), psutil.Process(peer.pid)
         _sleep_until(start - 0.25)
-        cpu0 = (_cpu(serve_p), _cpu(peer_p))
+        cpu0 = (tree_cpu(serve_p), tree_cpu(peer_p))
         _sleep_until(end - 0.25)
-        cpu1 = (_cpu(serve_p), _cpu(peer_p))
+        cpu1 = (tree_cpu(serve_p), tree_cpu(peer_p))
         time.sleep(0.5)
     finally:
-        _stop(serve)
+        stop(serve)
     out, _ = peer.communicate(timeout=30)
     peer_samples = [tuple(s) for s in json.loads(out)["samples"]]
     rows = json.loads(
@@ -307,16 +298,28 @@ def figure_4(plan: Plan, scratch: Path) -> list[Row]:
             f"APScheduler fires in a {plan.window:g} s window"
         )
     q, p = _lateness_stats(samples), _lateness_stats(peer_samples)  # type: ignore[arg-type]
-    cpu_q = (cpu1[0] - cpu0[0]) / q["n"] * 1000
-    cpu_p = (cpu1[1] - cpu0[1]) / p["n"] * 1000
-    note = f" ({q['n']} fires vs {p['n']})"
+    return TickWindow(
+        q, p, (cpu1[0] - cpu0[0]) / q["n"] * 1000, (cpu1[1] - cpu0[1]) / p["n"] * 1000
+    )
+
+
+def figure_4(plan: Plan, scratch: Path) -> list[Row]:
+    say(f"4: fire lateness, 1 s interval, two {plan.window:g} s windows (process, thread)")
+    main = _tick_window(plan, scratch / "tick", "process")
+    light = _tick_window(plan, scratch / "tick-thread", "thread")
+    q, p = main.quest, main.peer
+    note = f" ({q['n']:.0f} fires vs {p['n']:.0f})"
+    mode, thread = isolation_label("process"), isolation_label("thread")
 
     def ms(v: float) -> str:
         return show(v, "ms")
 
+    def cpu_ratio(w: TickWindow) -> str:
+        return ratio_text(w.cpu_quest_ms / w.cpu_peer_ms) if w.cpu_peer_ms > 0 else "—"
+
     return [
         Row(
-            "4 lateness median, `quest serve` (JobLog on) vs plain APScheduler" + note,
+            f"4 lateness median, `quest serve` ({mode}, JobLog on) vs plain APScheduler" + note,
             ms(q["median"]),
             ms(p["median"]),
             ratio_text(q["median"] / p["median"]),
@@ -343,19 +346,34 @@ def figure_4(plan: Plan, scratch: Path) -> list[Row]:
             q["drift"] <= 1.0,
         ),
         Row(
-            "4 serve CPU per scheduled run",
-            show(cpu_q, "ms"),
-            show(cpu_p, "ms"),
-            ratio_text(cpu_q / cpu_p) if cpu_p > 0 else "—",
-            "≤ 1.5 ms",
-            cpu_q <= 1.5,
+            "4 serve CPU per scheduled run, supervisor and workers together",
+            show(main.cpu_quest_ms, "ms"),
+            show(main.cpu_peer_ms, "ms"),
+            cpu_ratio(main),
+            "≤ 1 ms",
+            main.cpu_quest_ms <= 1.0,
+        ),
+        Row(
+            f"4 lateness p99, `quest serve` ({thread}; its own window, APScheduler beside it)",
+            ms(light.quest["p99"]),
+            ms(light.peer["p99"]),
+            ratio_text(light.quest["p99"] / light.peer["p99"]),
+            "—",
+            None,
+        ),
+        Row(
+            f"4 serve CPU per scheduled run ({thread})",
+            show(light.cpu_quest_ms, "ms"),
+            show(light.cpu_peer_ms, "ms"),
+            cpu_ratio(light),
+            "—",
+            None,
         ),
     ]
 
 
-def figure_5(plan: Plan, scratch: Path) -> list[Row]:
-    say(f"5: idle serve with the seed scripts, {plan.window:g} s window")
-    folder = scratch / "seed"
+def _seeded(folder: Path) -> tuple[dict[str, str], bool]:
+    """A fresh SQLite file for the repository's own scripts and sample app, seeded."""
     folder.mkdir()
     env = project_env(folder)
     env.update(
@@ -368,56 +386,114 @@ def figure_5(plan: Plan, scratch: Path) -> list[Row]:
     seeded = "demo" in check([QUEST, "--help"], env=env, cwd=folder)
     if seeded:
         check([QUEST, "demo", "seed"], env=env, cwd=folder)
+    return env, seeded
+
+
+def figure_5(plan: Plan, scratch: Path) -> list[Row]:
+    say(f"5: idle serve with the seed scripts, {plan.window:g} s window (process, thread)")
+    envs: dict[str, dict[str, str]] = {}
+    seeded = True
+    for name in ("process", "thread"):
+        envs[name], seeded = _seeded(scratch / f"seed-{name}")
     scripts = len(list((ROOT / "scripts").glob("[!_]*.py")))
     settle = 5.0
-    serve = subprocess.Popen(
-        [QUEST, "-q", "serve"],
-        env=env,
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    peer = subprocess.Popen(
+    processes = {
+        name: subprocess.Popen(
+            serve_command(None, name),
+            env=env,
+            cwd=scratch / f"seed-{name}",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, env in envs.items()
+    }
+    processes["peer"] = subprocess.Popen(
         [PYTHON, "-m", "bench.cases.aps", "idle", str(plan.window + settle + 2)],
         env=bench_env(),
-        cwd=folder,
+        cwd=scratch,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    rss: dict[str, list[float]] = {"quest": [], "peer": []}
+    memory: dict[str, list[Memory]] = {k: [] for k in processes}
     try:
-        procs = {"quest": psutil.Process(serve.pid), "peer": psutil.Process(peer.pid)}
+        procs = {k: psutil.Process(p.pid) for k, p in processes.items()}
         time.sleep(settle)
-        if serve.poll() is not None:
-            raise SystemExit("bench: 5: quest serve exited during start-up")
-        t0, cpu0 = time.monotonic(), {k: _cpu(p) for k, p in procs.items()}
+        for name, process in processes.items():
+            if process.poll() is not None:
+                raise SystemExit(f"bench: 5: {name} exited during start-up")
+        t0, cpu0 = time.monotonic(), {k: tree_cpu(p) for k, p in procs.items()}
         while time.monotonic() - t0 < plan.window:
             time.sleep(1.0)
             for k, p in procs.items():
-                rss[k].append(p.memory_info().rss / 2**20)
+                memory[k].append(tree_memory(p))
         elapsed = time.monotonic() - t0
-        cpu = {k: (_cpu(p) - cpu0[k]) / elapsed * 100 for k, p in procs.items()}
+        cpu = {k: (tree_cpu(p) - cpu0[k]) / elapsed * 100 for k, p in procs.items()}
     finally:
-        _stop(serve)
-        _stop(peer)
-    rss_q, rss_p = max(rss["quest"]), max(rss["peer"])
+        for process in processes.values():
+            stop(process)
+    pss = {k: max(m.pss_mb for m in v) for k, v in memory.items()}
+    rss = {k: max(m.rss_mb for m in v) for k, v in memory.items()}
+    count = {k: max(m.processes for m in v) for k, v in memory.items()}
     what = f"{scripts} seed scripts, {'seeded' if seeded else 'upgraded, unseeded'} SQLite"
+    mode, thread = isolation_label("process"), isolation_label("thread")
+
+    def ratio(a: float, b: float) -> str:
+        return ratio_text(a / b) if b > 0 else "—"
+
+    def processes_of(name: str) -> str:
+        n = count[name]
+        return "one process" if n == 1 else f"supervisor + {n - 1} workers"
+
+    one = count["process"] == 1
     return [
         Row(
-            f"5 idle `quest serve` peak RSS ({what}) vs APScheduler with 11 no-op jobs",
-            show(rss_q, "MB"),
-            show(rss_p, "MB"),
-            ratio_text(rss_q / rss_p),
-            "≤ 80 MB",
-            rss_q <= 80,
+            f"5 idle `quest serve` ({mode}; {what}), peak total PSS, {processes_of('process')}, "
+            "vs APScheduler with 11 no-op jobs",
+            show(pss["process"], "MB"),
+            show(pss["peer"], "MB"),
+            ratio(pss["process"], pss["peer"]),
+            "≤ 112 MB",
+            pss["process"] <= 112,
         ),
         Row(
-            "5 idle `quest serve` CPU, % of one core",
-            show(cpu["quest"], "%"),
+            "5 idle `quest serve` peak RSS, summed over its processes",
+            show(rss["process"], "MB"),
+            show(rss["peer"], "MB"),
+            ratio(rss["process"], rss["peer"]),
+            "≤ 80 MB" if one else "— (shared pages counted once per process)",
+            rss["process"] <= 80 if one else None,
+        ),
+        Row(
+            "5 idle `quest serve` CPU, supervisor and workers together, % of one core",
+            show(cpu["process"], "%"),
             show(cpu["peer"], "%"),
-            ratio_text(cpu["quest"] / cpu["peer"]) if cpu["peer"] > 0 else "—",
+            ratio(cpu["process"], cpu["peer"]),
             "≤ 0.5 %",
-            cpu["quest"] <= 0.5,
+            cpu["process"] <= 0.5,
+        ),
+        Row(
+            f"5 idle `quest serve` ({thread}), peak total PSS, {processes_of('thread')}",
+            show(pss["thread"], "MB"),
+            show(pss["peer"], "MB"),
+            ratio(pss["thread"], pss["peer"]),
+            "—",
+            None,
+        ),
+        Row(
+            f"5 idle `quest serve` ({thread}), peak RSS",
+            show(rss["thread"], "MB"),
+            show(rss["peer"], "MB"),
+            ratio(rss["thread"], rss["peer"]),
+            "—",
+            None,
+        ),
+        Row(
+            f"5 idle `quest serve` ({thread}), CPU, % of one core",
+            show(cpu["thread"], "%"),
+            show(cpu["peer"], "%"),
+            ratio(cpu["thread"], cpu["peer"]),
+            "—",
+            None,
         ),
     ]
 
@@ -471,7 +547,7 @@ def figure_6(plan: Plan, scratch: Path) -> list[Row]:
             ready="quest.serve: scheduled ",
             count=plan.scripts,
         )
-        _stop(process)
+        stop(process)
         return seconds, rss
 
     def peer(r: int) -> tuple[float, float]:
@@ -483,7 +559,7 @@ def figure_6(plan: Plan, scratch: Path) -> list[Row]:
             ready="ready",
             count=1,
         )
-        _stop(process)
+        stop(process)
         return seconds, rss
 
     def list_quest(r: int) -> float:
@@ -611,6 +687,9 @@ FIGURES = {
     "5": figure_5,
     "6": figure_6,
     "7": figure_7,
+    "8": _queues.figure_8,
+    "9": _queues.figure_9,
+    "10": _queues.figure_10,
 }
 
 
@@ -619,12 +698,25 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="Fewer runs and shorter windows; finishes in under 2 minutes.",
+        help="Fewer runs and shorter windows; finishes in under 10 minutes.",
     )
-    parser.add_argument("--only", default="", help="Comma-separated figures to run (e.g. 1,2).")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"Comma-separated figures to run (e.g. 1,2; of {','.join(FIGURES)}).",
+    )
     args = parser.parse_args()
     plan = Plan.make(args.quick)
-    wanted = [f for f in args.only.split(",") if f] or list(FIGURES)
+    wanted = [f.strip() for f in args.only.split(",") if f.strip()] or list(FIGURES)
+    unknown = [f for f in wanted if f not in FIGURES]
+    if unknown:
+        parser.error(f"no figure {', '.join(unknown)}; the figures are {', '.join(FIGURES)}")
+    source = quest_source()
+    if not source.is_relative_to(ROOT):
+        raise SystemExit(
+            f"bench: the bench venv imports quest from {source}, not from this checkout ({ROOT}); "
+            "remove bench/.work/venv and run again"
+        )
     began = time.monotonic()
     header = ["## quest benchmarks", "", *machine(), f"- {plan.describe()}", ""]
     rows: list[Row] = []

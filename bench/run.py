@@ -1,11 +1,14 @@
 """Benchmarks: quest next to its floors and peers, in one run.
 
-    python bench/run.py            # the full run (about 11 minutes)
-    python bench/run.py --quick    # fewer iterations, under 2 minutes
+    python bench/run.py            # the full run (about 25 minutes)
+    python bench/run.py --quick    # fewer iterations, under 10 minutes
+    python bench/run.py --only 8,9,10
 
-Builds ``bench/.work/venv`` (the project installed editable, plus huey, psutil, and pyinstrument
-and py-spy for profiling) on first use, then runs :mod:`bench._suite` with that venv's python,
-which prints a markdown table.
+Builds ``bench/.work/venv`` (this checkout installed editable, plus huey, procrastinate with
+psycopg, psutil, and pyinstrument and py-spy for profiling) on first use, then runs
+:mod:`bench._suite` with that venv's python, which prints a markdown table. Figures 8 and 10 use
+the PostgreSQL server at ``QUEST_BENCH_POSTGRES_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/test``).
 Runs with any Python 3.11 or newer; needs nothing but the standard library.
 """
 
@@ -22,7 +25,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / ".work"
 VENV = WORK / "venv"
-PEERS = ["huey>=2.5", "psutil>=5.9", "pyinstrument>=4.6", "py-spy>=0.3"]
+PEERS = [
+    "huey>=2.5",
+    "procrastinate>=3",
+    "psycopg[binary]>=3.1",
+    "psutil>=5.9",
+    "pyinstrument>=4.6",
+    "py-spy>=0.3",
+]
 
 
 def venv_python() -> Path:
@@ -33,11 +43,13 @@ def _fingerprint() -> str:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
     digest.update(" ".join(PEERS).encode())
     digest.update(sys.version.encode())
+    digest.update(str(ROOT).encode())
     return digest.hexdigest()[:16]
 
 
 def ensure_venv() -> Path:
-    """Create the bench venv, anew whenever the project's dependencies or this Python changed."""
+    """Create the bench venv, anew whenever the project's dependencies, this Python or the
+    checkout's location changed: quest is installed editable from the checkout holding bench/."""
     python = venv_python()
     stamp = VENV / ".bench-installed"
     wanted = _fingerprint()

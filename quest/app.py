@@ -18,8 +18,8 @@ from .enums import RunStatus
 from .errors import InvalidInputs
 from .isolation import ChildProcess
 from .recorder import Recorder
-from .runner import HOST, Runner, RunOutcome, RunRequest, new_run_id
-from .store import Store
+from .runner import HOST, Runner, RunOutcome, RunRequest, new_run_id, overlap_governed
+from .store import CancelResult, Store
 
 
 class Quest:
@@ -120,7 +120,8 @@ class Quest:
             key=row["key"],
             scheduled_for=row["scheduled_for"],
             retry=True,
-            leased=bool(row.get("leased")),
+            leased=script.block().without_overlapping
+            and overlap_governed(row["trigger"], row["scheduled_for"]),
             extra={"queued": True, "claimed": True},
         )
         return self.runner.run(script.name, inputs, request)
@@ -131,6 +132,11 @@ class Quest:
             now=self.clock.now(), limit=1, owner_host=HOST, owner_pid=os.getpid(), run_id=run_id
         )
         return rows[0] if rows else None
+
+    def cancel(self, run_id: str, *, by: str | None = None) -> CancelResult:
+        """Cancel a run: at once when it is queued; a running one is stopped by the serve that
+        owns it. *by* (who asked, recorded with the run) defaults to ``user@host``."""
+        return self.store.request_cancel(run_id, by=by or _who(), now=self.clock.now())
 
     def context_for(self, script: Script, **fields: Any) -> Context:
         """A context for running *script* outside the runner (a child process, a test)."""
@@ -144,3 +150,13 @@ class Quest:
             self.recorder.disconnect()
         if "store" in self.__dict__:
             self.store.dispose()
+
+
+def _who() -> str:
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{HOST}"

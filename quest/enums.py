@@ -28,6 +28,19 @@ class RunStatus(StrEnum):
         return self is RunStatus.succeeded
 
 
+class CancelOutcome(StrEnum):
+    """What a cancel request found."""
+
+    unknown = "unknown"
+    """No run has that id."""
+    finished = "finished"
+    """The run had already ended; nothing was changed."""
+    cancelled = "cancelled"
+    """The run was queued: it is now ``cancelled`` and will never start."""
+    requested = "requested"
+    """The run is running: the serve that owns it is asked to stop it."""
+
+
 class Trigger(StrEnum):
     """Why a run happened."""
 

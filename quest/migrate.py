@@ -11,14 +11,26 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from sqlalchemy import text
+from sqlalchemy import Engine, MetaData, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-if TYPE_CHECKING:
-    from .store import Store
+
+class Store(Protocol):
+    """What migrations need of a store: its engines and the metadata of every table."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def writer(self) -> Engine: ...
+
+    @property
+    def metadatas(self) -> Sequence[MetaData]: ...
+
 
 QUEST_MIGRATIONS = Path(__file__).parent / "migrations"
 _REVISION = re.compile(r"^revision\s*(?::\s*str)?\s*=\s*['\"]([^'\"]+)['\"]", re.M)
@@ -89,7 +101,7 @@ def upgrade(store: Store, models: str | None = None, *, force: bool = False) -> 
         from alembic import command
 
         with store.writer.begin() as connection:
-            if store.dialect == "postgresql":
+            if store.engine.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('quest:migrate'))"))
             command.upgrade(config(store, models, connection), "heads")
         changed = True

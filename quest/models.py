@@ -2,7 +2,8 @@
 
 The JobLog lives in the application's models (``app/models/job_log.py``) so the app can query it
 like any other model; it takes its columns from :class:`JobLogMixin`. Slot claims, overlap leases,
-script state and pending secrets are quest's own Core tables, in :data:`metadata`.
+script state, pending secrets, nodes and cancel requests are quest's own Core tables, in
+:data:`metadata`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
 
@@ -65,6 +67,9 @@ def status_enum(kind: type[Any]) -> Enum:
     )
 
 
+DUE_WHERE = "status = 'queued'"
+
+
 def _job_log_indexes() -> tuple[Index, ...]:
     table = JOB_LOG_TABLE
     return (
@@ -72,6 +77,15 @@ def _job_log_indexes() -> tuple[Index, ...]:
         Index(f"ix_{table}_created", "created_at"),
         Index(f"ix_{table}_status_run_after", "status", "run_after"),
         Index(f"ix_{table}_root", "root_id"),
+        # The claim's candidates: due queued runs in order, read from the index alone.
+        Index(
+            f"ix_{table}_due",
+            "run_after",
+            "created_at",
+            "id",
+            postgresql_where=text(DUE_WHERE),
+            sqlite_where=text(DUE_WHERE),
+        ),
     )
 
 
@@ -152,6 +166,30 @@ pending_secrets = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# One row per ``quest serve`` process: what it is and whether it is still heartbeating.
+nodes = Table(
+    "quest_nodes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(50), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("isolation", String(20), nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime),
+)
+
+# A request to stop a running run, read by the serve that owns it.
+cancels = Table(
+    "quest_cancels",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("requested_by", String(255), nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+)
+
 
 def job_log_table(target: MetaData) -> Table:
     """The JobLog as a Core table in *target*, for projects whose models define none."""
@@ -161,5 +199,8 @@ def job_log_table(target: MetaData) -> Table:
             column = value.column._copy()
             column.name = column.key = name
             columns.append(column)
-    indexes = [Index(index.name, *index.expressions) for index in _job_log_indexes()]
+    indexes = [
+        Index(index.name, *index.expressions, **index.dialect_kwargs)
+        for index in _job_log_indexes()
+    ]
     return Table(JOB_LOG_TABLE, target, *columns, *indexes)

@@ -1,8 +1,8 @@
 """Retention: how many finished runs the JobLog keeps, by age and by count.
 
 Succeeded and skipped runs follow the ``succeeded`` rule (30 days, 1,000 runs per script by
-default); failed, timed out, interrupted, abandoned and discarded runs follow the ``failed`` rule
-(90 days, 5,000 runs). A script's quest block may set its own ``retention``.
+default); failed, timed out, interrupted, abandoned, discarded and cancelled runs follow the
+``failed`` rule (90 days, 5,000 runs). A script's quest block may set its own ``retention``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ KEPT_AS_FAILED = (
     RunStatus.interrupted,
     RunStatus.abandoned,
     RunStatus.discarded,
+    RunStatus.cancelled,
 )
 DEFAULT = Retention()
 
@@ -30,10 +31,12 @@ DEFAULT = Retention()
 def prune(quest: Quest, now: datetime, *, default: Retention = DEFAULT) -> dict[str, int]:
     """Apply the retention rules to every script in the JobLog; returns rows deleted by script.
 
-    Sensitive inputs kept for chains that no longer have a queued or running run go too.
+    Sensitive inputs kept for chains that no longer have a queued or running run go too, and so
+    do cancel requests of runs that are no longer running.
     """
     store = quest.store
     store.prune_secrets()
+    store.prune_cancels()
     deleted: dict[str, int] = {}
     for name in store.names_in_log():
         script = quest.registry.scripts.get(name)

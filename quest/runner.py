@@ -194,7 +194,9 @@ class Runner:
         run_id = request.run_id or new_run_id()
         block = script.block()
         lease_ttl = None
-        if block.without_overlapping and (request.leased or _overlap_governed(request)):
+        if block.without_overlapping and (
+            request.leased or overlap_governed(request.trigger, request.scheduled_for)
+        ):
             lease_ttl = block.lease_ttl or timedelta(seconds=self.settings.lease_ttl)
             if request.wait and not request.leased:
                 self._wait_for_lease(script, run_id, lease_ttl)
@@ -733,11 +735,8 @@ class Runner:
         waiting = [a.run_id for a in actives if a.cancelled_by is None]
         if not waiting:
             return []
-        requests = getattr(self.store, "cancel_requests", None)
-        if requests is None:
-            return []
         try:
-            asked = requests(waiting)
+            asked = self.store.cancel_requests(waiting)
         except Exception:
             log.warning("reading cancel requests failed", exc_info=True)
             return []
@@ -770,15 +769,15 @@ def _status_for(exc: BaseException, script: Script, active: _Active) -> RunStatu
     return RunStatus.failed
 
 
-def _overlap_governed(request: RunRequest) -> bool:
+def overlap_governed(trigger: Trigger, scheduled_for: datetime | None) -> bool:
     """Whether ``without_overlapping`` applies: runs of the schedule, their retries, manual runs.
 
     Enqueued runs (and retries of enqueued runs) are bounded by ``concurrency`` and
     ``rate_limit`` instead, and run in parallel otherwise.
     """
-    if request.trigger in (Trigger.scheduled, Trigger.catch_up, Trigger.manual):
+    if trigger in (Trigger.scheduled, Trigger.catch_up, Trigger.manual):
         return True
-    return request.trigger is Trigger.retry and request.scheduled_for is not None
+    return trigger is Trigger.retry and scheduled_for is not None
 
 
 def _fields(event: JobEvent) -> dict[str, Any]:

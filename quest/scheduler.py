@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from . import __version__
 from .definition import Script
-from .enums import CatchUp, RunStatus, SkipReason, Trigger
+from .enums import CatchUp, Isolation, RunStatus, SkipReason, Trigger
 from .plan import Planned, inactive_reason, plan
 from .runner import HOST, RunOutcome, RunRequest, new_run_id
-from .store import Limits
+from .store import Limits, Waiter
 
 if TYPE_CHECKING:
     from .app import Quest
@@ -32,6 +33,7 @@ log = logging.getLogger("quest.serve")
 MAX_MISSED_ROWS = 50
 MAX_MISSED_WALK = 100_000
 SLOT_MEMORY = timedelta(days=2)
+NODE_MEMORY = timedelta(days=1)
 HANDOFF = 0.02
 
 
@@ -140,7 +142,12 @@ class Serve:
     _last_retention: float = float("-inf")
     retention_every: float = 3600.0
     poll_every: float = 1.0
-    _wake: threading.Event = field(default_factory=threading.Event)
+    _waiter: Waiter | None = None
+    _event: threading.Event = field(default_factory=threading.Event)
+    _leases: dict[str, timedelta] = field(default_factory=dict)
+    node_id: str | None = None
+    node_every: float = 5.0
+    _last_node_beat: float = float("-inf")
     _queued_active: int = 0
     _limits: dict[str, Limits] = field(default_factory=dict)
     pool: WorkerPool | None = None
@@ -161,6 +168,13 @@ class Serve:
             for script in self.quest.registry
             if (rule := limits_of(script)) is not None
         }
+        default_ttl = timedelta(seconds=self.quest.settings.lease_ttl)
+        self._leases = {
+            script.name: script.block().lease_ttl or default_ttl
+            for script in self.quest.registry
+            if script.block().without_overlapping
+        }
+        self._register_node(now)
         last = store.last_slots()
         for script in self.quest.registry:
             planned = plan(script, self.quest.settings)
@@ -179,6 +193,28 @@ class Serve:
                 extra={"script": script.name, "action": "plan"},
             )
         return fires
+
+    def _register_node(self, now: datetime) -> None:
+        try:
+            self.node_id = self.quest.store.register_node(
+                host=HOST,
+                pid=os.getpid(),
+                version=__version__,
+                now=now,
+                concurrency=self.concurrency,
+                isolation=Isolation.process.value if self.pool else Isolation.thread.value,
+            )
+        except Exception:
+            log.warning("could not register this serve as a node", exc_info=True)
+
+    def _beat_node(self, now: datetime, moment: float) -> None:
+        if self.node_id is None or moment - self._last_node_beat < self.node_every:
+            return
+        self._last_node_beat = moment
+        try:
+            self.quest.store.beat_node(self.node_id, now)
+        except Exception:
+            log.warning("node heartbeat failed", exc_info=True)
 
     def _skip_disabled(self, script: Script) -> list[Fire]:
         """Say once per start, as a skip, why a script with a schedule is not scheduled."""
@@ -253,23 +289,40 @@ class Serve:
         return fires
 
     def drain(self, now: datetime | None = None) -> list[str]:
-        """Claim and start due queued runs, as many as free workers allow; returns their ids."""
+        """Claim and start due queued runs, as many as free workers allow; returns their ids.
+
+        The claim is the start of each run (its row comes back ``running``), and it checks the
+        script's limits and overlap lease itself, so every row claimed can start now.
+        """
         now = now or self.clock.now()
         with self._lock:
             free = self.concurrency - self._queued_active
-        if free <= 0 or self._stop.is_set() or not self.quest.store.has_due(now):
-            return []
-        rows = self.quest.store.claim_queued(
-            now=now, limit=free, owner_host=HOST, owner_pid=os.getpid(), limits=self._limits
-        )
-        for row in rows:
+            if free <= 0 or self._stop.is_set():
+                return []
+            self._queued_active += free
+        rows: list[dict[str, Any]] = []
+        try:
+            rows = self._claim(now, free)
+        finally:
             with self._lock:
-                self._queued_active += 1
+                self._queued_active -= free - len(rows)
+        for row in rows:
             if self.inline:
                 self._run_queued(row)
             else:
                 self._workers.submit(self._run_queued, row)
         return [row["id"] for row in rows]
+
+    def _claim(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        return self.quest.store.claim_queued(
+            now=now,
+            limit=limit,
+            owner_host=HOST,
+            owner_pid=os.getpid(),
+            limits=self._limits,
+            leases=self._leases,
+            owner=self.quest.runner.owner,
+        )
 
     def seconds_until_next(self, now: datetime) -> float:
         limit = min(self.maintenance_every, self.poll_every, self._recovery_every)
@@ -296,12 +349,40 @@ class Serve:
             except Exception:
                 log.exception("scheduler tick failed; retrying", extra={"action": "tick_error"})
                 self._stop.wait(1.0)
-            self._wake.wait(self.seconds_until_next(self.clock.now()))
-            self._wake.clear()
+            self._sleep(self.seconds_until_next(self.clock.now()))
+        if self._waiter is not None:
+            self._waiter.close()
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait *seconds*, or less when a run is enqueued or cancelled anywhere (the store's
+        waiter: LISTEN/NOTIFY on PostgreSQL) or a run of this serve ends."""
+        if self._waiter is None:
+            try:
+                self._waiter = self.quest.store.waiter()
+            except Exception:
+                log.warning("no wake-ups from the database; polling", exc_info=True)
+                self._waiter = None
+        if self._waiter is None:
+            self._event.wait(seconds)
+            self._event.clear()
+            return
+        try:
+            woken = self._waiter.wait(seconds)
+        except Exception:
+            log.warning("waiting for wake-ups failed", exc_info=True)
+            self._stop.wait(min(seconds, 1.0))
+            return
+        if woken:
+            self.quest.runner.check_cancels()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            self._waiter.wake()
+        self._event.set()
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
+        self._wake()
 
     @property
     def stopping(self) -> bool:
@@ -313,7 +394,20 @@ class Serve:
         Returns the run ids that had to be interrupted.
         """
         self._stop.set()
-        grace = self.grace if grace is None else grace
+        try:
+            return self._shutdown(self.grace if grace is None else grace)
+        finally:
+            self._stop_node()
+
+    def _stop_node(self) -> None:
+        if self.node_id is None:
+            return
+        try:
+            self.quest.store.stop_node(self.node_id, self.clock.now())
+        except Exception:
+            log.warning("could not record this node as stopped", exc_info=True)
+
+    def _shutdown(self, grace: float) -> list[str]:
         self._workers.join(grace)
         runner = self.quest.runner
         if not runner.active_runs():
@@ -425,30 +519,40 @@ class Serve:
         return outcome
 
     def _run_queued(self, row: dict[str, Any]) -> None:
-        store = self.quest.store
-        try:
-            outcome = self.quest.run_claimed(row)
-            if outcome is not None and outcome.status is RunStatus.queued:
-                store.requeue(row["id"], run_after=self.clock.now() + timedelta(seconds=1))
-            elif outcome is not None and self.on_outcome is not None:
-                self.on_outcome(outcome)
-        except Exception:
-            log.exception(
-                "queued run %s of %s could not be carried out",
-                row["id"],
-                row["name"],
-                extra={"script": row["name"], "run_id": row["id"]},
-            )
-        finally:
-            with self._lock:
-                self._queued_active -= 1
-            self._wake.set()
+        """Run a claimed row, then, while there is one, the next due run: a worker that finishes
+        takes the next run at once instead of waiting for the loop."""
+        next_row: dict[str, Any] | None = row
+        while next_row is not None:
+            current, next_row = next_row, None
+            try:
+                outcome = self.quest.run_claimed(current)
+                if outcome is not None and self.on_outcome is not None:
+                    self.on_outcome(outcome)
+            except Exception:
+                log.exception(
+                    "queued run %s of %s could not be carried out",
+                    current["id"],
+                    current["name"],
+                    extra={"script": current["name"], "run_id": current["id"]},
+                )
+            if self.inline or self._stop.is_set():
+                break
+            try:
+                claimed = self._claim(self.clock.now(), 1)
+            except Exception:
+                log.warning("claiming the next queued run failed", exc_info=True)
+                claimed = []
+            next_row = claimed[0] if claimed else None
+        with self._lock:
+            self._queued_active -= 1
+        self._wake()
 
     def _maintain(self, now: datetime) -> None:
         moment = self.clock.monotonic()
         store = self.quest.store
         if self.pool is not None:
             self.pool.trim()
+        self._beat_node(now, moment)
         if moment - self._last_recovery >= self._recovery_every:
             self._last_recovery = moment
             try:
@@ -459,6 +563,7 @@ class Serve:
             self._last_maintenance = moment
             try:
                 store.prune_slots(now - SLOT_MEMORY)
+                store.prune_nodes(now - NODE_MEMORY)
             except Exception:
                 log.warning("slot pruning failed", exc_info=True)
         if moment - self._last_retention >= self.retention_every:

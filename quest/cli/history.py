@@ -19,6 +19,7 @@ STATUSES = [
     "interrupted",
     "abandoned",
     "discarded",
+    "cancelled",
 ]
 
 

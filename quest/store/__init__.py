@@ -1,0 +1,375 @@
+"""The database: the JobLog, the queue, slot claims, leases, pauses, secrets, nodes and cancels.
+
+Only this package writes SQL, one module per table family, behind :class:`Store`, the facade the
+rest of quest uses. Every write is a short transaction; on SQLite a writing transaction starts
+with ``BEGIN IMMEDIATE`` so that concurrent processes queue on the lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, Table
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import sessionmaker
+
+from ..config import Settings
+from ..enums import CancelOutcome, RunStatus
+from ..errors import DatabaseUnavailable
+from ..models import metadata as quest_metadata
+from . import wake
+from ._engine import CHANNEL, Database, fallback_job_log, load_models, make_engine
+from .cancels import CancelResult, Cancels
+from .leases import Leases
+from .nodes import Nodes, node_state
+from .pauses import Pauses
+from .queue import Limits, Queue
+from .runs import Runs
+from .secrets import Secrets
+from .slots import Slots
+from .wake import Waiter
+
+
+class Store:
+    """quest's view of the database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        job_log: Table | None = None,
+        metadatas: Sequence[MetaData] = (),
+        *,
+        models: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.models = models
+        self.runs: Table = job_log if job_log is not None else fallback_job_log()
+        self.metadatas = list(metadatas) or [self.runs.metadata, quest_metadata]
+        self._folder = None
+        if engine.dialect.name == "sqlite" and wake.HAS_UNIX_SOCKETS:
+            self._folder = wake.socket_folder(_sqlite_key(engine))
+        self.db = Database(engine, ping=self._ring if self._folder is not None else None)
+        self.writer = self.db.writer
+        self.sessions = sessionmaker(bind=self.writer, expire_on_commit=False)
+        self._schema_ready = False
+        self._runs = Runs(self.db, self.runs)
+        self._secrets = Secrets(self.db, self.runs)
+        self._slots = Slots(self.db)
+        self._leases = Leases(self.db)
+        self._pauses = Pauses(self.db)
+        self._queue = Queue(self.db, self._runs, self._secrets, self._leases)
+        self._nodes = Nodes(self.db, self.runs)
+        self._cancels = Cancels(self.db, self.runs, self._secrets)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        job_log, metadatas = load_models(settings)
+        return cls(make_engine(settings.database_url), job_log, metadatas, models=settings.models)
+
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
+
+    @property
+    def retry_for(self) -> float:
+        """How long a durable unit of work retries its writes while the database is away."""
+        return self.db.retry_for
+
+    @retry_for.setter
+    def retry_for(self, seconds: float) -> None:
+        self.db.retry_for = seconds
+
+    def ensure_schema(self) -> None:
+        """Create or migrate the tables, once per process."""
+        if self._schema_ready:
+            return
+        from ..migrate import upgrade
+
+        try:
+            upgrade(self, self.models)
+        except OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"cannot reach the database {self.engine.url.render_as_string()}: {exc.orig}"
+            ) from None
+        self._schema_ready = True
+
+    def check(self) -> None:
+        """Raise :class:`DatabaseUnavailable` if the database cannot be reached."""
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"cannot reach the database {self.engine.url.render_as_string()}: {exc.orig}"
+            ) from None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- units of work -------------------------------------------------------------------------
+
+    @contextmanager
+    def unit(
+        self, *, durable: bool = False, about: Mapping[str, Any] | None = None
+    ) -> Iterator[None]:
+        """Group this thread's writes into one transaction (see :meth:`Database.unit`)."""
+        with self.db.unit(durable=durable, about=about):
+            yield
+
+    def flush(self) -> None:
+        """Commit what this thread's unit of work has written so far; the unit stays open."""
+        self.db.flush()
+
+    # -- wake-ups ------------------------------------------------------------------------------
+
+    def waiter(self) -> Waiter:
+        """A :class:`~quest.store.wake.Waiter` woken by enqueues and cancel requests anywhere."""
+        if self.dialect == "postgresql":
+            url = self.engine.url.set(drivername="postgresql")
+            return wake.Listener(url.render_as_string(hide_password=False), CHANNEL)
+        if self._folder is not None:
+            return wake.SocketWaiter(self._folder)
+        return wake.VersionPoller(self.engine.url.database or ":memory:")
+
+    def _ring(self) -> None:
+        if self._folder is not None:
+            wake.ring_folder(self._folder)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def insert_run(self, values: dict[str, Any]) -> None:
+        self._runs.insert(values)
+
+    def update_run(self, run_id: str, values: dict[str, Any]) -> None:
+        self._runs.update(run_id, values)
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        return self._runs.get(run_id)
+
+    def run_ids_starting(self, prefix: str, *, limit: int = 2) -> list[str]:
+        """Run ids beginning with *prefix* (``quest history`` shows the first 8 characters)."""
+        return self._runs.ids_starting(prefix, limit=limit)
+
+    def history(
+        self,
+        name: str | None = None,
+        *,
+        statuses: Iterable[RunStatus] = (),
+        since: datetime | None = None,
+        limit: int | None = 50,
+    ) -> list[dict[str, Any]]:
+        """Runs, newest first."""
+        return self._runs.history(name, statuses=statuses, since=since, limit=limit)
+
+    def last_runs(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The latest finished run of each script in *names*."""
+        return self._runs.last(names)
+
+    def count_runs(self, name: str | None = None, status: RunStatus | None = None) -> int:
+        return self._runs.count(name, status)
+
+    def names_in_log(self) -> list[str]:
+        return self._runs.names()
+
+    def prune_runs(
+        self,
+        name: str,
+        statuses: Sequence[RunStatus],
+        *,
+        older_than: datetime | None,
+        keep: int | None,
+    ) -> int:
+        """Delete finished runs of *name* with *statuses*: older than a date, beyond a count."""
+        return self._runs.prune(name, statuses, older_than=older_than, keep=keep)
+
+    def abandon_stale(self, *, now: datetime, ttl: timedelta) -> list[dict[str, Any]]:
+        """End every running row whose owner stopped heartbeating: ``abandoned``, or
+        ``cancelled`` when a cancel request was pending; each row carries its new status."""
+        return self._runs.abandon_stale(now=now, ttl=ttl)
+
+    # -- the queue -----------------------------------------------------------------------------
+
+    def enqueue_run(self, values: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
+        """Insert a queued row and wake every serve; sensitive inputs go to a side table."""
+        self._queue.enqueue(values, secrets)
+
+    def claim_queued(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        owner_host: str,
+        owner_pid: int,
+        limits: Mapping[str, Limits] | None = None,
+        leases: Mapping[str, timedelta] | None = None,
+        run_id: str | None = None,
+        owner: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Take and start up to *limit* due queued runs; the rows come back ``running``.
+
+        *limits* (script name → :class:`Limits`) bound each script's runs; *leases* (script name
+        → lease TTL, for scripts declaring ``without_overlapping``) make a retry of a scheduled
+        run take the script's overlap lease in the claim, owned by *owner* (default
+        ``host:pid``), or stay queued. See :mod:`quest.store.queue`.
+        """
+        return self._queue.claim(
+            now=now,
+            limit=limit,
+            owner_host=owner_host,
+            owner_pid=owner_pid,
+            limits=limits,
+            leases=leases,
+            run_id=run_id,
+            owner=owner,
+        )
+
+    def requeue(self, run_id: str, *, run_after: datetime) -> None:
+        """Give a claimed run back to the queue (claims never need it any more)."""
+        self._queue.requeue(run_id, run_after=run_after)
+
+    # -- secrets -------------------------------------------------------------------------------
+
+    def secrets_for(self, root_id: str | None) -> dict[str, Any]:
+        return self._secrets.get(root_id)
+
+    def forget_secrets(self, root_id: str | None) -> None:
+        self._secrets.forget(root_id)
+
+    def prune_secrets(self) -> int:
+        """Forget the secrets of chains that have no queued or running run left."""
+        return self._secrets.prune()
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    def claim_slot(
+        self, name: str, scheduled_for: datetime, *, run_id: str | None, owner: str, now: datetime
+    ) -> bool:
+        """Take the slot (name, scheduled_for); ``False`` if another process already has it."""
+        claimed = self._slots.claim(name, scheduled_for, run_id=run_id, owner=owner, now=now)
+        return claimed is not None
+
+    def claim_slot_paused(
+        self, name: str, scheduled_for: datetime, *, run_id: str | None, owner: str, now: datetime
+    ) -> bool | None:
+        """Take the slot and say in the same statement whether the script is paused.
+
+        ``None`` if another process already has the slot, else whether *name* is paused.
+        """
+        return self._slots.claim(name, scheduled_for, run_id=run_id, owner=owner, now=now)
+
+    def last_slots(self) -> dict[str, datetime]:
+        """The latest claimed slot of every script."""
+        return self._slots.latest()
+
+    def prune_slots(self, before: datetime) -> int:
+        """Forget claims older than *before* but the newest of each script."""
+        return self._slots.prune(before)
+
+    # -- leases --------------------------------------------------------------------------------
+
+    def acquire_lease(
+        self, name: str, *, run_id: str, owner: str, now: datetime, ttl: timedelta
+    ) -> bool:
+        """Take the overlap lease of *name*: free, expired, or already held by *run_id*."""
+        return self._leases.acquire(name, run_id=run_id, owner=owner, now=now, ttl=ttl)
+
+    def renew_lease(self, name: str, *, run_id: str, now: datetime, ttl: timedelta) -> bool:
+        return self._leases.renew(name, run_id=run_id, now=now, ttl=ttl)
+
+    def release_lease(self, name: str, *, run_id: str) -> None:
+        self._leases.release(name, run_id=run_id)
+
+    def lease(self, name: str) -> dict[str, Any] | None:
+        return self._leases.get(name)
+
+    # -- pauses --------------------------------------------------------------------------------
+
+    def set_paused(self, name: str, paused: bool, *, now: datetime) -> None:
+        self._pauses.set(name, paused, now=now)
+
+    def is_paused(self, name: str) -> bool:
+        """Whether *name* is paused, read in this thread's unit of work when one is open."""
+        return self._pauses.is_paused(name)
+
+    def paused(self) -> set[str]:
+        return self._pauses.names()
+
+    # -- nodes ---------------------------------------------------------------------------------
+
+    def register_node(
+        self,
+        *,
+        host: str,
+        pid: int,
+        version: str,
+        now: datetime,
+        concurrency: int,
+        isolation: str,
+        node_id: str | None = None,
+    ) -> str:
+        """Record a serve process; returns its node id."""
+        return self._nodes.register(
+            host=host,
+            pid=pid,
+            version=version,
+            now=now,
+            concurrency=concurrency,
+            isolation=isolation,
+            node_id=node_id,
+        )
+
+    def beat_node(self, node_id: str, now: datetime) -> None:
+        self._nodes.beat(node_id, now)
+
+    def stop_node(self, node_id: str, now: datetime) -> None:
+        self._nodes.stop(node_id, now)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every node, newest first, each with ``runs``: its running runs (id, name,
+        started_at). :func:`node_state` tells alive, lost and stopped apart."""
+        return self._nodes.all()
+
+    def prune_nodes(self, before: datetime) -> int:
+        """Forget nodes stopped, or silent, since before *before*."""
+        return self._nodes.prune(before)
+
+    # -- cancels -------------------------------------------------------------------------------
+
+    def request_cancel(self, run_id: str, *, by: str, now: datetime) -> CancelResult:
+        """Cancel a queued run at once, or ask the serve running it to stop it."""
+        return self._cancels.request(run_id, by=by, now=now)
+
+    def cancel_requests(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """Of *run_ids*, those with a pending cancel request → who asked."""
+        return self._cancels.requested(run_ids)
+
+    def prune_cancels(self) -> int:
+        """Forget the cancel requests of runs that are no longer running."""
+        return self._cancels.prune()
+
+    def forget_cancel(self, run_id: str) -> None:
+        """Drop the cancel request of *run_id* (its run has ended); joins a unit of work."""
+        self._cancels.forget(run_id)
+
+
+def _sqlite_key(engine: Engine) -> str:
+    database = engine.url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        return os.path.realpath(database)
+    return f"{engine.url.render_as_string()}#{os.getpid()}"
+
+
+__all__ = [
+    "CancelOutcome",
+    "CancelResult",
+    "Limits",
+    "Store",
+    "Waiter",
+    "load_models",
+    "make_engine",
+    "node_state",
+]

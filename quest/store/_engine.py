@@ -1,0 +1,410 @@
+"""The connection layer every store module shares: engines, units of work, prepared statements.
+
+Only the ``quest.store`` package writes SQL. Every write is a short transaction; on SQLite a
+writing transaction starts with ``BEGIN IMMEDIATE`` so that concurrent processes queue on the lock
+instead of failing, while plain reads begin deferred and never block anyone.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+
+from ..config import Settings
+from ..errors import ConfigError, DatabaseUnavailable
+from ..models import job_log_table
+
+log = logging.getLogger("quest.store")
+
+WRITE_OPTION = "quest_write"
+PING = "quest_ping"
+"""Key in a connection's ``info``: a wake-up to send once its transaction commits (SQLite)."""
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for *url*; SQLite gets WAL and a busy timeout.
+
+    On SQLite a connection with the ``quest_write`` execution option begins ``IMMEDIATE``, taking
+    the write lock up front so that concurrent writers queue instead of failing; plain reads begin
+    deferred and never block anyone. PostgreSQL connections are not pinged on checkout: a claim
+    that finds its connection lost retries once on a fresh one (see :mod:`quest.store.queue`).
+    """
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:" and not path.startswith("file:"):
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailable(
+                    f"cannot create the folder of the SQLite database {path}: {exc.strerror}"
+                ) from None
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            immediate = connection.get_execution_options().get(WRITE_OPTION)
+            driver = connection.connection.driver_connection
+            driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    try:
+        return create_engine(url, pool_size=10, max_overflow=20)
+    except Exception as exc:
+        raise ConfigError(f"database URL {url!r} is not usable: {exc}") from None
+
+
+_FALLBACK = MetaData()
+
+
+@functools.cache
+def fallback_job_log() -> Table:
+    """The JobLog of projects whose models module defines none."""
+    return job_log_table(_FALLBACK)
+
+
+def load_models(settings: Settings) -> tuple[Table, list[MetaData]]:
+    """The JobLog table and every metadata to create: the app's models module, then quest's."""
+    from ..models import metadata as quest_metadata
+
+    metadatas: list[MetaData] = []
+    job_log: Table | None = None
+    if settings.models:
+        try:
+            module = importlib.import_module(settings.models)
+        except ModuleNotFoundError as exc:
+            if exc.name and settings.models.startswith(exc.name):
+                module = None
+            else:
+                raise
+        if module is not None:
+            model = getattr(module, "JobLog", None)
+            job_log = model.__table__ if model is not None else None
+            base = getattr(module, "Base", None)
+            if base is not None:
+                metadatas.append(base.metadata)
+    if job_log is None:
+        job_log = fallback_job_log()
+    if job_log.metadata not in metadatas:
+        metadatas.append(job_log.metadata)
+    metadatas.append(quest_metadata)
+    return job_log, metadatas
+
+
+class Database:
+    """An engine with units of work: what every store module writes through.
+
+    ``ping`` is called after a transaction that asked for a wake-up (:meth:`notify`) commits, on
+    SQLite; PostgreSQL delivers its ``NOTIFY`` on commit by itself.
+    """
+
+    def __init__(self, engine: Engine, ping: Callable[[], None] | None = None) -> None:
+        self.engine = engine
+        self.writer = engine.execution_options(**{WRITE_OPTION: True})
+        self.dialect: str = engine.dialect.name
+        self.retry_for = 300.0
+        self.ping = ping
+        self._local = threading.local()
+        self._prepared: dict[tuple[int, frozenset[str]], _Prepared] = {}
+
+    # -- units of work -------------------------------------------------------------------------
+
+    @contextmanager
+    def unit(
+        self, *, durable: bool = False, about: Mapping[str, Any] | None = None
+    ) -> Iterator[None]:
+        """Group this thread's writes into one transaction, committed when the block ends.
+
+        Writes that return something (a claim, a lease) run at once on the unit's transaction;
+        the others (JobLog rows, releases) are kept and run just before the commit. A *durable*
+        unit that cannot commit because the database is unreachable replays its kept writes one by
+        one with backoff, for up to ``retry_for`` seconds, so that no outcome is lost. A unit
+        opened inside another joins it.
+        """
+        if getattr(self._local, "unit", None) is not None:
+            yield
+            return
+        unit = _Unit(durable, dict(about or {}))
+        self._local.unit = unit
+        try:
+            yield
+        except BaseException:
+            self._local.unit = None
+            unit.close(commit=False)
+            raise
+        self._local.unit = None
+        self._commit(unit)
+
+    def current(self) -> _Unit | None:
+        """This thread's open unit of work, if any."""
+        unit: _Unit | None = getattr(self._local, "unit", None)
+        return unit
+
+    def flush(self) -> None:
+        """Commit what this thread's unit of work has written so far; the unit stays open."""
+        unit = self.current()
+        if unit is not None:
+            self._commit(unit)
+
+    def _commit(self, unit: _Unit) -> None:
+        kept, unit.kept = unit.kept, []
+        try:
+            pinged = unit.commit(self.writer, kept)
+        except DBAPIError as exc:
+            if not unit.durable or not kept:
+                raise
+            log.warning(
+                "a write failed (%s); retrying each with backoff",
+                type(exc).__name__,
+                extra={**unit.about, "action": "db_retry"},
+            )
+            for write in kept:
+                try:
+                    self._retrying(write, unit.about)
+                except DBAPIError:
+                    log.exception("a write was refused for good", extra=dict(unit.about))
+            pinged = True
+        if pinged:
+            self._ping()
+
+    def write(self, write: Callable[[Connection], Any], *, now: bool = False) -> Any:
+        """Run *write* in this thread's unit of work (at once when *now*), or in its own
+        transaction when no unit is open."""
+        unit = self.current()
+        if unit is None:
+            with self.writer.begin() as connection:
+                result = write(connection)
+                pinged = connection.info.pop(PING, False)
+            if pinged:
+                self._ping()
+            return result
+        if now:
+            return write(unit.connection_for(self.writer))
+        unit.kept.append(write)
+        return None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A writing transaction of its own (never the unit's), waking waiters after commit."""
+        with self.writer.begin() as connection:
+            yield connection
+            pinged = connection.info.pop(PING, False)
+        if pinged:
+            self._ping()
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only connection (deferred on SQLite: no lock taken)."""
+        with self.engine.connect() as connection:
+            yield connection
+
+    def notify(self, connection: Connection, payload: str) -> None:
+        """Wake every :class:`~quest.store.wake.Waiter` once *connection*'s transaction commits."""
+        if self.dialect == "postgresql":
+            connection.exec_driver_sql(
+                "SELECT pg_notify(%(channel)s, %(payload)s)",
+                {"channel": CHANNEL, "payload": payload},
+            )
+        else:
+            connection.info[PING] = True
+
+    def _ping(self) -> None:
+        if self.ping is not None:
+            try:
+                self.ping()
+            except OSError:
+                log.debug("could not wake the waiters", exc_info=True)
+
+    def _retrying(self, write: Callable[[Connection], Any], about: Mapping[str, Any]) -> None:
+        delay = 0.1
+        deadline = time.monotonic() + self.retry_for
+        while True:
+            try:
+                with self.writer.begin() as connection:
+                    write(connection)
+                return
+            except IntegrityError:
+                return
+            except DBAPIError as exc:
+                transient = isinstance(exc, OperationalError | InterfaceError)
+                if not transient or time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "database write failed (%s); retrying in %.1f s",
+                    type(exc).__name__,
+                    delay,
+                    extra={**about, "action": "db_retry"},
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- prepared statements -------------------------------------------------------------------
+
+    def run(self, connection: Connection, statement: Any, values: Mapping[str, Any]) -> Any:
+        """Execute a hot statement through its :class:`_Prepared` form; returns the cursor."""
+        key = (id(statement), frozenset(values))
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = _Prepared(statement, self.engine.dialect, values)
+        parameters = prepared.parameters(values)
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        dbapi = self.engine.dialect.loaded_dbapi
+        try:
+            cursor.execute(prepared.sql, parameters)
+        except dbapi.Error as exc:
+            cursor.close()
+            raise DBAPIError.instance(
+                prepared.sql,
+                parameters,
+                exc,
+                dbapi.Error,
+                dialect=self.engine.dialect,
+            ) from exc
+        return cursor
+
+    def first(self, connection: Connection, statement: Any, values: Mapping[str, Any]) -> Any:
+        cursor = self.run(connection, statement, values)
+        try:
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+    def do(self, connection: Connection, statement: Any, values: Mapping[str, Any]) -> int:
+        cursor = self.run(connection, statement, values)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+
+CHANNEL = "quest"
+"""The PostgreSQL ``NOTIFY`` channel of enqueues and cancel requests."""
+
+
+class _Prepared:
+    """A statement compiled once for the driver, with SQLAlchemy's own bind processors.
+
+    The hot writes of every run (the JobLog row, the slot claim, the lease) skip SQLAlchemy's
+    per-execution work (cache keys, result set-up): the SQL string and each parameter's type
+    processing are computed once, then the driver's cursor runs it inside the same transaction.
+    """
+
+    __slots__ = ("defaults", "names", "positional", "processors", "sql")
+
+    def __init__(self, statement: Any, dialect: Any, keys: Iterable[str]) -> None:
+        columns = [key for key in keys if not key.startswith("_")]
+        compiled = statement.compile(dialect=dialect, column_keys=columns)
+        self.sql: str = compiled.string
+        self.positional = bool(compiled.positional)
+        self.names: list[str] = list(compiled.positiontup if self.positional else compiled.binds)
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        self.defaults: dict[str, Any] = {}
+        table = getattr(statement, "table", None)
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors[name] = processor
+            column = table.c.get(name) if table is not None else None
+            default = getattr(column, "default", None)
+            if bind.value is not None and not bind.callable:
+                self.defaults[name] = bind.value
+            elif default is not None and default.is_scalar:
+                self.defaults[name] = default.arg
+
+    def parameters(self, values: Mapping[str, Any]) -> Any:
+        processed = {}
+        for name in self.names:
+            value = values[name] if name in values else self.defaults.get(name)
+            processor = self.processors.get(name)
+            processed[name] = processor(value) if processor is not None else value
+        if self.positional:
+            return [processed[name] for name in self.names]
+        return processed
+
+
+class _Unit:
+    """The open transaction of one thread's unit of work, and the writes kept for its end."""
+
+    __slots__ = ("about", "connection", "durable", "kept")
+
+    def __init__(self, durable: bool, about: dict[str, Any]) -> None:
+        self.durable = durable
+        self.about = about
+        self.connection: Connection | None = None
+        self.kept: list[Callable[[Connection], Any]] = []
+
+    def connection_for(self, engine: Engine) -> Connection:
+        if self.connection is None:
+            self.connection = engine.connect()
+            self.connection.begin()
+        return self.connection
+
+    def commit(self, engine: Engine, kept: list[Callable[[Connection], Any]]) -> bool:
+        """Run the kept writes and commit; whether the transaction asked to wake waiters."""
+        if self.connection is None and not kept:
+            return False
+        connection = self.connection_for(engine)
+        try:
+            for write in kept:
+                write(connection)
+            pinged = bool(connection.info.pop(PING, False))
+            connection.commit()
+        except BaseException:
+            self.close(commit=False)
+            raise
+        self.close(commit=True)
+        return pinged
+
+    def close(self, *, commit: bool) -> None:
+        if self.connection is None:
+            return
+        try:
+            if not commit and self.connection.in_transaction():
+                self.connection.rollback()
+        finally:
+            self.connection.info.pop(PING, None)
+            self.connection.close()
+            self.connection = None
+
+
+def upsert_for(dialect: str) -> Any:
+    """The dialect's ``INSERT ... ON CONFLICT`` construct."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+def as_utc(value: Any) -> datetime | None:
+    """An aggregate's datetime as an aware UTC value (SQLite may hand back naive ones)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    moment: datetime = value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

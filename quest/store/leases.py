@@ -1,0 +1,83 @@
+"""Overlap leases: one run of a ``without_overlapping`` script at a time, with expiry."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, or_, select, update
+
+from ..models import leases
+from ._engine import Database, upsert_for
+
+
+class Leases:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        taken = upsert_for(db.dialect)(leases)
+        # Taken when free, expired, or already held by the same run (taking it again renews it).
+        self._take = taken.on_conflict_do_update(
+            index_elements=["name"],
+            set_={
+                "run_id": taken.excluded.run_id,
+                "owner": taken.excluded.owner,
+                "acquired_at": taken.excluded.acquired_at,
+                "expires_at": taken.excluded.expires_at,
+            },
+            where=or_(
+                leases.c.expires_at <= bindparam("_now"), leases.c.run_id == taken.excluded.run_id
+            ),
+        ).returning(leases.c.run_id)
+        self._release = delete(leases).where(
+            leases.c.name == bindparam("_name"), leases.c.run_id == bindparam("_run_id")
+        )
+        self._renew = (
+            update(leases)
+            .where(leases.c.name == bindparam("_name"), leases.c.run_id == bindparam("_run_id"))
+            .values(expires_at=bindparam("_expires"))
+        )
+
+    def take(
+        self,
+        connection: Connection,
+        name: str,
+        *,
+        run_id: str,
+        owner: str,
+        now: datetime,
+        ttl: timedelta,
+    ) -> bool:
+        """Take the lease of *name* on *connection*'s transaction, in one statement."""
+        values = {
+            "name": name,
+            "run_id": run_id,
+            "owner": owner,
+            "acquired_at": now,
+            "expires_at": now + ttl,
+            "_now": now,
+        }
+        return self.db.first(connection, self._take, values) is not None
+
+    def acquire(self, name: str, *, run_id: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        """Take the overlap lease of *name*, or take over an expired one, in one statement."""
+        return bool(
+            self.db.write(
+                lambda c: self.take(c, name, run_id=run_id, owner=owner, now=now, ttl=ttl),
+                now=True,
+            )
+        )
+
+    def renew(self, name: str, *, run_id: str, now: datetime, ttl: timedelta) -> bool:
+        values = {"_name": name, "_run_id": run_id, "_expires": now + ttl}
+        statement = self._renew
+        return bool(self.db.write(lambda c: c.execute(statement, values).rowcount, now=True))
+
+    def release(self, name: str, *, run_id: str) -> None:
+        db, statement = self.db, self._release
+        values = {"_name": name, "_run_id": run_id}
+        db.write(lambda connection: db.do(connection, statement, values))
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        with self.db.reading() as connection:
+            row = connection.execute(select(leases).where(leases.c.name == name)).first()
+        return dict(row._mapping) if row else None

@@ -1,0 +1,515 @@
+"""The queue: enqueued runs, and claims that start them.
+
+A claim takes up to *limit* due queued rows and starts them in the same statement (status
+``running``, owner, ``started_at``): nothing is claimed that cannot start, so nothing is ever
+handed back. Rows of scripts with ``concurrency`` or ``rate_limit`` rules, and retries of
+scheduled runs of ``without_overlapping`` scripts (which must take the script's overlap lease in
+the claim's transaction), are *checked* one by one; every other row is taken by one statement:
+
+- PostgreSQL: ``WITH due AS (SELECT ... FOR UPDATE SKIP LOCKED), taken AS (UPDATE ... RETURNING)``,
+  so concurrent serves never take the same row and never wait for each other;
+- SQLite: ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *`` inside ``BEGIN IMMEDIATE``,
+  after a plain read has seen a due row, so an idle serve never takes the write lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    and_,
+    bindparam,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from ..enums import RunStatus, Trigger
+from ._engine import Database
+from .leases import Leases
+from .runs import Runs
+from .secrets import Secrets
+
+log = logging.getLogger("quest.store")
+
+CLAIM_PAGES = 8
+QUEUED: ColumnElement[Any] = literal_column(f"'{RunStatus.queued.value}'")
+RECENT_CLAIMS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The concurrency and rate limits of one script's queued runs."""
+
+    concurrency: int | None = None
+    concurrency_per_key: bool = False
+    rate_max: int | None = None
+    rate_per: timedelta = timedelta(seconds=1)
+    rate_per_key: bool = False
+
+
+@dataclass(slots=True)
+class _Claim:
+    """One call of :meth:`Queue.claim`: what it may take, and what it has taken so far."""
+
+    now: datetime
+    limit: int
+    owner_host: str
+    owner_pid: int
+    owner: str
+    limits: Mapping[str, Limits]
+    leases: Mapping[str, timedelta]
+    run_id: str | None
+    claimed: list[dict[str, Any]] = field(default_factory=list)
+    passed: list[str] = field(default_factory=list)
+    blocked: set[tuple[str, str | None]] = field(default_factory=set)
+    more: bool = False
+
+    @property
+    def wanted(self) -> int:
+        return self.limit - len(self.claimed)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters of the cached claim statements."""
+        return {
+            "_now": self.now,
+            "_limit": self.wanted,
+            "_limited": sorted(self.limits),
+            "_leased": sorted(self.leases),
+            "_host": self.owner_host,
+            "_pid": self.owner_pid,
+        }
+
+    @property
+    def start(self) -> dict[str, Any]:
+        return {
+            "status": RunStatus.running,
+            "started_at": self.now,
+            "heartbeat_at": self.now,
+            "owner_host": self.owner_host,
+            "owner_pid": self.owner_pid,
+        }
+
+
+class Queue:
+    def __init__(self, db: Database, runs: Runs, secrets: Secrets, leases: Leases) -> None:
+        self.db = db
+        self.runs = runs
+        self.secrets = secrets
+        self.leases = leases
+        self._statements: dict[tuple[str, bool, bool], Any] = {}
+        self._recent: OrderedDict[datetime, set[str]] = OrderedDict()
+        self._recent_lock = threading.Lock()
+
+    # -- enqueue -------------------------------------------------------------------------------
+
+    def enqueue(self, values: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
+        """Insert a queued row and wake the serves; sensitive inputs go to a side table."""
+
+        def write(connection: Connection) -> None:
+            connection.execute(self.runs.insert_statement, values)
+            if secrets:
+                self.secrets.keep(connection, values["root_id"], secrets, values["created_at"])
+            self.db.notify(connection, "run")
+
+        self.db.write(write)
+
+    def requeue(self, run_id: str, *, run_after: datetime) -> None:
+        """Give a claimed run back to the queue (kept for compatibility; claims never need it)."""
+        self.runs.update(
+            run_id,
+            {
+                "status": RunStatus.queued,
+                "run_after": run_after,
+                "started_at": None,
+                "owner_host": None,
+                "owner_pid": None,
+            },
+        )
+
+    # -- claims --------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        owner_host: str,
+        owner_pid: int,
+        limits: Mapping[str, Limits] | None = None,
+        leases: Mapping[str, timedelta] | None = None,
+        run_id: str | None = None,
+        owner: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Take and start up to *limit* due queued runs; the rows come back ``running``.
+
+        Inside this thread's unit of work the claim runs on the unit's transaction. Otherwise a
+        claim whose connection is lost is retried once on a fresh connection; rows the lost
+        attempt may have committed for this owner at *now* are returned then, so none is lost.
+        """
+        if limit <= 0:
+            return []
+
+        def fresh() -> _Claim:
+            return _Claim(
+                now=now,
+                limit=limit,
+                owner_host=owner_host,
+                owner_pid=owner_pid,
+                owner=owner or f"{owner_host}:{owner_pid}",
+                limits=limits or {},
+                leases=leases or {},
+                run_id=run_id,
+            )
+
+        unit = self.db.current()
+        if unit is not None:
+            plan = fresh()
+            plain = not (plan.limits or plan.leases)
+            self._claim(unit.connection_for(self.db.writer), plan, plain)
+            return plan.claimed
+        try:
+            return self._attempt(fresh(), adopt=False)
+        except (OperationalError, InterfaceError) as exc:
+            log.warning(
+                "claim lost its database connection (%s); retrying once",
+                type(exc).__name__,
+                extra={"action": "claim_retry"},
+            )
+            return self._attempt(fresh(), adopt=True)
+
+    def _attempt(self, plan: _Claim, *, adopt: bool) -> list[dict[str, Any]]:
+        plain = True
+        if self.db.dialect == "sqlite" and not adopt:
+            # A plain read first: an idle claim must not take the write lock.
+            due = self._peek(plan)
+            if due is None:
+                return []
+            plain = not due
+        with self.db.transaction() as connection:
+            if adopt:
+                plan.claimed += self._orphans(connection, plan)
+            if plan.wanted > 0:
+                self._claim(connection, plan, plain)
+        return plan.claimed
+
+    def _peek(self, plan: _Claim) -> bool | None:
+        """SQLite: ``None`` if nothing is due, else whether a due row among the first *limit*
+        needs checking."""
+        if plan.run_id is not None:
+            return True
+        with self.db.reading() as connection:
+            # Through the driver's cursor: this runs every time an idle serve looks.
+            cursor = self.db.run(
+                connection, self._statement("peek", plan), {"_now": plan.now, "_limit": plan.wanted}
+            )
+            try:
+                due = cursor.fetchall()
+            finally:
+                cursor.close()
+        if not due:
+            return None
+        return any(
+            name in plan.limits
+            or (trigger == Trigger.retry.value and scheduled is not None and name in plan.leases)
+            for name, trigger, scheduled in due
+        )
+
+    def _statement(self, kind: str, plan: _Claim) -> Any:
+        """A hot statement of the claim, built once per shape; its values are parameters."""
+        key = (
+            (kind, False, False) if kind == "peek" else (kind, bool(plan.limits), bool(plan.leases))
+        )
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = self._build(kind, plan)
+        return statement
+
+    def _build(self, kind: str, plan: _Claim) -> Any:
+        runs = self.runs.table
+        checked = self._checked(plan)
+        limit = bindparam("_limit", type_=Integer)
+        start = {
+            "status": RunStatus.running,
+            "started_at": bindparam("_now", type_=runs.c.started_at.type),
+            "heartbeat_at": bindparam("_now", type_=runs.c.heartbeat_at.type),
+            "owner_host": bindparam("_host", type_=runs.c.owner_host.type),
+            "owner_pid": bindparam("_pid", type_=runs.c.owner_pid.type),
+        }
+        order = (runs.c.run_after, runs.c.created_at)
+        if kind == "peek":
+            columns = (runs.c.name, runs.c.trigger, runs.c.scheduled_for)
+            return select(*columns).where(*self._due(plan)).order_by(*order).limit(limit)
+        if kind == "sqlite":
+            candidates = select(runs.c.id).where(*self._due(plan))
+            if checked is not None:
+                candidates = candidates.where(~checked)
+            candidates = candidates.order_by(*order).limit(limit)
+            return update(runs).where(runs.c.id.in_(candidates)).values(**start).returning(*runs.c)
+        due = (
+            select(
+                runs.c.id,
+                runs.c.run_after,
+                runs.c.created_at,
+                (false() if checked is None else checked).label("checked"),
+            )
+            .where(*self._due(plan))
+            .order_by(*order)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("due")
+        )
+        taken = (
+            update(runs)
+            .where(runs.c.id == due.c.id, ~due.c.checked)
+            .values(**start)
+            .returning(*runs.c)
+            .cte("taken")
+        )
+        return (
+            select(due.c.id.label("quest_due_id"), *taken.c)
+            .select_from(due.outerjoin(taken, taken.c.id == due.c.id))
+            .order_by(due.c.run_after, due.c.created_at)
+        )
+
+    def _claim(self, connection: Connection, plan: _Claim, plain: bool) -> None:
+        if plan.run_id is None and self.db.dialect == "postgresql":
+            self._first_page_pg(connection, plan)
+        elif plan.run_id is None and plain:
+            self._first_page_sqlite(connection, plan)
+        else:
+            self._pages(connection, plan)
+            return
+        if plan.wanted > 0 and plan.more:
+            self._pages(connection, plan)
+
+    def _due(self, plan: _Claim) -> list[ColumnElement[bool]]:
+        runs = self.runs.table
+        # A literal, not a parameter, so that a generic plan still matches the partial index of
+        # due rows. Without statistics SQLite's planner prefers the (status, run_after) index
+        # and then sorts every queued row; likely() leaves it the partial index only.
+        queued: ColumnElement[bool] = runs.c.status == QUEUED
+        if self.db.dialect == "sqlite":
+            queued = func.likely(queued)
+        where = [queued]
+        if plan.run_id is None:
+            where.append(runs.c.run_after <= bindparam("_now", type_=runs.c.run_after.type))
+        return where
+
+    def _checked(self, plan: _Claim) -> ColumnElement[bool] | None:
+        """Which rows need a limit or lease check, or ``None`` when none can."""
+        runs = self.runs.table
+        terms: list[ColumnElement[bool]] = []
+        if plan.limits:
+            terms.append(runs.c.name.in_(bindparam("_limited", expanding=True)))
+        if plan.leases:
+            terms.append(
+                and_(
+                    runs.c.trigger == Trigger.retry,
+                    runs.c.scheduled_for.is_not(None),
+                    runs.c.name.in_(bindparam("_leased", expanding=True)),
+                )
+            )
+        return or_(*terms) if terms else None
+
+    def _first_page_pg(self, connection: Connection, plan: _Claim) -> None:
+        """One statement: lock the first due rows, start the unchecked ones, list the others."""
+        runs = self.runs.table
+        query = self._statement("postgresql", plan)
+        asked = plan.wanted
+        rows = connection.execute(query, plan.params).all()
+        waiting: list[str] = []
+        for row in rows:
+            values = dict(row._mapping)
+            due_id = values.pop("quest_due_id")
+            if values["id"] is None:
+                waiting.append(due_id)
+            else:
+                plan.claimed.append(values)
+        self._remember(plan.now, [row["id"] for row in plan.claimed])
+        if waiting:
+            locked = connection.execute(
+                select(runs)
+                .where(runs.c.id.in_(waiting))
+                .order_by(runs.c.run_after, runs.c.created_at)
+            )
+            for found in [dict(r._mapping) for r in locked]:
+                self._check_and_take(connection, plan, found)
+        # Rows passed over in a full page may hide more due rows behind them.
+        plan.more = len(rows) == asked and bool(plan.passed)
+
+    def _first_page_sqlite(self, connection: Connection, plan: _Claim) -> None:
+        """One statement inside ``BEGIN IMMEDIATE``: start the first due unchecked rows."""
+        statement = self._statement("sqlite", plan)
+        rows = sorted(
+            (dict(r._mapping) for r in connection.execute(statement, plan.params)),
+            key=lambda row: (row["run_after"], row["created_at"]),
+        )
+        plan.claimed += rows
+        self._remember(plan.now, [row["id"] for row in rows])
+
+    def _pages(self, connection: Connection, plan: _Claim) -> None:
+        """Row by row, page by page: checked rows are taken only when their checks pass, and a
+        script or key found at its limit is passed over for the rest of the claim."""
+        runs = self.runs.table
+        checked = self._checked(plan)
+        flag = (false() if checked is None else checked).label("quest_checked")
+        for _ in range(CLAIM_PAGES):
+            if plan.wanted <= 0:
+                return
+            page = 1 if plan.run_id is not None else max(plan.wanted * 4, 16)
+            query = select(runs, flag).where(*self._due(plan))
+            if plan.run_id is not None:
+                query = query.where(runs.c.id == plan.run_id)
+            if plan.passed:
+                query = query.where(runs.c.id.not_in(plan.passed))
+            query = query.order_by(runs.c.run_after, runs.c.created_at).limit(page)
+            if self.db.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            candidates = [dict(r._mapping) for r in connection.execute(query, plan.params)]
+            for row in candidates:
+                if plan.wanted <= 0:
+                    return
+                needs_check = bool(row.pop("quest_checked"))
+                if needs_check:
+                    self._check_and_take(connection, plan, row)
+                else:
+                    self._take(connection, plan, row["id"])
+            if len(candidates) < page or plan.run_id is not None:
+                return
+
+    def _check_and_take(self, connection: Connection, plan: _Claim, row: dict[str, Any]) -> None:
+        name = row["name"]
+        rule = plan.limits.get(name)
+        if rule is not None:
+            scope = (name, row["key"] if _per_key(rule) else None)
+            if scope in plan.blocked or not self._within(connection, rule, row, plan.now):
+                plan.blocked.add(scope)
+                plan.passed.append(row["id"])
+                return
+        ttl = plan.leases.get(name)
+        if ttl is not None and row["trigger"] is Trigger.retry and row["scheduled_for"]:
+            scope = (name, "\0lease")
+            if scope in plan.blocked or not self.leases.take(
+                connection, name, run_id=row["id"], owner=plan.owner, now=plan.now, ttl=ttl
+            ):
+                plan.blocked.add(scope)
+                plan.passed.append(row["id"])
+                return
+        self._take(connection, plan, row["id"])
+
+    def _take(self, connection: Connection, plan: _Claim, run_id: str) -> None:
+        runs = self.runs.table
+        row = connection.execute(
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.status == RunStatus.queued)
+            .values(**plan.start)
+            .returning(*runs.c)
+        ).first()
+        if row is not None:
+            plan.claimed.append(dict(row._mapping))
+            self._remember(plan.now, [run_id])
+
+    def _within(
+        self, connection: Connection, rule: Limits, row: dict[str, Any], now: datetime
+    ) -> bool:
+        """Whether *row* may start now. Rows claimed earlier in this transaction are already
+        ``running`` with ``started_at`` set, so the counts below include them."""
+        runs = self.runs.table
+        if self.db.dialect == "postgresql":
+            # Claimers of one script check its limits one after the other.
+            connection.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(hashtext(%(name)s))", {"name": "quest:" + row["name"]}
+            )
+        for name, key in _scopes(rule, row):
+            same = [runs.c.name == name]
+            if key is not None:
+                same.append(runs.c.key == key)
+            per_key = key is not None
+            if rule.concurrency is not None and rule.concurrency_per_key == per_key:
+                running = connection.execute(
+                    select(func.count())
+                    .select_from(runs)
+                    .where(*same, runs.c.status == RunStatus.running)
+                ).scalar_one()
+                if running >= rule.concurrency:
+                    return False
+            if rule.rate_max is not None and rule.rate_per_key == per_key:
+                started = connection.execute(
+                    select(func.count())
+                    .select_from(runs)
+                    .where(
+                        *same,
+                        runs.c.started_at > now - rule.rate_per,
+                        runs.c.started_at.is_not(None),
+                        runs.c.status != RunStatus.skipped,
+                    )
+                ).scalar_one()
+                if started >= rule.rate_max:
+                    return False
+        return True
+
+    # -- a claim whose connection was lost ----------------------------------------------------
+
+    def _remember(self, now: datetime, ids: list[str]) -> None:
+        """Note the runs a claim at *now* took, before its commit, so a retry after a lost
+        connection can tell them from the rows the lost attempt committed unseen."""
+        if not ids:
+            return
+        with self._recent_lock:
+            self._recent.setdefault(now, set()).update(ids)
+            self._recent.move_to_end(now)
+            while len(self._recent) > RECENT_CLAIMS:
+                self._recent.popitem(last=False)
+
+    def _orphans(self, connection: Connection, plan: _Claim) -> list[dict[str, Any]]:
+        """Rows a lost attempt of this claim may have committed: started by this owner at *now*
+        and never returned to anyone."""
+        runs = self.runs.table
+        rows = connection.execute(
+            select(runs)
+            .where(
+                runs.c.status == RunStatus.running,
+                runs.c.owner_host == plan.owner_host,
+                runs.c.owner_pid == plan.owner_pid,
+                runs.c.started_at == plan.now,
+                runs.c.heartbeat_at == plan.now,
+            )
+            .order_by(runs.c.run_after, runs.c.created_at)
+        )
+        with self._recent_lock:
+            known = set(self._recent.get(plan.now, ()))
+        found = [dict(r._mapping) for r in rows if r.id not in known][: plan.limit]
+        self._remember(plan.now, [row["id"] for row in found])
+        return found
+
+
+def _per_key(rule: Limits) -> bool:
+    return rule.concurrency_per_key or rule.rate_per_key
+
+
+def _scopes(rule: Limits, row: dict[str, Any]) -> list[tuple[str, str | None]]:
+    scopes: list[tuple[str, str | None]] = []
+    wants_key = rule.concurrency_per_key or rule.rate_per_key
+    wants_script = (rule.concurrency is not None and not rule.concurrency_per_key) or (
+        rule.rate_max is not None and not rule.rate_per_key
+    )
+    if wants_script:
+        scopes.append((row["name"], None))
+    if wants_key and row.get("key") is not None:
+        scopes.append((row["name"], row["key"]))
+    return scopes

@@ -1,0 +1,199 @@
+"""The JobLog: one row per run, written as it starts and ends, read by history and listings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
+
+from ..enums import RunStatus
+from ..models import cancels
+from ._engine import Database
+
+ASKED = "quest_cancel_requested_by"
+
+
+class Runs:
+    """Rows of the JobLog table (the application's ``JobLog`` or quest's fallback)."""
+
+    def __init__(self, db: Database, table: Table) -> None:
+        self.db = db
+        self.table = table
+        # An application's JobLog may add columns with Python-side defaults or onupdate; those
+        # rows go through SQLAlchemy's full execution, which runs them.
+        self.plain = all(
+            (c.default is None or c.default.is_scalar) and c.onupdate is None for c in table.c
+        )
+        self.insert_statement = insert(table)
+        self._update = update(table).where(table.c.id == bindparam("_run_id"))
+
+    def insert(self, values: dict[str, Any]) -> None:
+        db, statement = self.db, self.insert_statement
+        if self.plain:
+            db.write(lambda connection: db.do(connection, statement, values))
+        else:
+            db.write(lambda connection: connection.execute(statement, values))
+
+    def update(self, run_id: str, values: dict[str, Any]) -> None:
+        db, statement = self.db, self._update
+        params = {**values, "_run_id": run_id}
+        if self.plain:
+            db.write(lambda connection: db.do(connection, statement, params))
+        else:
+            db.write(lambda connection: connection.execute(statement, params))
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        with self.db.reading() as connection:
+            row = connection.execute(select(self.table).where(self.table.c.id == run_id)).first()
+        return dict(row._mapping) if row else None
+
+    def ids_starting(self, prefix: str, *, limit: int = 2) -> list[str]:
+        """Run ids beginning with *prefix* (what ``quest history`` shows), at most *limit*."""
+        runs = self.table
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = (
+            select(runs.c.id)
+            .where(runs.c.id.like(escaped + "%", escape="\\"))
+            .order_by(runs.c.id)
+            .limit(limit)
+        )
+        with self.db.reading() as connection:
+            return list(connection.execute(query).scalars())
+
+    def history(
+        self,
+        name: str | None = None,
+        *,
+        statuses: Iterable[RunStatus] = (),
+        since: datetime | None = None,
+        limit: int | None = 50,
+    ) -> list[dict[str, Any]]:
+        """Runs, newest first."""
+        runs = self.table
+        query = select(runs)
+        if name is not None:
+            query = query.where(runs.c.name == name)
+        wanted = list(statuses)
+        if wanted:
+            query = query.where(runs.c.status.in_(wanted))
+        if since is not None:
+            query = query.where(runs.c.created_at >= since)
+        query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.db.reading() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def last(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The latest finished run of each script in *names*."""
+        runs = self.table
+        names = list(names)
+        if not names:
+            return {}
+        finished = [s for s in RunStatus if s.finished]
+        latest = (
+            select(runs.c.name, func.max(runs.c.created_at).label("created_at"))
+            .where(runs.c.status.in_(finished), runs.c.name.in_(names))
+            .group_by(runs.c.name)
+            .subquery()
+        )
+        query = (
+            select(runs)
+            .join(
+                latest, and_(runs.c.name == latest.c.name, runs.c.created_at == latest.c.created_at)
+            )
+            .where(runs.c.status.in_(finished))
+        )
+        with self.db.reading() as connection:
+            return {row.name: dict(row._mapping) for row in connection.execute(query)}
+
+    def count(self, name: str | None = None, status: RunStatus | None = None) -> int:
+        query = select(func.count()).select_from(self.table)
+        if name is not None:
+            query = query.where(self.table.c.name == name)
+        if status is not None:
+            query = query.where(self.table.c.status == status)
+        with self.db.reading() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def names(self) -> list[str]:
+        with self.db.reading() as connection:
+            return list(connection.execute(select(self.table.c.name).distinct()).scalars())
+
+    def prune(
+        self,
+        name: str,
+        statuses: Sequence[RunStatus],
+        *,
+        older_than: datetime | None,
+        keep: int | None,
+    ) -> int:
+        """Delete finished runs of *name* with *statuses*: older than a date, beyond a count."""
+        runs = self.table
+        deleted = 0
+        where = [runs.c.name == name, runs.c.status.in_(list(statuses))]
+        with self.db.transaction() as connection:
+            if older_than is not None:
+                deleted += connection.execute(
+                    delete(runs).where(*where, runs.c.created_at < older_than)
+                ).rowcount
+            if keep is not None:
+                newest_beyond = (
+                    select(runs.c.created_at)
+                    .where(*where)
+                    .order_by(runs.c.created_at.desc())
+                    .offset(keep)
+                    .limit(1)
+                    .scalar_subquery()
+                )
+                deleted += connection.execute(
+                    delete(runs).where(*where, runs.c.created_at <= newest_beyond)
+                ).rowcount
+        return int(deleted)
+
+    def abandon_stale(self, *, now: datetime, ttl: timedelta) -> list[dict[str, Any]]:
+        """End every running row whose owner stopped heartbeating; return them.
+
+        A row is marked ``abandoned`` (the caller may retry it), or ``cancelled`` when a cancel
+        request for it is pending (never retried). Each returned row carries its new status.
+        """
+        runs = self.table
+        cutoff = now - ttl
+        with self.db.reading() as connection:
+            stale = [
+                dict(row._mapping)
+                for row in connection.execute(
+                    select(runs, cancels.c.requested_by.label(ASKED))
+                    .outerjoin(cancels, cancels.c.run_id == runs.c.id)
+                    .where(runs.c.status == RunStatus.running, runs.c.heartbeat_at < cutoff)
+                )
+            ]
+        ended = []
+        for row in stale:
+            asked = row.pop(ASKED)
+            owner = f"{row['owner_host']}:{row['owner_pid']}"
+            last = f"{row['heartbeat_at']:%Y-%m-%d %H:%M:%S} UTC"
+            if asked is not None:
+                status = RunStatus.cancelled
+                error = f"Cancelled by {asked}; owner {owner} stopped heartbeating (last {last})"
+            else:
+                status = RunStatus.abandoned
+                error = f"Abandoned: owner {owner} stopped heartbeating (last {last})"
+            with self.db.transaction() as connection:
+                taken = connection.execute(
+                    update(runs)
+                    .where(
+                        runs.c.id == row["id"],
+                        runs.c.status == RunStatus.running,
+                        runs.c.heartbeat_at < cutoff,
+                    )
+                    .values(status=status, finished_at=now, error=error)
+                ).rowcount
+                if taken and asked is not None:
+                    connection.execute(delete(cancels).where(cancels.c.run_id == row["id"]))
+            if taken:
+                row["status"] = status
+                ended.append(row)
+        return ended

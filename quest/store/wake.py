@@ -1,0 +1,248 @@
+"""Wake-ups: a serve sleeps until a run is enqueued or a cancel is requested, anywhere.
+
+- PostgreSQL: enqueues and cancel requests ``NOTIFY`` in their own transaction; a :class:`Listener`
+  holds one autocommit connection that ``LISTEN``\\s.
+- SQLite: each waiter binds a Unix datagram socket in a folder named after the database; a commit
+  that asked for a wake-up sends one byte to every socket there. A sleeping waiter costs nothing
+  (it is blocked in ``select``), and a wake-up takes well under a millisecond.
+- Where Unix sockets are not available, :class:`VersionPoller` polls ``PRAGMA data_version``.
+
+Every waiter's :meth:`~Waiter.wake` interrupts a :meth:`~Waiter.wait` from any thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import select
+import socket
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger("quest.store")
+
+HAS_UNIX_SOCKETS = hasattr(socket, "AF_UNIX") and os.name == "posix"
+POLL_EVERY = 0.01
+
+
+class Waiter(Protocol):
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to *timeout* seconds; ``True`` when woken (a notification or :meth:`wake`),
+        ``False`` when the time ran out."""
+
+    def wake(self) -> None:
+        """Interrupt a :meth:`wait` (thread-safe)."""
+
+    def close(self) -> None: ...
+
+
+class _Bell:
+    """A self-pipe: what :meth:`Waiter.wake` rings and ``select`` watches."""
+
+    def __init__(self) -> None:
+        self.read, self.write = os.pipe()
+        os.set_blocking(self.read, False)
+        os.set_blocking(self.write, False)
+
+    def ring(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self.write, b"!")
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self.read, 512):
+                pass
+
+    def close(self) -> None:
+        for fd in (self.read, self.write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def socket_folder(key: str) -> Path:
+    """The folder of the wake-up sockets of one database (*key*: its path or URL)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    owner = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"quest-{owner}" / digest
+
+
+def ring_folder(folder: Path) -> None:
+    """Wake every waiter of the database: one datagram to each socket in *folder*."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    if not names:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+        sender.setblocking(False)
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                sender.sendto(b"!", path)
+            except BlockingIOError:
+                pass  # its queue is full: it is awake already
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)  # left behind by a process that died
+            except OSError:
+                log.debug("could not wake %s", path, exc_info=True)
+
+
+class SocketWaiter:
+    """Waits on a Unix datagram socket in the database's folder (SQLite)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = str(folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(self.path)
+        self._socket.setblocking(False)
+        self._bell = _Bell()
+
+    def wait(self, timeout: float) -> bool:
+        watched: list[Any] = [self._socket, self._bell.read]
+        ready, _, _ = select.select(watched, [], [], max(timeout, 0.0))
+        if not ready:
+            return False
+        self._bell.drain()
+        with contextlib.suppress(BlockingIOError, OSError):
+            while self._socket.recv(64):
+                pass
+        return True
+
+    def wake(self) -> None:
+        self._bell.ring()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        self._socket.close()
+        self._bell.close()
+
+
+class VersionPoller:
+    """Polls ``PRAGMA data_version`` every few milliseconds: any commit by another connection
+    wakes it (SQLite, where Unix sockets are not available)."""
+
+    def __init__(self, path: str, every: float = POLL_EVERY) -> None:
+        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._every = every
+        self._woken = threading.Event()
+        self._version = self._read()
+
+    def _read(self) -> int:
+        return int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._woken.is_set():
+                self._woken.clear()
+                return True
+            version = self._read()
+            if version != self._version:
+                self._version = version
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._woken.wait(min(self._every, left))
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+class Listener:
+    """``LISTEN``\\s on a dedicated autocommit connection (PostgreSQL).
+
+    A lost connection is reopened on the next wait, which then returns ``True`` so the caller
+    looks at the queue again (a notification may have been missed meanwhile).
+    """
+
+    def __init__(self, conninfo: str, channel: str) -> None:
+        self._conninfo = conninfo
+        self._channel = channel
+        self._connection: Any = None
+        self._bell = _Bell()
+        self._connect()
+
+    def _connect(self) -> None:
+        import psycopg
+
+        connection = psycopg.connect(self._conninfo, autocommit=True)
+        connection.execute(f'LISTEN "{self._channel}"')
+        self._connection = connection
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _reconnect(self, timeout: float) -> bool:
+        import psycopg
+
+        try:
+            self._connect()
+            return True
+        except psycopg.Error as exc:
+            log.warning("cannot listen for wake-ups (%s); polling", exc)
+            ready, _, _ = select.select([self._bell.read], [], [], max(timeout, 0.0))
+            self._bell.drain()
+            return bool(ready)
+
+    def wait(self, timeout: float) -> bool:
+        import psycopg
+        from psycopg.pq import ConnStatus
+
+        if self._connection is None:
+            return self._reconnect(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(deadline - time.monotonic(), 0.0)
+            pgconn = self._connection.pgconn
+            ready, _, _ = select.select([pgconn.socket, self._bell.read], [], [], left)
+            if not ready:
+                return False
+            woken = False
+            if self._bell.read in ready:
+                self._bell.drain()
+                woken = True
+            if pgconn.socket in ready:
+                try:
+                    pgconn.consume_input()
+                    while pgconn.notifies() is not None:
+                        woken = True
+                    lost = pgconn.status != ConnStatus.OK
+                except psycopg.Error:
+                    lost = True
+                if lost:
+                    self._drop()
+                    self._reconnect(0.0)
+                    return True
+            if woken or time.monotonic() >= deadline:
+                return woken
+
+    def wake(self) -> None:
+        self._bell.ring()
+
+    def close(self) -> None:
+        self._drop()
+        self._bell.close()
