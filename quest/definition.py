@@ -22,7 +22,8 @@ from pydantic import (
 
 from .enums import BackoffType, CatchUp, Isolation
 from .errors import InvalidDefinition
-from .inputs import Input, Inputs, build_model
+from .inputs import Input, Inputs, build_model, check_name, option_name
+from .results import clip, exception_text, safe_repr
 from .timespan import MAX_SPAN, parse_timespan
 
 if TYPE_CHECKING:
@@ -30,6 +31,14 @@ if TYPE_CHECKING:
 
 ScriptFn = Callable[..., Any]
 ATTRIBUTE = "__quest_script__"
+
+#: Upper bound of ``attempts``.
+MAX_ATTEMPTS = 1_000_000
+#: Upper bound of the counts of the quest block (``rate_limit.max``, ``concurrency``, ...).
+MAX_COUNT = 2**31 - 1
+
+#: Sails spellings of the ``@script`` arguments; the quest block's camelCase keys are its aliases.
+SAILS_SCRIPT_KEYS = {"friendlyName": "friendly_name"}
 
 
 def _span(value: Any) -> timedelta:
@@ -73,7 +82,7 @@ class Backoff(_Block):
 class RateLimit(_Block):
     """At most ``max`` runs per ``per``, for the script or for each key."""
 
-    max: int = Field(gt=0)
+    max: int = Field(gt=0, le=MAX_COUNT)
     per: timedelta
     per_key: bool = Field(False, alias="perKey")
 
@@ -83,7 +92,7 @@ class RateLimit(_Block):
 class Concurrency(_Block):
     """At most ``max`` runs at once, for the script or for each key."""
 
-    max: int = Field(gt=0)
+    max: int = Field(gt=0, le=MAX_COUNT)
     per_key: bool = Field(False, alias="perKey")
 
 
@@ -98,7 +107,7 @@ class CatchUpPolicy(_Block):
 
 class Keep(_Block):
     age: timedelta | None = None
-    count: int | None = Field(None, gt=0)
+    count: int | None = Field(None, gt=0, le=MAX_COUNT)
 
     _age = field_validator("age", mode="before")(lambda v: None if v is None else _span(v))
 
@@ -118,7 +127,7 @@ class QuestBlock(_Block):
     without_overlapping: bool = Field(True, alias="withoutOverlapping")
     lease_ttl: timedelta | None = Field(None, alias="leaseTtl")
     timeout: timedelta | None = None
-    attempts: int = Field(1, gt=0)
+    attempts: int = Field(1, gt=0, le=MAX_ATTEMPTS)
     backoff: Backoff | None = None
     jitter: timedelta | None = None
     catch_up: CatchUpPolicy = Field(CatchUpPolicy(), alias="catchUp")
@@ -199,7 +208,16 @@ class QuestBlock(_Block):
         items = value if isinstance(value, list | tuple) else (value,)
         for item in items:
             if not (isinstance(item, type) and issubclass(item, BaseException)):
-                raise ValueError(f"{item!r} is not an exception class")
+                raise ValueError(
+                    f"{safe_repr(item, 60)} is not an exception class; give classes like "
+                    "ValueError or your own exception classes"
+                )
+            if not issubclass(item, Exception):
+                raise ValueError(
+                    f"{item.__name__} is not a subclass of Exception; KeyboardInterrupt, "
+                    "SystemExit and GeneratorExit stop a run (interrupted), they cannot discard "
+                    "it; give classes derived from Exception"
+                )
         return tuple(items)
 
     @model_validator(mode="after")
@@ -262,6 +280,18 @@ def parse_block(data: Mapping[str, Any] | None) -> QuestBlock | None:
         return None
     if not isinstance(data, Mapping):
         raise InvalidDefinition("the quest block must be a dict of keys", key="quest")
+    for name in data:
+        if not isinstance(name, str):
+            raise InvalidDefinition(
+                f"the keys of the quest block are text, not {safe_repr(name, 40)}", key="quest"
+            )
+    _no_double_spelling(data)
+    for name, value in data.items():
+        if _has_lone_surrogate(value):
+            raise InvalidDefinition(
+                "holds text with a lone surrogate; it must be valid Unicode text",
+                key=f"quest.{name}",
+            )
     try:
         return QuestBlock.model_validate(dict(data))
     except ValidationError as exc:
@@ -270,13 +300,49 @@ def parse_block(data: Mapping[str, Any] | None) -> QuestBlock | None:
         raise InvalidDefinition(
             _strip(exc), key=f"quest.{exc.key}" if exc.key else "quest"
         ) from None
+    except Exception as exc:
+        raise InvalidDefinition(f"{clip(exception_text(exc), 200)}", key=_culprit(data)) from None
+
+
+def _has_lone_surrogate(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if depth > 20:
+        return False
+    if isinstance(value, Mapping):
+        return any(_has_lone_surrogate(k, depth + 1) for k in value) or any(
+            _has_lone_surrogate(v, depth + 1) for v in value.values()
+        )
+    if isinstance(value, list | tuple):
+        return any(_has_lone_surrogate(item, depth + 1) for item in value)
+    return False
+
+
+def _no_double_spelling(data: Mapping[str, Any]) -> None:
+    for name, field_info in QuestBlock.model_fields.items():
+        alias = field_info.alias
+        if alias and alias != name and alias in data and name in data:
+            raise InvalidDefinition(
+                f"{alias} and {name} are one key; give only one of them", key=f"quest.{alias}"
+            )
+
+
+def _culprit(data: Mapping[str, Any]) -> str:
+    """The key of *data* that does not validate on its own, for an error no check foresaw."""
+    for name, value in data.items():
+        try:
+            QuestBlock.model_validate({name: value})
+        except Exception:
+            return f"quest.{name}"
+    return "quest"
 
 
 def _strip(exc: InvalidDefinition) -> str:
-    text = exc.message
-    if exc.key and text.startswith(f"{exc.key}: "):
-        text = text[len(exc.key) + 2 :]
-    return text
+    return exc.reason
 
 
 def _definition_error(exc: ValidationError) -> InvalidDefinition:
@@ -386,8 +452,6 @@ class Script:
 
 _ON_DEMAND = QuestBlock()
 
-_DECLARATION_ALIASES = {"friendlyName": "friendly_name"}
-
 
 def script(
     fn: ScriptFn | None = None,
@@ -401,49 +465,99 @@ def script(
     """Declare a script. Checked now: a bad declaration raises :class:`InvalidDefinition`.
 
     The decorated function is returned unchanged, so it can still be called directly.
+    ``friendlyName`` is accepted for ``friendly_name``.
     """
     for alias, value in aliases.items():
-        if alias not in _DECLARATION_ALIASES:
-            valid = "friendly_name, description, quest, inputs"
+        if alias not in SAILS_SCRIPT_KEYS:
+            valid = ", ".join(
+                ["friendly_name", "description", "quest", "inputs", *SAILS_SCRIPT_KEYS]
+            )
             raise InvalidDefinition(f"unknown argument {alias!r}; valid: {valid}", key=alias)
-        if alias == "friendlyName":
-            friendly_name = value
+        if friendly_name:
+            raise InvalidDefinition(
+                f"{alias} and {SAILS_SCRIPT_KEYS[alias]} are one key; give only one of them",
+                key=alias,
+            )
+        friendly_name = value
+    _check_text(friendly_name, "friendly_name")
+    _check_text(description, "description")
+    block = parse_block(quest)
+    declared = _declared_inputs(inputs)
 
     def decorate(func: ScriptFn) -> ScriptFn:
         if not callable(func):
             raise InvalidDefinition("@script decorates a function taking (inputs, ctx)")
         _check_signature(func)
-        if inputs is not None and not isinstance(inputs, Mapping):
-            raise InvalidDefinition("inputs must be a dict of name: Input(...)", key="inputs")
-        declared: dict[str, Input] = {}
-        for key, spec in (inputs or {}).items():
-            if not key.isidentifier():
-                raise InvalidDefinition(
-                    "input names must be Python identifiers", key=f"inputs.{key}"
-                )
-            if not isinstance(spec, Input | Mapping):
-                raise InvalidDefinition(
-                    f"{spec!r} is not an input; write Input(type, default=..., description=...)",
-                    key=f"inputs.{key}",
-                )
-            try:
-                declared[key] = spec if isinstance(spec, Input) else Input.from_mapping(spec)
-            except InvalidDefinition as exc:
-                raise InvalidDefinition(_strip(exc), key=f"inputs.{key}") from None
-            except TypeError as exc:
-                raise InvalidDefinition(str(exc), key=f"inputs.{key}") from None
+        doc = description or (inspect.getdoc(func) or "")
+        _check_text(doc, "description")
+        try:
+            model = build_model(getattr(func, "__name__", "script"), declared)
+        except InvalidDefinition:
+            raise
+        except Exception as exc:
+            raise InvalidDefinition(
+                f"these inputs cannot be validated: {clip(exception_text(exc), 200)}",
+                key="inputs",
+            ) from None
         declaration = Declaration(
             fn=func,
             friendly_name=friendly_name,
-            description=description or (inspect.getdoc(func) or ""),
+            description=doc,
             inputs=declared,
-            quest=_noted(parse_block(quest), func),
-            model=build_model(func.__name__, declared),
+            quest=_noted(block, func),
+            model=model,
         )
         setattr(func, ATTRIBUTE, declaration)
         return func
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _check_text(value: Any, key: str) -> None:
+    if not isinstance(value, str):
+        raise InvalidDefinition(f"{key} is text, not {type(value).__name__}", key=key)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidDefinition(
+            f"{key} holds a lone surrogate ({value[exc.start]!a} at position {exc.start}); "
+            "it must be valid Unicode text",
+            key=key,
+        ) from None
+
+
+def _declared_inputs(inputs: Any) -> dict[str, Input]:
+    if inputs is None:
+        return {}
+    if not isinstance(inputs, Mapping):
+        raise InvalidDefinition("inputs must be a dict of name: Input(...)", key="inputs")
+    declared: dict[str, Input] = {}
+    options: dict[str, str] = {}
+    for key, spec in inputs.items():
+        check_name(key)
+        if not isinstance(spec, Input | Mapping):
+            raise InvalidDefinition(
+                f"{safe_repr(spec, 60)} is not an input; write Input(type, default=..., "
+                "description=...)",
+                key=f"inputs.{key}",
+            )
+        try:
+            declared[key] = spec if isinstance(spec, Input) else Input.from_mapping(spec)
+        except InvalidDefinition as exc:
+            field = (exc.key or "").removeprefix("Input.")
+            raise InvalidDefinition(
+                _strip(exc), key=f"inputs.{key}.{field}" if field else f"inputs.{key}"
+            ) from None
+        except TypeError as exc:
+            raise InvalidDefinition(clip(str(exc), 200), key=f"inputs.{key}") from None
+        option = option_name(key)
+        if option in options:
+            raise InvalidDefinition(
+                f"inputs {options[option]!r} and {key!r} both give the option {option}; rename one",
+                key=f"inputs.{key}",
+            )
+        options[option] = key
+    return declared
 
 
 def _noted(block: QuestBlock | None, func: ScriptFn) -> QuestBlock | None:

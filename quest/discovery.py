@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import logging
 import re
@@ -14,6 +15,7 @@ from types import ModuleType
 
 from .definition import Script, declaration_of
 from .errors import InvalidDefinition, ScriptNotFound
+from .results import exception_text, safe_str
 
 log = logging.getLogger("quest.discovery")
 
@@ -105,7 +107,11 @@ def load_file(path: Path, name: str) -> Script:
             f"{len(found)} @script functions found; a file declares exactly one script",
             path=str(path),
         )
-    return Script.build(name, found[0], str(path))
+    try:
+        return Script.build(name, found[0], str(path))
+    except InvalidDefinition as exc:
+        code = getattr(found[0].fn, "__code__", None)
+        raise located(exc, path, code.co_firstlineno if code else None) from None
 
 
 def _import(path: Path, name: str) -> ModuleType:
@@ -119,24 +125,131 @@ def _import(path: Path, name: str) -> ModuleType:
         spec.loader.exec_module(module)
     except InvalidDefinition as exc:
         sys.modules.pop(module_name, None)
-        message = _without_path(exc)
-        if exc.key is None:
-            line = _line_in(exc, path)
-            message = f"line {line}: {message}" if line else message
-        raise InvalidDefinition(message, path=str(path), key=exc.key) from None
+        raise located(exc, path, _line_in(exc, path)) from None
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
         raise InvalidDefinition(
-            f"syntax error at line {exc.lineno}: {exc.msg}", path=str(path)
+            f"syntax error at line {exc.lineno}: {safe_str(exc.msg, 200)}", path=str(path)
         ) from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         sys.modules.pop(module_name, None)
-        where = traceback.extract_tb(exc.__traceback__)[-1]
+        line = _line_in(exc, path)
+        if line is None:
+            frames = traceback.extract_tb(exc.__traceback__)
+            line = frames[-1].lineno if frames else None
         raise InvalidDefinition(
-            f"failed to import: {type(exc).__name__}: {exc} (line {where.lineno})",
-            path=str(path),
+            f"failed to import: {exception_text(exc, 300)}", path=str(path), line=line
         ) from None
     return module
+
+
+def located(exc: InvalidDefinition, path: Path, line: int | None) -> InvalidDefinition:
+    """*exc* with *path*, the key's full name and the line of the user's file it is on.
+
+    *line* is where the declaration raised (the ``@script(`` or ``Input(`` call); the key is
+    looked up in that call so the line is the key's own when it is written there.
+    """
+    key = exc.key
+    if line is not None:
+        try:
+            tree = ast.parse(path.read_text("utf-8", errors="replace"), str(path))
+        except (SyntaxError, ValueError, OSError, RecursionError):
+            tree = None
+        if tree is not None:
+            key, line = _refine(tree, line, key)
+    return InvalidDefinition(exc.reason, path=str(path), key=key, line=line)
+
+
+def _refine(tree: ast.AST, line: int, key: str | None) -> tuple[str | None, int]:
+    if key is not None and key.startswith("Input."):
+        found = _input_at(tree, line)
+        if found is None:
+            return key, line
+        name, call = found
+        field = key[len("Input.") :]
+        return f"inputs.{name}.{field}", _argument_line(call, field) or line
+    declared = _call_at(tree, line, "script")
+    if declared is None or key is None:
+        return key, line
+    return key, _path_line(declared, key.split(".")) or line
+
+
+def _name_of(func: ast.expr) -> str:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return ""
+
+
+def _spans(node: ast.AST, line: int) -> bool:
+    start = getattr(node, "lineno", None)
+    end = getattr(node, "end_lineno", None) or start
+    return start is not None and end is not None and start <= line <= end
+
+
+def _call_at(tree: ast.AST, line: int, name: str) -> ast.Call | None:
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and _name_of(node.func) == name and _spans(node, line)
+    ]
+    return min(calls, key=lambda c: (c.end_lineno or c.lineno) - c.lineno) if calls else None
+
+
+def _input_at(tree: ast.AST, line: int) -> tuple[str, ast.Call] | None:
+    """The input name and ``Input(...)`` call written on *line*, as ``"name": Input(...)``."""
+    best: tuple[str, ast.Call] | None = None
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Dict):
+            continue
+        for key, value in zip(node.keys, node.values, strict=True):
+            if (
+                isinstance(key, ast.Constant)
+                and isinstance(key.value, str)
+                and isinstance(value, ast.Call)
+                and _name_of(value.func) == "Input"
+                and _spans(value, line)
+            ) and (best is None or value.lineno >= best[1].lineno):
+                best = (key.value, value)
+    return best
+
+
+def _argument_line(call: ast.Call, field: str) -> int | None:
+    if field == "type" and call.args:
+        return call.args[0].lineno
+    for keyword in call.keywords:
+        if keyword.arg == field:
+            return keyword.value.lineno
+    return None
+
+
+def _path_line(call: ast.Call, parts: list[str]) -> int | None:
+    """The line of ``quest={"interval": ...}``'s key *parts* inside the ``@script(...)`` call."""
+    if not parts:
+        return None
+    node: ast.AST | None = next((k.value for k in call.keywords if k.arg == parts[0]), None)
+    line = node.lineno if isinstance(node, ast.expr) else None
+    for part in parts[1:]:
+        if isinstance(node, ast.Dict):
+            match = [
+                (k, v)
+                for k, v in zip(node.keys, node.values, strict=True)
+                if isinstance(k, ast.Constant) and k.value == part
+            ]
+            if not match:
+                break
+            key_node, node = match[0]
+            line = key_node.lineno if key_node is not None else node.lineno
+        elif isinstance(node, ast.Call):
+            found = _argument_line(node, part)
+            if found is None:
+                break
+            line = found
+            node = None
+        else:
+            break
+    return line
 
 
 def _line_in(exc: BaseException, path: Path) -> int | None:
@@ -147,13 +260,6 @@ def _line_in(exc: BaseException, path: Path) -> int | None:
         if Path(frame.filename) == path
     ]
     return lines[-1] if lines else None
-
-
-def _without_path(exc: InvalidDefinition) -> str:
-    text = exc.message
-    if exc.key and text.startswith(f"{exc.key}: "):
-        text = text[len(exc.key) + 2 :]
-    return text
 
 
 def discover(folder: Path | str) -> Registry:

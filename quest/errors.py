@@ -11,7 +11,9 @@ class QuestError(Exception):
     """Something went wrong in quest."""
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
+        text = message or (self.__doc__ or "").strip()
+        # A lone surrogate from the user's text cannot be printed or stored: show it escaped.
+        super().__init__(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
     @property
     def message(self) -> str:
@@ -23,14 +25,28 @@ class UsageError(QuestError):
 
 
 class InvalidDefinition(UsageError):
-    """A script declaration is invalid."""
+    """A script declaration is invalid.
 
-    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+    The message reads ``<file>: line <n>: <key>: <what is wrong and what would be valid>``;
+    ``reason`` is the last part alone.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ) -> None:
         self.path = path
         self.key = key
+        self.line = line
+        self.reason = message
         prefix = f"{path}: " if path else ""
+        at = f"line {line}: " if line else ""
         where = f"{key}: " if key else ""
-        super().__init__(f"{prefix}{where}{message}")
+        super().__init__(f"{prefix}{at}{where}{message}")
 
 
 class ScheduleError(InvalidDefinition):

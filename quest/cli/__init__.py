@@ -42,6 +42,18 @@ class LazyGroup(click.Group):
             raise
         return command
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        from ._common import shortened
+
+        with shortened():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from ._common import shortened
+
+        with shortened():
+            return super().invoke(ctx)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):

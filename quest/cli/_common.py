@@ -110,6 +110,36 @@ def user_errors() -> Iterator[None]:
         raise SystemExit(1) from None
 
 
+#: A word of an error message longer than this is shown cut, with its length.
+LONGEST_WORD = 200
+#: An error message is cut to this many characters.
+LONGEST_MESSAGE = 2000
+
+
+def short_message(text: str) -> str:
+    """*text* fit for one screen: each very long word cut, with its length, and the whole capped."""
+    import re
+
+    def cut(match: re.Match[str]) -> str:
+        word = match.group(0)
+        return f"{word[:60]}… ({len(word)} characters)"
+
+    text = re.sub(rf"\S{{{LONGEST_WORD + 1},}}", cut, text)
+    if len(text) > LONGEST_MESSAGE:
+        text = f"{text[:LONGEST_MESSAGE]}… (message cut at {LONGEST_MESSAGE} characters)"
+    return text
+
+
+@contextmanager
+def shortened() -> Iterator[None]:
+    """Shorten the message of a click error raised inside, whatever raised it."""
+    try:
+        yield
+    except click.ClickException as exc:
+        exc.message = short_message(exc.message)  # type: ignore[misc]
+        raise
+
+
 def to_json(value: Any) -> str:
     """*value* as indented JSON, scrubbed of the secrets of active runs."""
     return redact.scrub(json.dumps(value, indent=2, default=_default))

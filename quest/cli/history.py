@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ._common import console, get_app, iso, parse_instant, to_json, user_errors
+from ._common import console, get_app, iso, parse_instant, short_message, to_json, user_errors
 
 STATUSES = [
     "queued",
@@ -98,7 +98,7 @@ def history(
         click.echo(to_json([run_json(row) for row in rows]))
         return
     if not rows:
-        click.echo("No runs recorded" + (f" for {name}." if name else "."))
+        click.echo(short_message("No runs recorded" + (f" for {name}." if name else ".")))
         return
     from rich.table import Table
 

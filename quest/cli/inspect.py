@@ -210,9 +210,13 @@ def _declaration(app: Quest, script: Script) -> dict[str, Any]:
     from quest.inputs import MISSING
 
     block = script.quest
-    quest = block.model_dump(mode="json", exclude_defaults=True) if block else {}
+    quest = (
+        block.model_dump(mode="json", exclude_defaults=True, exclude={"discard_on"})
+        if block
+        else {}
+    )
     if block is not None and block.discard_on:
-        quest["discard_on"] = [t.__name__ for t in block.discard_on]
+        quest["discard_on"] = [f"{t.__module__}.{t.__qualname__}" for t in block.discard_on]
     return {
         "name": script.name,
         "friendly_name": script.friendly_name,
@@ -228,10 +232,19 @@ def _declaration(app: Quest, script: Script) -> dict[str, Any]:
                 "required": spec.is_required,
                 "default": None
                 if spec.default is MISSING
-                else ("***" if spec.sensitive else spec.default),
+                else ("***" if spec.sensitive else _portable(spec.default)),
                 "description": spec.description,
                 "sensitive": spec.sensitive,
             }
             for key, spec in script.inputs.items()
         },
     }
+
+
+def _portable(value: Any) -> Any:
+    """A default as JSON can write it: NaN and infinities as the strings the JobLog stores."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value

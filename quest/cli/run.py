@@ -16,63 +16,62 @@ if TYPE_CHECKING:
     from quest.inputs import Input
 
 
-class JsonParam(click.ParamType):  # type: ignore[type-arg]
-    name = "json"
+class InputParam(click.ParamType):  # type: ignore[type-arg]
+    """An input's option: parsed here for a clear message, checked by the script's model.
 
-    def __init__(self, kind: type) -> None:
-        self.kind = kind
-        self.name = "JSON object" if kind is dict else "JSON list"
+    The message names the option, shows a long value cut and never shows a sensitive one.
+    """
+
+    def __init__(self, spec: Input) -> None:
+        self.spec = spec
+        self.name = _METAVARS.get(spec.type, "text")
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from quest.inputs import parse_text
+
         if not isinstance(value, str):
             return value
         try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as exc:
-            self.fail(f"{value!r} is not valid JSON ({exc.msg} at position {exc.pos})", param, ctx)
-        if not isinstance(parsed, self.kind):
-            self.fail(f"expected a {self.name}, got {type(parsed).__name__}", param, ctx)
-        return parsed
+            return parse_text(self.spec, value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
-class IsoParam(click.ParamType):  # type: ignore[type-arg]
-    def __init__(self, kind: type) -> None:
-        self.kind = kind
-        self.name = "date" if kind is date else "datetime"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, date):
-            return value
-        try:
-            if self.kind is date:
-                return date.fromisoformat(value)
-            return datetime.fromisoformat(value)
-        except ValueError:
-            example = "2026-03-07" if self.kind is date else "2026-03-07T08:00:00+00:00"
-            self.fail(
-                f"{value!r} is not an ISO 8601 {self.name} (for example {example})", param, ctx
-            )
+_METAVARS = {
+    int: "integer",
+    float: "float",
+    str: "text",
+    date: "date",
+    datetime: "datetime",
+    dict: "JSON object",
+    list: "JSON list",
+}
 
 
 class ChoiceParam(click.Choice):  # type: ignore[type-arg]
     """A choice among typed values: compares as text, returns the declared value."""
 
-    def __init__(self, values: tuple[Any, ...]) -> None:
+    def __init__(self, values: tuple[Any, ...], *, sensitive: bool = False) -> None:
         self.values = {str(v): v for v in values}
+        self.sensitive = sensitive
         super().__init__(list(self.values))
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        return self.values[super().convert(str(value), param, ctx)]
+        from quest.inputs import describe_value
+
+        text = str(value)
+        if text in self.values:
+            return self.values[text]
+        choices = ", ".join(repr(choice) for choice in self.values)
+        if len(choices) > 200:
+            choices = choices[:200] + f"… ({len(self.values)} choices)"
+        self.fail(f"{describe_value(text, self.sensitive)} is not one of {choices}", param, ctx)
 
 
 def _param_type(spec: Input) -> Any:
     if spec.choices is not None:
-        return ChoiceParam(spec.choices)
-    if spec.type in (dict, list):
-        return JsonParam(spec.type)
-    if spec.type in (date, datetime):
-        return IsoParam(spec.type)
-    return {int: click.INT, float: click.FLOAT, str: click.STRING}[spec.type]
+        return ChoiceParam(spec.choices, sensitive=spec.sensitive)
+    return InputParam(spec)
 
 
 def _help(spec: Input) -> str:
@@ -180,6 +179,8 @@ def _bad_inputs(script: Script, exc: Any) -> click.UsageError:
     key, message = exc.errors[0]
     if message == "is required":
         return click.MissingParameter(param_hint=f"'{option_name(key)}'", param_type="option")
+    if message.startswith(("is ", "holds ", "has ", "expected ", "must ")):
+        message = f"the value given {message}"
     return click.BadParameter(message, param_hint=f"'{option_name(key)}'")
 
 

@@ -142,7 +142,7 @@ def test_an_unsupported_input_type_says_what_is_supported() -> None:
 def test_a_bad_input_mapping_names_the_input() -> None:
     with pytest.raises(InvalidDefinition) as caught:
         declare(inputs={"when": {"type": "moment"}})
-    assert caught.value.key == "inputs.when"
+    assert caught.value.key == "inputs.when.type"
     assert "int, float, str, bool, date, datetime" in str(caught.value)
 
 
@@ -171,7 +171,7 @@ def test_sails_style_input_mappings() -> None:
 def test_an_unknown_key_in_a_sails_input_mapping_names_the_input() -> None:
     with pytest.raises(InvalidDefinition) as caught:
         declare(inputs={"n": {"type": "number", "defaultTo": 3}})
-    assert caught.value.key == "inputs.n"
+    assert caught.value.key == "inputs.n.defaultTo"
     assert "'defaultTo'" in str(caught.value)
     assert "valid keys" in str(caught.value)
 

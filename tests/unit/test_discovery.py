@@ -220,7 +220,7 @@ def test_a_syntax_error_is_reported_with_its_path_and_the_others_load(
             def main(inputs, ctx):
                 pass
             """,
-            "line 3: type <class 'set'> is not supported",
+            "line 3: inputs.when.type: type <class 'set'> is not supported",
         ),
         (
             """\

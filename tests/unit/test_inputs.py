@@ -233,7 +233,8 @@ def test_an_empty_choice_list_is_a_declaration_error() -> None:
 
 def test_invalid_json_names_the_option_and_the_position() -> None:
     error = rejected({"payload": Input(dict, default={})}, {"payload": '{"a": '})
-    assert error.errors == [("payload", "not valid JSON")]
+    assert error.errors[0][0] == "payload"
+    assert "not valid JSON" in error.errors[0][1]
     assert "--payload" in str(error)
     assert "position" in str(error)
 
