@@ -29,7 +29,7 @@ from .enums import Isolation, RunStatus, SkipReason, Trigger
 from .errors import Discard, InvalidInputs, LeaseHeld, RunCancelled, RunInterrupted, RunTimeout
 from .failures import ScriptFailed
 from .inputs import Inputs, dump, secrets, validate
-from .results import capture
+from .results import capture, exception_text
 from .signals import JobEvent, emit, job_complete, job_error, job_skip, job_start
 from .store import Store
 from .timespan import parse_timespan
@@ -764,7 +764,7 @@ def _describe(exc: BaseException, secrets: list[Any]) -> tuple[str, str]:
     if isinstance(exc, ScriptFailed):
         error, trace = f"{exc.failure.type_name}: {exc.failure.message}", exc.failure.traceback
     else:
-        error, trace = f"{type(exc).__name__}: {exc}", "".join(tb.format_exception(exc))
+        error, trace = exception_text(exc), "".join(tb.format_exception(exc))
     return (
         redact.scrub(error, secrets).replace("\x00", "\\x00"),
         redact.scrub(trace, secrets).replace("\x00", "\\x00"),

@@ -151,12 +151,6 @@ def raises_unprintable(inputs: Any, ctx: Any) -> None:
     raise UnprintableError()
 
 
-@pytest.mark.xfail(
-    reason="the runner's _describe formats the exception with str(); "
-    "quest.results.exception_text is the total form to use there",
-    raises=RuntimeError,
-    strict=True,
-)
 def test_an_exception_whose_str_raises_still_ends_the_run(tmp_path: Path) -> None:
     with temporary_quest(tmp_path, scripts=[raises_unprintable]) as app:
         outcome = app.run("raises-unprintable")
