@@ -601,5 +601,17 @@ class Serve:
         ttl = timedelta(seconds=self.quest.settings.lease_ttl)
         rows = self.quest.store.abandon_stale(now=now, ttl=ttl)
         for row in rows:
+            if row.get("status") is RunStatus.cancelled:
+                # Its owner died after someone asked to cancel it: recorded cancelled, no retry.
+                self.quest.store.forget_secrets(row["root_id"] or row["id"])
+                log.warning(
+                    "cancelled %s run=%s (its owner %s:%s stopped heartbeating)",
+                    row["name"],
+                    row["id"],
+                    row["owner_host"],
+                    row["owner_pid"],
+                    extra={"script": row["name"], "run_id": row["id"], "action": "cancelled"},
+                )
+                continue
             self.quest.runner.abandoned(row, now)
         return [row["id"] for row in rows]

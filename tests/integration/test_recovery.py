@@ -197,3 +197,17 @@ def test_this_process_runs_are_not_abandoned_by_its_own_heartbeat_gap(
     assert row is not None
     assert row["status"] is RunStatus.succeeded
     assert row["owner_pid"] == os.getpid()
+
+
+def test_a_dead_owner_s_run_that_someone_cancelled_ends_cancelled_not_retried(
+    app: Quest, serve: Serve, clock: FrozenClock
+) -> None:
+    run_id = claimed_elsewhere(app, "import-orders")
+    result = app.cancel(run_id, by="ops@laptop")
+    assert result.outcome.value == "requested"
+    clock.advance(timedelta(seconds=TTL + 1))
+    assert serve.recover() == [run_id]
+    row = app.store.get_run(run_id)
+    assert row is not None and row["status"] is RunStatus.cancelled
+    assert "ops@laptop" in (row["error"] or "")
+    assert app.store.count_runs("import-orders") == 1, "a cancelled run is not retried"
