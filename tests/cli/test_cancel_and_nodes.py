@@ -74,12 +74,9 @@ def test_cancel_stops_a_running_run_and_it_is_not_retried(
     served.append(serve)
     poll(lambda: running(project, run_id), 15, "the run to start")
 
-    began = time.monotonic()
     result = project.quest("cancel", run_id, "--timeout", "5")
-    took = time.monotonic() - began
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, "stopped within the command's 5 s: " + result.stdout
     assert "cancelled" in result.stdout
-    assert took < 5, "stopped within a few seconds"
     row = row_of(project, run_id)
     assert row["status"] is RunStatus.cancelled
     assert "cancelled by" in (row["error"] or "")
