@@ -38,6 +38,9 @@ class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 Enqueue = Callable[..., str]
+Report = Callable[[str, Any], None]
+"""Where a run reports what happens while it runs (``kind``, payload): to the runner that records
+it, directly in its own process, over the worker's channel from a worker process."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Context:
     key: str | None = None
     root_id: str | None = None
     _enqueue: Enqueue | None = field(default=None, repr=False)
+    _report: Report | None = field(default=None, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def enqueue(

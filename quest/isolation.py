@@ -13,6 +13,7 @@ import asyncio
 import logging
 import multiprocessing
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,10 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
                 if kind == "started":
                     start, budget = time.monotonic(), timeout
                     continue
+                if kind == "report":
+                    if ctx._report is not None:
+                        ctx._report(*value)
+                    continue
                 break
             if not process.is_alive() and not receiver.poll(0):
                 kind, value = "lost", None
@@ -171,8 +176,14 @@ def _child_main(sender: Any, payload: dict[str, Any]) -> None:
         runner = Runner(registry, Store.from_settings(settings), settings)
         inputs = validate(script.model, script.inputs, payload["inputs"])
         fields = dict(payload["ctx"])
+        lock = threading.Lock()
+
+        def report(kind: str, value: Any) -> None:
+            with lock:
+                sender.send(("report", (kind, value)))
+
         context = runner.context(
-            script, run_id=fields.pop("run_id"), now=fields.pop("now"), **fields
+            script, run_id=fields.pop("run_id"), now=fields.pop("now"), report=report, **fields
         )
         sender.send(("started", None))
         result = script.fn(inputs, context)

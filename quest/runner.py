@@ -7,6 +7,7 @@ Every way a script runs (``quest run``, a scheduled fire, a queued or retried ru
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -135,6 +136,7 @@ class Runner:
         self._heartbeat: threading.Thread | None = None
         self._stop_heartbeat = threading.Event()
         self.pool: Executor | None = None
+        self.reporters: dict[str, Callable[[str, Any], None]] = {}
         self.timed: Executor | None = None
         self.cancel_check_every = 0.5
 
@@ -417,8 +419,19 @@ class Runner:
             settings=self.settings,
             timezone=script.timezone(self.settings.timezone),
             _enqueue=self._enqueue,
+            _report=fields.pop("report", None) or functools.partial(self.report, run_id),
             **fields,
         )
+
+    def report(self, run_id: str, kind: str, payload: Any) -> None:
+        """What a run reports while it runs (progress, log lines), from any process, ends here."""
+        handler = self.reporters.get(kind)
+        if handler is None:
+            return
+        try:
+            handler(run_id, payload)
+        except Exception:
+            log.warning("a %s report of run %s failed", kind, run_id, exc_info=True)
 
     def active_runs(self) -> list[str]:
         with self._lock:

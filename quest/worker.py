@@ -18,6 +18,8 @@ import contextlib
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -60,6 +62,15 @@ class Done:
     rss: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Something a run reports while it runs (progress, log lines), for the supervisor."""
+
+    run_id: str
+    kind: str
+    payload: Any
+
+
 CANCEL = "cancel"
 STOP = "stop"
 
@@ -82,7 +93,7 @@ def main(channel: Connection, quest: Quest) -> NoReturn:
                 # The script forked and this is its child returning: only the worker answers.
                 _exit(0)
             try:
-                channel.send(done)
+                worker.send(done)
             except (OSError, ValueError):
                 _exit(0)
         elif message == STOP:
@@ -94,6 +105,21 @@ class _Worker:
         self.channel = channel
         self.quest = quest
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sending = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        """Send *message* to the supervisor; a script's own threads may report at once."""
+        with self._sending:
+            self.channel.send(message)
+
+    def reporter(self, run_id: str) -> Callable[[str, Any], None]:
+        me = os.getpid()
+
+        def report(kind: str, payload: Any) -> None:
+            if os.getpid() == me:
+                self.send(Report(run_id, kind, payload))
+
+        return report
 
     def execute(self, job: Job) -> Done:
         with redact.active(job.secrets):
@@ -114,6 +140,7 @@ class _Worker:
                 scheduled_for=job.scheduled_for,
                 key=job.key,
                 root_id=job.root_id,
+                report=self.reporter(job.run_id),
             )
             value = script.fn(inputs, context)
             if asyncio.iscoroutine(value):
