@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import redact
+from . import redact, runlog
 from .config import activate
 from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
 from .failures import Failure
@@ -182,13 +182,16 @@ def _child_main(sender: Any, payload: dict[str, Any]) -> None:
             with lock:
                 sender.send(("report", (kind, value)))
 
+        run_id = fields.pop("run_id")
         context = runner.context(
-            script, run_id=fields.pop("run_id"), now=fields.pop("now"), report=report, **fields
+            script, run_id=run_id, now=fields.pop("now"), report=report, **fields
         )
         sender.send(("started", None))
-        result = script.fn(inputs, context)
-        if asyncio.iscoroutine(result):
-            result = asyncio.run(result)
+        # Everything this process logs is the run's; its last lines go before the result.
+        with runlog.capture(run_id, lambda batch: report("log", batch), process=True):
+            result = script.fn(inputs, context)
+            if asyncio.iscoroutine(result):
+                result = asyncio.run(result)
         sender.send(("ok", capture(result)))
     except BaseException as exc:
         discard_on = script.block().discard_on if script is not None else ()

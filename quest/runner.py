@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from . import redact
+from . import redact, runlog
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Settings
 from .context import Context, RunLogger
@@ -137,6 +137,8 @@ class Runner:
         self._stop_heartbeat = threading.Event()
         self.pool: Executor | None = None
         self.reporters: dict[str, Callable[[str, Any], None]] = {}
+        self.logs = runlog.RunLogs(store)
+        self.reporters["log"] = self.logs.receive
         self.timed: Executor | None = None
         self.cancel_check_every = 0.5
 
@@ -229,6 +231,7 @@ class Runner:
             return outcome
         finally:
             redact.unregister(secret_scope)
+            self.logs.end(run_id)
             with self._lock:
                 self._active.pop(run_id, None)
             if lease_ttl is not None and not ended:
@@ -639,14 +642,16 @@ class Runner:
         ):
             seconds = None if timeout is None else timeout.total_seconds()
             return self.pool.execute(script, inputs, ctx, active, seconds)
-        if script.is_async:
-            return self._call_async(script, inputs, ctx, active, timeout)
-        if timeout is not None and self.timed is not None:
+        if not script.is_async and timeout is not None and self.timed is not None:
             return self.timed.execute(script, inputs, ctx, active, timeout.total_seconds())
-        value = script.fn(inputs, ctx)
-        if asyncio.iscoroutine(value):
-            return asyncio.run(value)
-        return value
+        # The run executes in this thread: what the thread logs meanwhile is the run's.
+        with runlog.capture(ctx.run_id, _log_sender(ctx)):
+            if script.is_async:
+                return self._call_async(script, inputs, ctx, active, timeout)
+            value = script.fn(inputs, ctx)
+            if asyncio.iscoroutine(value):
+                return asyncio.run(value)
+            return value
 
     def _call_async(
         self,
@@ -794,6 +799,16 @@ def _status_for(exc: BaseException, script: Script, active: _Active) -> RunStatu
     if isinstance(exc, (Discard, *script.block().discard_on)):
         return RunStatus.discarded
     return RunStatus.failed
+
+
+def _log_sender(ctx: Context) -> runlog.Send:
+    report = ctx._report
+
+    def send(batch: dict[str, Any]) -> None:
+        if report is not None:
+            report("log", batch)
+
+    return send
 
 
 def _follow(follow: FollowUp) -> None:

@@ -25,7 +25,7 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import redact
+from . import redact, runlog
 from .enums import Trigger
 from .failures import Failure
 from .results import capture
@@ -122,7 +122,13 @@ class _Worker:
         return report
 
     def execute(self, job: Job) -> Done:
-        with redact.active(job.secrets):
+        # Everything this process logs while the run executes is the run's; its last lines are
+        # sent before the Done.
+        report = self.reporter(job.run_id)
+        with (
+            redact.active(job.secrets),
+            runlog.capture(job.run_id, lambda batch: report("log", batch), process=True),
+        ):
             return self._execute(job)
 
     def _execute(self, job: Job) -> Done:
