@@ -7,6 +7,7 @@ Every test runs on SQLite and PostgreSQL. Runs here execute in the calling threa
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -163,11 +164,9 @@ def test_history_json_with_logs(app: Quest, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr("quest.cli.history.get_app", lambda *args: app)
     result = CliRunner().invoke(cli, ["history", "--json", "--logs"])
     assert result.exit_code == 0, result.output
-    import json
-
     [run] = json.loads(result.output)
     assert run["run_id"] == outcome.run_id
-    assert [line["message"] for line in run["logs"]][0] == "first from ctx.log"
+    assert run["logs"][0]["message"] == "first from ctx.log"
     assert set(run["logs"][0]) == {"seq", "at", "level", "logger", "message"}
     plain = CliRunner().invoke(cli, ["history", "--json"])
     assert "logs" not in json.loads(plain.output)[0]
