@@ -3,13 +3,14 @@
 Every record logged while a run executes (``ctx.log`` and the logging of any code it calls)
 belongs to that run: in the thread that runs it (thread isolation, ``quest run``), and in the whole
 process when the run has one of its own (a worker of ``quest serve``, the child of a timed run).
-One handler on the root logger finds the current run (:func:`capture` sets it) and hands the
-record to the run's :class:`Capture`, which renders it (message, exception, stack), scrubs the
-active secrets from it, cuts a line longer than :data:`MAX_LINE` characters and keeps at most the
-last :data:`MAX_LINES` lines and :data:`MAX_BYTES` bytes waiting to be sent: a run that logs a
-gigabyte never holds more than that. Waiting lines are sent as one batch at most every
-:data:`FLUSH_EVERY` seconds (by the thread that logs, or by a flusher thread when the run is quiet)
-through ``ctx._report("log", batch)``, and the last batch before the run's result.
+One handler on the root logger finds the current run (:func:`capture` sets it; a record of
+``ctx.log`` names its run, so it is the run's from any thread) and hands the record to the run's
+:class:`Capture`, which renders it (message, exception, stack), scrubs the active secrets from it,
+cuts a line longer than :data:`MAX_LINE` characters and keeps at most the last :data:`MAX_LINES`
+lines and :data:`MAX_BYTES` bytes waiting to be sent: a run that logs a gigabyte never holds more
+than that. Waiting lines are sent as one batch at most every :data:`FLUSH_EVERY` seconds (by the
+thread that logs, or by a flusher thread when the run is quiet) through
+``ctx._report("log", batch)``, and the last batch before the run's result.
 
 The runner's :class:`RunLogs` receives the batches, keeps the same bound per run in the database
 (``quest_run_logs``, ``seq`` numbering the lines from 1) and writes a marker line at ``seq`` 0
@@ -48,6 +49,7 @@ FLUSH_EVERY = 0.5
 MARKER_SEQ = 0
 """The ``seq`` of the line that says what was dropped; a run's own lines start at 1."""
 MARKER_LOGGER = "quest"
+SCRIPT_LOGGERS = "quest.script."
 LEVEL_WIDTH = 10
 LOGGER_WIDTH = 200
 
@@ -170,6 +172,7 @@ _current: contextvars.ContextVar[Capture | None] = contextvars.ContextVar(
 _process: Capture | None = None
 _local = threading.local()
 _captures: weakref.WeakSet[Capture] = weakref.WeakSet()
+_by_run: weakref.WeakValueDictionary[str, Capture] = weakref.WeakValueDictionary()
 _flusher_pid: int | None = None
 _flusher_lock = threading.Lock()
 
@@ -181,7 +184,12 @@ class RunLogHandler(logging.Handler):
         # No handler-wide lock: each run's capture has its own.
         if getattr(_local, "busy", False):
             return False
-        target = _current.get() or _process
+        target = None
+        if record.name.startswith(SCRIPT_LOGGERS):
+            # A run's ctx.log names its run, whichever thread the script logs from.
+            run_id = record.__dict__.get("run_id")
+            target = _by_run.get(run_id) if isinstance(run_id, str) else None
+        target = target or _current.get() or _process
         if target is None or not self.filter(record):
             return False
         try:
@@ -216,6 +224,7 @@ def capture(run_id: str, send: Send, *, process: bool = False) -> Iterator[Captu
     install()
     run = Capture(run_id, send)
     _captures.add(run)
+    _by_run[run_id] = run
     token = _current.set(run)
     previous = _process
     if process:
@@ -229,6 +238,8 @@ def capture(run_id: str, send: Send, *, process: bool = False) -> Iterator[Captu
         _current.reset(token)
         run.flush(final=True)
         _captures.discard(run)
+        if _by_run.get(run_id) is run:
+            del _by_run[run_id]
 
 
 def _start_flusher() -> None:

@@ -40,6 +40,9 @@ def logs(run_id: str, follow: bool) -> None:
                     # read after seeing it ended are all of them.
                     row = app.store.get_run(run_id)
                 lines = app.store.run_logs(run_id, after=last if follow else None)
+            if not lines and not follow and row is not None:
+                status = row["status"].value
+                click.echo(f"run {run_id} ({status}) has no log lines", err=True)
             for line in lines:
                 if line["seq"] == 0:
                     if marked:

@@ -61,10 +61,14 @@ async def async_chatty(inputs: Any, ctx: Any) -> None:
 
 @script
 def quiet(inputs: Any, ctx: Any) -> None:
-    # Another thread's lines are not this run's (nothing runs there for it).
+    # Another thread's lines are not this run's (nothing runs there for it)...
     other = threading.Thread(target=lambda: logging.getLogger("elsewhere").warning("not mine"))
     other.start()
     other.join()
+    # ... but ctx.log is, from any thread.
+    mine = threading.Thread(target=lambda: ctx.log.warning("ctx.log from a thread"))
+    mine.start()
+    mine.join()
 
 
 @pytest.fixture
@@ -151,7 +155,7 @@ def test_an_async_run_keeps_the_lines_of_its_tasks(app: Quest) -> None:
 
 def test_lines_of_other_threads_are_not_the_run_s(app: Quest) -> None:
     outcome = app.run("quiet")
-    assert app.logs(outcome.run_id) == []
+    assert messages(app, outcome.run_id) == ["ctx.log from a thread"]
 
 
 def test_history_json_with_logs(app: Quest, monkeypatch: pytest.MonkeyPatch) -> None:
