@@ -186,9 +186,12 @@ def _child_main(sender: Any, payload: dict[str, Any]) -> None:
             script, run_id=fields.pop("run_id"), now=fields.pop("now"), report=report, **fields
         )
         sender.send(("started", None))
-        result = script.fn(inputs, context)
-        if asyncio.iscoroutine(result):
-            result = asyncio.run(result)
+        try:
+            result = script.fn(inputs, context)
+            if asyncio.iscoroutine(result):
+                result = asyncio.run(result)
+        finally:
+            context.progress.flush()
         sender.send(("ok", capture(result)))
     except BaseException as exc:
         discard_on = script.block().discard_on if script is not None else ()

@@ -32,7 +32,7 @@ def prune(quest: Quest, now: datetime, *, default: Retention = DEFAULT) -> dict[
     """Apply the retention rules to every script in the JobLog; returns rows deleted by script.
 
     Sensitive inputs kept for chains that no longer have a queued or running run go too, and so
-    do cancel requests of runs that are no longer running.
+    do cancel requests of runs that are no longer running and the progress of deleted runs.
     """
     store = quest.store
     store.prune_secrets()
@@ -51,4 +51,5 @@ def prune(quest: Quest, now: datetime, *, default: Retention = DEFAULT) -> dict[
             )
         if count:
             deleted[name] = count
+    store.prune_progress()
     return deleted
