@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ._common import console, get_app, iso, parse_instant, short_message, to_json, user_errors
+from ._progress import progress_json
 
 STATUSES = [
     "queued",
@@ -46,6 +47,7 @@ def run_json(row: dict[str, Any]) -> dict[str, Any]:
         "reason": row["reason"],
         "owner_host": row["owner_host"],
         "owner_pid": row["owner_pid"],
+        "progress": progress_json(row.get("progress")),
     }
 
 
@@ -95,6 +97,10 @@ def history(
             limit=limit,
         )
     if as_json:
+        with user_errors():
+            progress = store.progress_of(row["id"] for row in rows)
+        for row in rows:
+            row["progress"] = progress.get(row["id"])
         click.echo(to_json([run_json(row) for row in rows]))
         return
     if not rows:
