@@ -220,14 +220,16 @@ def test_progress_from_a_timed_child_process_reaches_the_table_and_the_signal(
     folder = tmp_path / "scripts"
     folder.mkdir()
     (folder / "timed.py").write_text(textwrap.dedent(TIMED), encoding="utf-8")
-    with temporary_quest(tmp_path, scripts_dir=folder, database_url=database_url) as app:
-        with progress_events(app) as events:
-            outcome = app.run("timed")
-            assert outcome.ok, outcome.error
-            stored = app.store.progress_of([outcome.run_id])[outcome.run_id]
-            assert (stored["current"], stored["total"], stored["message"]) == (3, 3, "step 3")
-            assert events and events[-1].progress_current == 3
-            assert events[-1].run_id == outcome.run_id
+    with (
+        temporary_quest(tmp_path, scripts_dir=folder, database_url=database_url) as app,
+        progress_events(app) as events,
+    ):
+        outcome = app.run("timed")
+        assert outcome.ok, outcome.error
+        stored = app.store.progress_of([outcome.run_id])[outcome.run_id]
+        assert (stored["current"], stored["total"], stored["message"]) == (3, 3, "step 3")
+        assert events and events[-1].progress_current == 3
+        assert events[-1].run_id == outcome.run_id
 
 
 def test_progress_of_a_run_no_longer_in_the_joblog_is_pruned(app: Quest) -> None:
