@@ -202,8 +202,7 @@ def show(name: str, count: int, after: str | None, as_json: bool) -> None:
     fires = [f.astimezone(zone) for f in next_fires(app, script, start, count)]
     data = _declaration(app, script)
     data["next_fire_times"] = [f.isoformat() for f in fires]
-    with user_errors():
-        data["running"] = _running_by_name(app).get(script.name, [])
+    data["running"] = _running_of(app, script.name)
     if as_json:
         click.echo(to_json(data))
         return
@@ -233,7 +232,23 @@ def show(name: str, count: int, after: str | None, as_json: bool) -> None:
     _show_running(data["running"])
 
 
-def _show_running(runs: list[dict[str, Any]]) -> None:
+def _running_of(app: Quest, name: str) -> list[dict[str, Any]] | None:
+    """The running runs of *name*; ``None`` when the database cannot be read (show works
+    without one)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from quest.errors import DatabaseUnavailable
+
+    try:
+        return _running_by_name(app).get(name, [])
+    except (DBAPIError, DatabaseUnavailable):
+        return None
+
+
+def _show_running(runs: list[dict[str, Any]] | None) -> None:
+    if runs is None:
+        click.echo("  running:   unknown (the database cannot be read)")
+        return
     from ._progress import progress_text
 
     for run in runs:
