@@ -106,6 +106,7 @@ class _Active:
     progress_dirty: bool = False
     progress_at: float | None = None
     progress_lock: threading.Lock = field(default_factory=threading.Lock)
+    progress_writing: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,22 +474,27 @@ class Runner:
             actives = self.active()
         written = 0
         for active in actives:
-            with active.progress_lock:
-                reading = active.progress
-                if not active.progress_dirty or reading is None:
-                    continue
-                moment = self.clock.monotonic()
-                if (
-                    not final
-                    and active.progress_at is not None
-                    and moment - active.progress_at < self.progress_every
-                ):
-                    continue
-                active.progress_dirty, active.progress_at = False, moment
+            # One writer at a time per run, so that values are stored in the order they came;
+            # a report arriving meanwhile only waits for the snapshot, never for the database.
+            with active.progress_writing:
+                with active.progress_lock:
+                    reading = active.progress
+                    if not active.progress_dirty or reading is None:
+                        continue
+                    moment = self.clock.monotonic()
+                    if (
+                        not final
+                        and active.progress_at is not None
+                        and moment - active.progress_at < self.progress_every
+                    ):
+                        continue
+                    active.progress_dirty, active.progress_at = False, moment
                 try:
                     self._write_progress(active, reading)
                     written += 1
                 except Exception:
+                    with active.progress_lock:
+                        active.progress_dirty = True  # the next heartbeat tries again
                     log.warning(
                         "recording the progress of run %s failed", active.run_id, exc_info=True
                     )
