@@ -464,3 +464,13 @@ def test_show_works_without_a_database_and_says_the_running_runs_are_unknown(
     assert "running:   unknown (the database cannot be read)" in result.output
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout)["running"] is None
+
+
+def test_plain_lines_without_a_total_follow_the_message(capsys: pytest.CaptureFixture[str]) -> None:
+    display = RunProgress(terminal=False)
+    for current, message in ((1, "reading"), (2, "reading"), (3, "reading"), (4, "writing")):
+        display.update("b" * 32, {"current": current, "total": None, "message": message})
+    display.close()
+
+    lines = [line.strip() for line in capsys.readouterr().err.splitlines()]
+    assert lines == ["progress 1 done reading", "progress 4 done writing"]
