@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import redact
 from .clock import Clock
 from .enums import Trigger
+from .progress import Progress
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -68,6 +69,13 @@ class Context:
     _enqueue: Enqueue | None = field(default=None, repr=False)
     _report: Report | None = field(default=None, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    progress: Progress = field(init=False, repr=False, compare=False)
+    """``ctx.progress(current, total=None, message=None)`` and ``ctx.progress.iter(rows)``: how
+    far the run has come (see :mod:`quest.progress`)."""
+
+    def __post_init__(self) -> None:
+        progress = Progress(self._report, self.log, monotonic=self.clock.monotonic)
+        object.__setattr__(self, "progress", progress)
 
     def enqueue(
         self,

@@ -189,9 +189,12 @@ def _child_main(sender: Any, payload: dict[str, Any]) -> None:
         sender.send(("started", None))
         # Everything this process logs is the run's; its last lines go before the result.
         with runlog.capture(run_id, lambda batch: report("log", batch), process=True):
-            result = script.fn(inputs, context)
-            if asyncio.iscoroutine(result):
-                result = asyncio.run(result)
+            try:
+                result = script.fn(inputs, context)
+                if asyncio.iscoroutine(result):
+                    result = asyncio.run(result)
+            finally:
+                context.progress.flush()
         sender.send(("ok", capture(result)))
     except BaseException as exc:
         discard_on = script.block().discard_on if script is not None else ()

@@ -30,8 +30,17 @@ from .enums import Isolation, RunStatus, SkipReason, Trigger
 from .errors import Discard, InvalidInputs, LeaseHeld, RunCancelled, RunInterrupted, RunTimeout
 from .failures import ScriptFailed
 from .inputs import Inputs, dump, secrets, validate
+from .progress import EVERY, KIND, Reading
 from .results import capture, exception_text
-from .signals import JobEvent, emit, job_complete, job_error, job_skip, job_start
+from .signals import (
+    JobEvent,
+    emit,
+    job_complete,
+    job_error,
+    job_progress,
+    job_skip,
+    job_start,
+)
 from .store import Store
 from .timespan import parse_timespan
 
@@ -92,6 +101,12 @@ class _Active:
     cancel: Callable[[], None] | None = None
     interrupted: bool = False
     cancelled_by: str | None = None
+    event: JobEvent | None = None
+    progress: Reading | None = None
+    progress_dirty: bool = False
+    progress_at: float | None = None
+    progress_lock: threading.Lock = field(default_factory=threading.Lock)
+    progress_writing: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +151,12 @@ class Runner:
         self._heartbeat: threading.Thread | None = None
         self._stop_heartbeat = threading.Event()
         self.pool: Executor | None = None
-        self.reporters: dict[str, Callable[[str, Any], None]] = {}
+        self.reporters: dict[str, Callable[[str, Any], None]] = {KIND: self._on_progress}
         self.logs = runlog.RunLogs(store)
         self.reporters["log"] = self.logs.receive
         self.timed: Executor | None = None
         self.cancel_check_every = 0.5
+        self.progress_every = EVERY
 
     # -- public ------------------------------------------------------------------------------
 
@@ -220,6 +236,7 @@ class Runner:
             if refusal is not None:
                 return refusal
             start = self._start(script, validated, request, run_id)
+        active.event = start
         with self._lock:
             self._active[run_id] = active
         secret_scope = redact.register(redact.sensitive_values(validated, script.inputs))
@@ -436,6 +453,75 @@ class Runner:
         except Exception:
             log.warning("a %s report of run %s failed", kind, run_id, exc_info=True)
 
+    def _on_progress(self, run_id: str, payload: Any) -> None:
+        """Keep the latest progress of an active run; :meth:`flush_progress` writes it."""
+        reading = Reading.of(payload)
+        if reading is None:
+            log.warning("run %s sent a progress report that is not one: %r", run_id, payload)
+            return
+        with self._lock:
+            active = self._active.get(run_id)
+        if active is None:
+            return
+        with active.progress_lock:
+            active.progress, active.progress_dirty = reading, True
+
+    def flush_progress(self, actives: list[_Active] | None = None, *, final: bool = False) -> int:
+        """Store and announce (``job:progress``) the new progress of *actives* (default: every
+        active run), each at most once every ``progress_every`` seconds unless *final*.
+
+        Called by the heartbeat, and with *final* when a run's script has returned. Returns how
+        many runs' progress was written.
+        """
+        if actives is None:
+            actives = self.active()
+        written = 0
+        for active in actives:
+            # One writer at a time per run, so that values are stored in the order they came;
+            # a report arriving meanwhile only waits for the snapshot, never for the database.
+            with active.progress_writing:
+                with active.progress_lock:
+                    reading = active.progress
+                    if not active.progress_dirty or reading is None:
+                        continue
+                    moment = self.clock.monotonic()
+                    if (
+                        not final
+                        and active.progress_at is not None
+                        and moment - active.progress_at < self.progress_every
+                    ):
+                        continue
+                    active.progress_dirty, active.progress_at = False, moment
+                try:
+                    self._write_progress(active, reading)
+                    written += 1
+                except Exception:
+                    with active.progress_lock:
+                        active.progress_dirty = True  # the next heartbeat tries again
+                    log.warning(
+                        "recording the progress of run %s failed", active.run_id, exc_info=True
+                    )
+        return written
+
+    def _write_progress(self, active: _Active, reading: Reading) -> None:
+        now = self.clock.now()
+        message = None if reading.message is None else redact.scrub(reading.message)
+        self.store.set_progress(
+            active.run_id, current=reading.current, total=reading.total, message=message, now=now
+        )
+        if active.event is None:
+            return
+        event = JobEvent(
+            **{
+                **_fields(active.event),
+                "timestamp": now,
+                "progress_current": reading.current,
+                "progress_total": reading.total,
+                "progress_message": message,
+            }
+        )
+        emit(job_progress, self, event)
+
     def active_runs(self) -> list[str]:
         with self._lock:
             return list(self._active)
@@ -555,7 +641,12 @@ class Runner:
         retry_id: str | None = None
         escaping: BaseException | None = None
         try:
-            result = capture(self._call(script, inputs, ctx, active))
+            try:
+                value = self._call(script, inputs, ctx, active)
+            finally:
+                ctx.progress.flush()
+                self.flush_progress([active], final=True)
+            result = capture(value)
             result = redact.scrub_value(result, redact.sensitive_values(inputs, script.inputs))
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit) and not active.interrupted:
@@ -745,6 +836,7 @@ class Runner:
             if not actives:
                 continue
             self.check_cancels(actives)
+            self.flush_progress(actives)
             if self.clock.monotonic() - last_beat < self._beat_every():
                 continue
             last_beat = self.clock.monotonic()

@@ -133,6 +133,7 @@ class _Worker:
 
     def _execute(self, job: Job) -> Done:
         script: Script | None = None
+        context = None
         try:
             script = self.quest.registry.get(job.name)
             inputs = script.model.model_construct(**job.inputs)
@@ -155,6 +156,9 @@ class _Worker:
         except BaseException as exc:
             discard_on = script.block().discard_on if script is not None else ()
             return Done(job.run_id, failure=Failure.of(exc, discard_on).scrubbed(), rss=_rss())
+        finally:
+            if context is not None:
+                context.progress.flush()  # the last value reaches the supervisor before Done
 
     def _run_async(self, coroutine: Any) -> Any:
         if self._loop is None or self._loop.is_closed():

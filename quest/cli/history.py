@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ._common import console, get_app, iso, parse_instant, short_message, to_json, user_errors
+from ._progress import progress_json
 
 STATUSES = [
     "queued",
@@ -46,6 +47,7 @@ def run_json(row: dict[str, Any]) -> dict[str, Any]:
         "reason": row["reason"],
         "owner_host": row["owner_host"],
         "owner_pid": row["owner_pid"],
+        "progress": progress_json(row.get("progress")),
     }
 
 
@@ -119,6 +121,10 @@ def history(
     if with_logs and not as_json:
         raise click.UsageError("--logs goes with --json; `quest logs RUN_ID` prints a run's lines")
     if as_json:
+        with user_errors():
+            progress = store.progress_of(row["id"] for row in rows)
+        for row in rows:
+            row["progress"] = progress.get(row["id"])
         runs = [run_json(row) for row in rows]
         if with_logs:
             with user_errors():

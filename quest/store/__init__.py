@@ -1,4 +1,5 @@
-"""The database: the JobLog, the queue, slot claims, leases, pauses, secrets, nodes and cancels.
+"""The database: the JobLog, the queue, slot claims, leases, pauses, secrets, nodes, cancels and
+progress.
 
 Only this package writes SQL, one module per table family, behind :class:`Store`, the facade the
 rest of quest uses. Every write is a short transaction; on SQLite a writing transaction starts
@@ -28,6 +29,7 @@ from .leases import Leases
 from .logs import Logs
 from .nodes import Nodes, node_state
 from .pauses import Pauses
+from .progress import Progress
 from .queue import Limits, Queue
 from .runs import Runs
 from .secrets import Secrets
@@ -66,6 +68,7 @@ class Store:
         self._nodes = Nodes(self.db, self.runs)
         self._cancels = Cancels(self.db, self.runs, self._secrets)
         self._logs = Logs(self.db, self.runs)
+        self._progress = Progress(self.db, self.runs)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -395,6 +398,38 @@ class Store:
     def prune_logs(self) -> int:
         """Delete the log lines of runs the JobLog no longer has."""
         return self._logs.prune()
+
+    # -- progress ------------------------------------------------------------------------------
+
+    def set_progress(
+        self,
+        run_id: str,
+        *,
+        current: float,
+        total: float | None,
+        message: str | None,
+        now: datetime,
+    ) -> None:
+        """Record what run *run_id* last reported with ``ctx.progress``; joins a unit of work."""
+        self._progress.set(run_id, current=current, total=total, message=message, now=now)
+
+    def progress_of(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Of *run_ids*, those that reported progress → ``current``, ``total`` (``None`` when
+        unknown), ``message`` and ``updated_at``."""
+        return self._progress.of(run_ids)
+
+    def prune_progress(self) -> int:
+        """Forget the progress of runs no longer in the JobLog (retention deleted them)."""
+        return self._progress.prune()
+
+    def running_runs(self) -> list[dict[str, Any]]:
+        """Every running run on any node, oldest first, each with its ``progress`` (or ``None``)."""
+        rows = self._runs.history(statuses=[RunStatus.running], limit=None)
+        rows.reverse()
+        found = self._progress.of(row["id"] for row in rows)
+        for row in rows:
+            row["progress"] = found.get(row["id"])
+        return rows
 
 
 def _sqlite_key(engine: Engine) -> str:
