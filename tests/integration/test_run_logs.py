@@ -158,23 +158,21 @@ def test_lines_of_other_threads_are_not_the_run_s(app: Quest) -> None:
     assert messages(app, outcome.run_id) == ["ctx.log from a thread"]
 
 
-def test_history_json_with_logs(app: Quest, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_history_json_with_logs(app: Quest) -> None:
     from click.testing import CliRunner
 
     from quest.cli import cli
 
     outcome = app.run("chatty")
-    monkeypatch.setattr("quest.cli._common.get_app", lambda *args: app)
-    monkeypatch.setattr("quest.cli.history.get_app", lambda *args: app)
-    result = CliRunner().invoke(cli, ["history", "--json", "--logs"])
+    result = CliRunner().invoke(cli, ["history", "--json", "--logs"], obj=app)
     assert result.exit_code == 0, result.output
     [run] = json.loads(result.output)
     assert run["run_id"] == outcome.run_id
     assert run["logs"][0]["message"] == "first from ctx.log"
     assert set(run["logs"][0]) == {"seq", "at", "level", "logger", "message"}
-    plain = CliRunner().invoke(cli, ["history", "--json"])
+    plain = CliRunner().invoke(cli, ["history", "--json"], obj=app)
     assert "logs" not in json.loads(plain.output)[0]
-    refused = CliRunner().invoke(cli, ["history", "--logs"])
+    refused = CliRunner().invoke(cli, ["history", "--logs"], obj=app)
     assert refused.exit_code == 2
     assert "--logs goes with --json" in refused.output
 
