@@ -46,6 +46,10 @@ log = logging.getLogger("quest.pool")
 KILL_AFTER = 2.0
 """Seconds an async run has to honour a cancel before its worker is killed."""
 EXIT_REPORT_WAIT = 2.0
+EXIT_CHECK_EVERY = 0.25
+"""Seconds between looks at the template's exit reports while a run is waited for: a worker's
+channel may outlive it (a process the script forked holds a copy), so its end-of-file alone
+cannot say that the worker died."""
 IDLE_EXTRA = 60.0
 SPAWN_TIMEOUT = 30.0
 
@@ -83,6 +87,7 @@ class WorkerPool:
         self._busy: set[Worker] = set()
         self._pending = 0
         self._exits: dict[int, int] = {}
+        self._orphaned: set[int] = set()
         self._control: socket.socket | None = None
         self._template_pid: int | None = None
         self._reader: threading.Thread | None = None
@@ -209,8 +214,10 @@ class WorkerPool:
                     continue
                 wait = min(wait, deadline - now)
             try:
-                ready = worker.channel.poll(max(wait, 0.0))
+                ready = worker.channel.poll(max(min(wait, EXIT_CHECK_EVERY), 0.0))
                 if not ready:
+                    if self._exited(worker.pid):
+                        return None
                     continue
                 message = worker.channel.recv()
             except (EOFError, OSError):
@@ -220,6 +227,11 @@ class WorkerPool:
                 return message
             if isinstance(message, Done):
                 continue
+
+    def _exited(self, pid: int) -> bool:
+        """Whether the template reported worker *pid* ended (or the template itself is gone)."""
+        with self._lock:
+            return pid in self._exits or pid in self._orphaned
 
     def _why_stopped(
         self, active: Any, stop: _Stop, worker: Worker, timeout: float | None
@@ -237,6 +249,10 @@ class WorkerPool:
         with self._changed:
             self._changed.wait_for(lambda: pid in self._exits, EXIT_REPORT_WAIT)
             status = self._exits.pop(pid, None)
+            orphaned = pid in self._orphaned
+            self._orphaned.discard(pid)
+        if status is None and orphaned:
+            return "its template process died"
         if status is None:
             return "it closed its channel"
         if os.WIFSIGNALED(status):
@@ -322,11 +338,30 @@ class WorkerPool:
             self._control.send(pickle.dumps(("spawn",)))
         except OSError:
             self._pending -= 1
-            log.error("the worker template is gone; starting a new one")
-            self._fork_template()
-            if self._control is not None:
-                self._pending += 1
-                self._control.send(pickle.dumps(("spawn",)))
+            self._template_gone_locked()
+
+    def _template_gone_locked(self) -> None:
+        """The template died, and every worker it forked with it (they die with their parent):
+        start a new template and warm workers, unless the pool is closing."""
+        self._control = None
+        for worker in self._idle:
+            worker.channel.close()
+            self.deaths += 1
+        self._idle.clear()
+        self._orphaned = {worker.pid for worker in self._busy}
+        self._pending = 0
+        if self._template_pid is not None:
+            _reap(self._template_pid, EXIT_REPORT_WAIT)
+            self._template_pid = None
+        if self._closed:
+            return
+        log.error(
+            "the worker template process died; starting a new one",
+            extra={"action": "template_restart"},
+        )
+        self._fork_template()
+        for _ in range(self.size - len(self._busy)):
+            self._spawn_locked()
 
     def _fork_template(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -349,15 +384,17 @@ class WorkerPool:
             except OSError:
                 data, fds = b"", []
             if not data:
+                control.close()
                 with self._changed:
                     if self._control is control:
-                        self._control = None
+                        self._template_gone_locked()
                     self._changed.notify_all()
                 return
             message = pickle.loads(data)
             with self._changed:
                 if message[0] == "spawned" and fds:
                     self._pending -= 1
+                    self._exits.pop(message[1], None)  # an earlier process's, if pids wrapped
                     worker = Worker(message[1], Connection(fds[0]))
                     if self._closed:
                         _send(worker.channel, STOP)
@@ -434,7 +471,7 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
     from . import worker as worker_module
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, ignore_signal)
     _forget_connections(quest)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -498,6 +535,15 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
             except OSError:
                 _kill(pid)
             ours.close()
+
+
+def ignore_signal(signum: int, frame: Any) -> None:
+    """SIGTERM in the template and the workers: the supervisor decides when they end.
+
+    A SIGTERM sent to serve's whole process group (systemd's default, ``timeout``, ``kill -TERM
+    -PGID``) must let the supervisor's grace period apply, not end the runs at once. A handler
+    rather than ``SIG_IGN``, so that a program a script starts gets the default again.
+    """
 
 
 def _forget_connections(quest: Quest) -> None:

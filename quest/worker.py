@@ -67,7 +67,7 @@ STOP = "stop"
 def main(channel: Connection, quest: Quest) -> NoReturn:
     """The worker's loop; it ends the process when the supervisor goes away or says stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _ignore_signal)
     _die_with_parent()
     me = os.getpid()
     worker = _Worker(channel, quest)
@@ -145,6 +145,11 @@ class _Worker:
             return loop.run_until_complete(task)
         finally:
             loop.remove_reader(fd)
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """SIGTERM: the supervisor decides when a worker ends (see :func:`quest.pool.ignore_signal`);
+    a handler, not ``SIG_IGN``, so that programs a script starts get the default again."""
 
 
 def _rss() -> int:

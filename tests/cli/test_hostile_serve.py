@@ -1,0 +1,201 @@
+"""``quest serve`` against hostile scripts and operators: what once broke the supervisor.
+
+Each test starts the real command on a throwaway project and reads the JobLog. Waiting here is
+waiting on other processes: the database is polled with a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+from test_engine import project_on
+from test_serve_process import QUEST, Project, Served, poll
+
+from quest.enums import RunStatus
+
+pytestmark = pytest.mark.slow
+
+FORKER = """\
+    import os
+    import time
+
+    from quest import Input, script
+
+    @script(
+        quest={"timeout": "2 seconds", "without_overlapping": False},
+        inputs={"then": Input(str, default="sleep"), "mark": Input(str, default="")},
+    )
+    def forker(inputs, ctx):
+        child = os.fork()
+        if child == 0:
+            # A child that outlives the worker, holding a copy of every descriptor it had.
+            if inputs.mark:
+                with open(inputs.mark, "w") as out:
+                    out.write(str(os.getpid()))
+            time.sleep(60)
+            os._exit(0)
+        if inputs.then == "exit":
+            os._exit(3)
+        time.sleep(60)
+    """
+
+QUICK = """\
+    from quest import script
+
+    @script(quest={"without_overlapping": False})
+    def quick(inputs, ctx):
+        return "done"
+    """
+
+SLEEPER = """\
+    import os
+    import time
+
+    from quest import Input, script
+
+    @script(
+        quest={"attempts": 3, "without_overlapping": False},
+        inputs={"seconds": Input(float, default=3.0), "mark": Input(str, default="")},
+    )
+    def sleeper(inputs, ctx):
+        if inputs.mark:
+            with open(inputs.mark, "w") as out:
+                out.write(str(os.getpid()))
+        time.sleep(inputs.seconds)
+        return "slept"
+    """
+
+
+def serve_in_own_group(project: Project, *args: str) -> Served:
+    """``quest serve`` as a service manager starts it: the leader of its own process group."""
+    log = project.root / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [QUEST, "serve", *args],
+            cwd=project.root,
+            env=project.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    return Served(process, log)
+
+
+def finished(project: Project, name: str, count: int = 1) -> list[dict[str, object]]:
+    rows = project.rows(name)
+    done = [r for r in rows if r["status"].finished]  # type: ignore[attr-defined]
+    return done if len(done) >= count else []
+
+
+def kill_leftover(mark: Path) -> None:
+    if mark.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(mark.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("then", ["sleep", "exit"])
+def test_a_worker_whose_forked_child_lives_on_is_still_seen_to_end(
+    tmp_path: Path, database_url: str, served: list[Served], then: str
+) -> None:
+    """The child keeps the worker's channel open, so its end-of-file never comes: the run must
+    still end (timed out, or the worker's exit code) instead of staying ``running``."""
+    project = project_on(tmp_path, {"forker.py": FORKER}, database_url)
+    mark = tmp_path / "child.pid"
+    enqueued = project.quest("enqueue", "forker", "--then", then, "--mark", str(mark))
+    assert enqueued.returncode == 0, enqueued.stderr
+    serve = project.serve("--concurrency", "1")
+    served.append(serve)
+    try:
+        [row] = poll(lambda: finished(project, "forker"), 30, "the run to end")
+        poll(mark.exists, 10, "the forked child to start")
+        assert psutil.pid_exists(int(mark.read_text())), "the child outlived its worker"
+    finally:
+        kill_leftover(mark)
+    if then == "sleep":
+        assert row["status"] is RunStatus.timed_out, row
+    else:
+        assert row["status"] is RunStatus.failed, row
+        assert row["error"] == "WorkerDied: worker process died: exit code 3"
+    code, _ = serve.stop(signal.SIGTERM)
+    assert code == 0, serve.output()
+
+
+def test_a_killed_template_is_replaced_and_runs_go_on(tmp_path: Path, served: list[Served]) -> None:
+    project = project_on(tmp_path, {"quick.py": QUICK})
+    serve = project.serve("--concurrency", "2")
+    served.append(serve)
+    supervisor = psutil.Process(serve.process.pid)
+
+    def template() -> psutil.Process | None:
+        children = supervisor.children()
+        return children[0] if len(children) == 1 and len(children[0].children()) == 2 else None
+
+    first = poll(template, 20, "the template and its two workers")
+    first.kill()
+    first.wait(10)
+    second = poll(
+        lambda: (t := template()) is not None and t.pid != first.pid and t,
+        20,
+        "a new template with two workers",
+    )
+    assert second.pid != first.pid
+    assert project.quest("enqueue", "quick").returncode == 0
+    [row] = poll(lambda: finished(project, "quick"), 20, "the run to end")
+    assert row["status"] is RunStatus.succeeded, row
+    assert not [p for p in supervisor.children() if p.status() == psutil.STATUS_ZOMBIE]
+    code, _ = serve.stop(signal.SIGTERM)
+    assert code == 0, serve.output()
+
+
+def test_a_template_killed_mid_run_ends_the_run_and_its_retry_runs(
+    tmp_path: Path, served: list[Served]
+) -> None:
+    project = project_on(tmp_path, {"sleeper.py": SLEEPER})
+    mark = tmp_path / "worker.pid"
+    enqueued = project.quest("enqueue", "sleeper", "--seconds", "60", "--mark", str(mark))
+    assert enqueued.returncode == 0
+    serve = project.serve("--concurrency", "1")
+    served.append(serve)
+    worker = psutil.Process(int(poll(lambda: mark.exists() and mark.read_text(), 20, "a start")))
+    mark.unlink()
+    worker.parent().kill()  # the template: its workers die with it
+    first = poll(
+        lambda: [r for r in finished(project, "sleeper") if r["attempt"] == 1],
+        20,
+        "the first attempt to end",
+    )
+    assert first[0]["status"] is RunStatus.failed
+    assert first[0]["error"] == "WorkerDied: worker process died: its template process died"
+    poll(mark.exists, 20, "the retry to start in a new worker")
+    code, _ = serve.stop(signal.SIGTERM, timeout=45)
+    assert code == 0, serve.output()
+
+
+def test_sigterm_to_serve_s_process_group_honours_the_grace_period(
+    tmp_path: Path, database_url: str, served: list[Served]
+) -> None:
+    """systemd, ``timeout`` and ``kill -TERM -PGID`` signal every process of the group: the
+    workers must not die of it, their runs get the grace period like any other."""
+    project = project_on(tmp_path, {"sleeper.py": SLEEPER}, database_url)
+    marks = [tmp_path / "short.pid", tmp_path / "long.pid"]
+    for seconds, mark in zip(("2", "60"), marks, strict=True):
+        enqueued = project.quest("enqueue", "sleeper", "--seconds", seconds, "--mark", str(mark))
+        assert enqueued.returncode == 0
+    serve = serve_in_own_group(project, "--concurrency", "2", "--grace", "5")
+    served.append(serve)
+    poll(lambda: all(mark.exists() for mark in marks), 20, "both runs to start")
+    os.killpg(serve.process.pid, signal.SIGTERM)
+    code = serve.process.wait(30)
+    assert code == 0, serve.output()
+    rows = {r["inputs"]["seconds"]: r for r in project.rows("sleeper")}
+    assert len(project.rows("sleeper")) == 2, "nothing was retried"
+    assert rows[2.0]["status"] is RunStatus.succeeded, rows[2.0]
+    assert rows[60.0]["status"] is RunStatus.interrupted, rows[60.0]
+    assert "WorkerDied" not in serve.output()
