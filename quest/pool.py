@@ -174,12 +174,13 @@ class WorkerPool:
         active.cancel = stop
         deadline = None if timeout is None else time.monotonic() + timeout
         healthy = False
+        done: Done | None = None
         try:
             done = self._await(worker, stop, deadline, timeout)
             healthy = done is not None
         finally:
             active.cancel = None
-            self._give_back(worker, healthy)
+            self._give_back(worker, healthy, spent=done is not None and done.spent)
         if stop.reason is not None or done is None:
             raise self._why_stopped(active, stop, worker, timeout)
         if done.failure is not None:
@@ -279,10 +280,11 @@ class WorkerPool:
             self._busy.add(worker)
             return worker
 
-    def _give_back(self, worker: Worker, healthy: bool) -> None:
+    def _give_back(self, worker: Worker, healthy: bool, *, spent: bool = False) -> None:
         worker.runs += 1
         retire = (
             not healthy
+            or spent
             or (self.max_runs is not None and worker.runs >= self.max_runs)
             or (self.max_memory is not None and worker.rss > self.max_memory)
         )

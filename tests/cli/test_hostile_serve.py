@@ -199,3 +199,45 @@ def test_sigterm_to_serve_s_process_group_honours_the_grace_period(
     assert rows[2.0]["status"] is RunStatus.succeeded, rows[2.0]
     assert rows[60.0]["status"] is RunStatus.interrupted, rows[60.0]
     assert "WorkerDied" not in serve.output()
+
+
+STREAMS = """\
+    import os
+    import sys
+
+    from quest import Input, script
+
+    @script(
+        quest={"without_overlapping": False},
+        inputs={"close": Input(bool, default=False), "token": Input(str, sensitive=True)},
+    )
+    def streams(inputs, ctx):
+        if inputs.close:
+            for fd in (0, 1, 2):
+                os.close(fd)
+            return "closed"
+        print("printed", inputs.token)
+        sys.stderr.write(f"written {inputs.token!r}\\n")
+        return "printed"
+    """
+
+TOKEN = "hunter2-hunter2-hunter2"
+
+
+def test_a_run_that_closes_its_streams_does_not_break_the_next_and_prints_are_scrubbed(
+    tmp_path: Path, served: list[Served]
+) -> None:
+    """One worker: the first run closes descriptors 0-2, the second prints a sensitive input."""
+    project = project_on(tmp_path, {"streams.py": STREAMS})
+    closing = project.quest("enqueue", "streams", "--close", "--token", TOKEN)
+    assert closing.returncode == 0, closing.stderr
+    assert project.quest("enqueue", "streams", "--token", TOKEN).returncode == 0
+    serve = project.serve("--concurrency", "1", "--max-runs-per-worker", "100")
+    served.append(serve)
+    rows = poll(lambda: finished(project, "streams", 2), 20, "both runs to end")
+    assert [r["result"] for r in rows] == ["printed", "closed"], rows
+    code, _ = serve.stop(signal.SIGTERM)
+    assert code == 0
+    output = serve.output()
+    assert "printed ***" in output and "written '***'" in output, output
+    assert TOKEN not in output
