@@ -241,3 +241,27 @@ def test_a_run_that_closes_its_streams_does_not_break_the_next_and_prints_are_sc
     output = serve.output()
     assert "printed ***" in output and "written '***'" in output, output
     assert TOKEN not in output
+
+
+INTERRUPTER = """\
+    from quest import script
+
+    @script(quest={"attempts": 3, "without_overlapping": False})
+    def interrupter(inputs, ctx):
+        raise KeyboardInterrupt
+    """
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_a_script_raising_keyboard_interrupt_is_interrupted_in_either_isolation(
+    tmp_path: Path, served: list[Served], isolation: str
+) -> None:
+    project = project_on(tmp_path, {"interrupter.py": INTERRUPTER})
+    assert project.quest("enqueue", "interrupter").returncode == 0
+    serve = project.serve("--concurrency", "1", "--isolation", isolation)
+    served.append(serve)
+    [row] = poll(lambda: finished(project, "interrupter"), 20, "the run to end")
+    code, _ = serve.stop(signal.SIGTERM)
+    assert code == 0, serve.output()
+    assert row["status"] is RunStatus.interrupted, row
+    assert len(project.rows("interrupter")) == 1, "an interrupted run is not retried"
