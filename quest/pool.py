@@ -14,6 +14,11 @@ One worker executes one run at a time. The pool keeps ``size`` workers warm; a s
 finds them all busy gets an extra worker, which retires once idle for a minute, so a busy queue
 never delays the schedule. A worker is replaced after ``max_runs`` runs, or after a run that left
 it above ``max_memory`` bytes.
+
+Each worker leads a process group of its own. A worker the supervisor ends (a timeout, a cancel,
+a shutdown's interrupt) or finds dead is ended with its whole group, so the processes a script
+forked or started end with it: a stopped run leaves nothing running. A worker retired in good
+health is only asked to stop.
 """
 
 from __future__ import annotations
@@ -205,7 +210,7 @@ class WorkerPool:
             now = time.monotonic()
             if stop.kill_at is not None:
                 if now >= stop.kill_at:
-                    _kill(worker.pid)
+                    _kill_worker(worker.pid)
                     stop.kill_at = None
                 else:
                     wait = min(wait, stop.kill_at - now)
@@ -312,7 +317,7 @@ class WorkerPool:
             _send(worker.channel, STOP)
         else:
             self.deaths += 1
-            _kill(worker.pid)
+            _kill_worker(worker.pid)
         worker.channel.close()
 
     def _retire_extra_locked(self) -> None:
@@ -409,6 +414,7 @@ class WorkerPool:
                     if len(self._exits) > 1000:
                         self._exits.pop(next(iter(self._exits)))
                     for worker in [w for w in self._idle if w.pid == pid]:
+                        _kill_worker(pid)  # what its scripts left running
                         self._idle.remove(worker)
                         worker.channel.close()
                         self.deaths += 1
@@ -434,7 +440,7 @@ class _Stop:
         if self.is_async and _send(self.worker.channel, CANCEL):
             self.kill_at = time.monotonic() + KILL_AFTER
         else:
-            _kill(self.worker.pid)
+            _kill_worker(self.worker.pid)
 
 
 def _send(channel: Connection, message: Any) -> bool:
@@ -448,6 +454,14 @@ def _send(channel: Connection, message: Any) -> bool:
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
+
+
+def _kill_worker(pid: int) -> None:
+    """End worker *pid* and every process it started that is still in its process group (a
+    script's forks and subprocesses), so that a stopped run leaves nothing behind."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    _kill(pid)
 
 
 def _reap(pid: int, timeout: float) -> None:
@@ -515,13 +529,16 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
                 data = b""
             if not data:
                 for pid in children:
-                    _kill(pid)
+                    _kill_worker(pid)
                 os._exit(0)
             if pickle.loads(data)[0] != "spawn":
                 continue
             ours, theirs = socket.socketpair()
             pid = os.fork()
             if pid == 0:
+                # Each worker leads a process group of its own: see _kill_worker.
+                with contextlib.suppress(OSError):
+                    os.setpgid(0, 0)
                 selector.close()
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -530,12 +547,14 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
                 control.close()
                 ours.close()
                 worker_module.main(Connection(theirs.detach()), quest)
+            with contextlib.suppress(OSError):
+                os.setpgid(pid, pid)  # also here, so that it holds before the fork returns
             children.add(pid)
             theirs.close()
             try:
                 socket.send_fds(control, [pickle.dumps(("spawned", pid))], [ours.fileno()])
             except OSError:
-                _kill(pid)
+                _kill_worker(pid)
             ours.close()
 
 

@@ -34,12 +34,14 @@ FORKER = """\
     def forker(inputs, ctx):
         child = os.fork()
         if child == 0:
-            # A child that outlives the worker, holding a copy of every descriptor it had.
-            if inputs.mark:
-                with open(inputs.mark, "w") as out:
-                    out.write(str(os.getpid()))
+            # A child that would outlive the worker, holding a copy of every descriptor it had.
+            with open(inputs.mark + ".tmp", "w") as out:
+                out.write(str(os.getpid()))
+            os.rename(inputs.mark + ".tmp", inputs.mark)
             time.sleep(60)
             os._exit(0)
+        while not os.path.exists(inputs.mark):
+            time.sleep(0.01)
         if inputs.then == "exit":
             os._exit(3)
         time.sleep(60)
@@ -94,6 +96,13 @@ def finished(project: Project, name: str, count: int = 1) -> list[dict[str, obje
     return done if len(done) >= count else []
 
 
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def kill_leftover(mark: Path) -> None:
     if mark.exists():
         with contextlib.suppress(ProcessLookupError, ValueError):
@@ -105,7 +114,8 @@ def test_a_worker_whose_forked_child_lives_on_is_still_seen_to_end(
     tmp_path: Path, database_url: str, served: list[Served], then: str
 ) -> None:
     """The child keeps the worker's channel open, so its end-of-file never comes: the run must
-    still end (timed out, or the worker's exit code) instead of staying ``running``."""
+    still end (timed out, or the worker's exit code) instead of staying ``running``, and the
+    child must end with its worker."""
     project = project_on(tmp_path, {"forker.py": FORKER}, database_url)
     mark = tmp_path / "child.pid"
     enqueued = project.quest("enqueue", "forker", "--then", then, "--mark", str(mark))
@@ -114,8 +124,7 @@ def test_a_worker_whose_forked_child_lives_on_is_still_seen_to_end(
     served.append(serve)
     try:
         [row] = poll(lambda: finished(project, "forker"), 30, "the run to end")
-        poll(mark.exists, 10, "the forked child to start")
-        assert psutil.pid_exists(int(mark.read_text())), "the child outlived its worker"
+        poll(lambda: gone(int(mark.read_text())), 10, "the forked child to end with its worker")
     finally:
         kill_leftover(mark)
     if then == "sleep":
