@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import postgres_schema
 
 from quest import RunStatus, script
 from quest.enums import Trigger
 from quest.runner import RunRequest
 from quest.testing import temporary_quest
+from tests.conftest import postgres_schema
 
 pytestmark = pytest.mark.postgres
 
