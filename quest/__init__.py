@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     )
     from .inputs import Input, Inputs
     from .runner import RunOutcome, RunRequest
-    from .signals import JobEvent, job_complete, job_error, job_skip, job_start
+    from .signals import JobEvent, job_complete, job_error, job_progress, job_skip, job_start
 
 __version__ = "0.1.0"
 
@@ -53,6 +53,7 @@ _EXPORTS = {
     "job_complete": "signals",
     "job_error": "signals",
     "job_skip": "signals",
+    "job_progress": "signals",
     # errors
     "QuestError": "errors",
     "InvalidDefinition": "errors",
@@ -84,6 +85,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     "JobEvent",
     "job_complete",
     "job_error",
+    "job_progress",
     "job_skip",
     "job_start",
     # errors

@@ -149,6 +149,12 @@ class Quest:
         owns it. *by* (who asked, recorded with the run) defaults to ``user@host``."""
         return self.store.request_cancel(run_id, by=by or _who(), now=self.clock.now())
 
+    def logs(self, run_id: str) -> list[dict[str, Any]]:
+        """The lines run *run_id* logged, oldest first: dicts of ``seq``, ``at`` (UTC),
+        ``level``, ``logger`` and ``message``. A run that dropped lines starts with a marker line
+        (``seq`` 0) saying how many; an unknown run has none."""
+        return self.store.run_logs(run_id)
+
     def context_for(self, script: Script, **fields: Any) -> Context:
         """A context for running *script* outside the runner (a child process, a test)."""
         run_id = fields.pop("run_id", None) or new_run_id()

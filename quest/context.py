@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import redact
 from .clock import Clock
 from .enums import Trigger
+from .progress import Progress
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -38,6 +39,9 @@ class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 Enqueue = Callable[..., str]
+Report = Callable[[str, Any], None]
+"""Where a run reports what happens while it runs (``kind``, payload): to the runner that records
+it, directly in its own process, over the worker's channel from a worker process."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,15 @@ class Context:
     key: str | None = None
     root_id: str | None = None
     _enqueue: Enqueue | None = field(default=None, repr=False)
+    _report: Report | None = field(default=None, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    progress: Progress = field(init=False, repr=False, compare=False)
+    """``ctx.progress(current, total=None, message=None)`` and ``ctx.progress.iter(rows)``: how
+    far the run has come (see :mod:`quest.progress`)."""
+
+    def __post_init__(self) -> None:
+        progress = Progress(self._report, self.log, monotonic=self.clock.monotonic)
+        object.__setattr__(self, "progress", progress)
 
     def enqueue(
         self,

@@ -13,11 +13,12 @@ import asyncio
 import logging
 import multiprocessing
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import redact
+from . import redact, runlog
 from .config import activate
 from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
 from .failures import Failure
@@ -96,6 +97,10 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
                 if kind == "started":
                     start, budget = time.monotonic(), timeout
                     continue
+                if kind == "report":
+                    if ctx._report is not None:
+                        ctx._report(*value)
+                    continue
                 break
             if not process.is_alive() and not receiver.poll(0):
                 kind, value = "lost", None
@@ -171,13 +176,25 @@ def _child_main(sender: Any, payload: dict[str, Any]) -> None:
         runner = Runner(registry, Store.from_settings(settings), settings)
         inputs = validate(script.model, script.inputs, payload["inputs"])
         fields = dict(payload["ctx"])
+        lock = threading.Lock()
+
+        def report(kind: str, value: Any) -> None:
+            with lock:
+                sender.send(("report", (kind, value)))
+
+        run_id = fields.pop("run_id")
         context = runner.context(
-            script, run_id=fields.pop("run_id"), now=fields.pop("now"), **fields
+            script, run_id=run_id, now=fields.pop("now"), report=report, **fields
         )
         sender.send(("started", None))
-        result = script.fn(inputs, context)
-        if asyncio.iscoroutine(result):
-            result = asyncio.run(result)
+        # Everything this process logs is the run's; its last lines go before the result.
+        with runlog.capture(run_id, lambda batch: report("log", batch), process=True):
+            try:
+                result = script.fn(inputs, context)
+                if asyncio.iscoroutine(result):
+                    result = asyncio.run(result)
+            finally:
+                context.progress.flush()
         sender.send(("ok", capture(result)))
     except BaseException as exc:
         discard_on = script.block().discard_on if script is not None else ()

@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Enum,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -188,6 +189,30 @@ cancels = Table(
     Column("run_id", String(32), primary_key=True),
     Column("requested_by", String(255), nullable=False),
     Column("requested_at", UTCDateTime, nullable=False),
+)
+
+
+# What a running run last reported with ``ctx.progress``.
+progress = Table(
+    "quest_run_progress",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("current", Float, nullable=False),
+    Column("total", Float),
+    Column("message", String(500)),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The lines a run logged, bounded per run; ``seq`` orders them within the run.
+run_logs = Table(
+    "quest_run_logs",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("level", String(10), nullable=False),
+    Column("logger", String(200), nullable=False),
+    Column("message", Text, nullable=False),
 )
 
 

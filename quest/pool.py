@@ -32,13 +32,14 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
 from .inputs import sensitive_values
-from .worker import CANCEL, STOP, Done, Job
+from .worker import CANCEL, STOP, Done, Job, Report
 
 if TYPE_CHECKING:
     from .app import Quest
@@ -175,7 +176,7 @@ class WorkerPool:
             secrets=tuple(sensitive_values(inputs, script.inputs)),
         )
         worker = self._hand(job)
-        stop = _Stop(worker, script.is_async, job.run_id)
+        stop = _Stop(worker, script.is_async, job.run_id, ctx._report)
         active.cancel = stop
         deadline = None if timeout is None else time.monotonic() + timeout
         healthy = False
@@ -228,11 +229,12 @@ class WorkerPool:
                 message = worker.channel.recv()
             except (EOFError, OSError):
                 return None
+            if isinstance(message, Report) and message.run_id == stop.run_id:
+                stop.report(message.kind, message.payload)
+                continue
             if isinstance(message, Done) and message.run_id == stop.run_id:
                 worker.rss = message.rss
                 return message
-            if isinstance(message, Done):
-                continue
 
     def _exited(self, pid: int) -> bool:
         """Whether the template reported worker *pid* ended (or the template itself is gone)."""
@@ -426,12 +428,23 @@ class WorkerPool:
 class _Stop:
     """``active.cancel`` of a run in a worker: ask an async run to stop, end a sync run's worker."""
 
-    def __init__(self, worker: Worker, is_async: bool, run_id: str) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        is_async: bool,
+        run_id: str,
+        report: Callable[[str, Any], None] | None,
+    ) -> None:
         self.worker = worker
         self.is_async = is_async
         self.run_id = run_id
+        self._report = report
         self.reason: str | None = None
         self.kill_at: float | None = None
+
+    def report(self, kind: str, payload: Any) -> None:
+        if self._report is not None:
+            self._report(kind, payload)
 
     def __call__(self, reason: str = "cancel") -> None:
         if self.reason is not None:

@@ -32,11 +32,13 @@ def prune(quest: Quest, now: datetime, *, default: Retention = DEFAULT) -> dict[
     """Apply the retention rules to every script in the JobLog; returns rows deleted by script.
 
     Sensitive inputs kept for chains that no longer have a queued or running run go too, and so
-    do cancel requests of runs that are no longer running.
+    do cancel requests of runs that are no longer running and the progress of deleted runs. A
+    deleted run's log lines go with it (and lines left by runs deleted some other way go too).
     """
     store = quest.store
     store.prune_secrets()
     store.prune_cancels()
+    store.prune_logs()
     deleted: dict[str, int] = {}
     for name in store.names_in_log():
         script = quest.registry.scripts.get(name)
@@ -51,4 +53,5 @@ def prune(quest: Quest, now: datetime, *, default: Retention = DEFAULT) -> dict[
             )
         if count:
             deleted[name] = count
+    store.prune_progress()
     return deleted

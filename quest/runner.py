@@ -7,6 +7,7 @@ Every way a script runs (``quest run``, a scheduled fire, a queued or retried ru
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from . import redact
+from . import redact, runlog
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Settings
 from .context import Context, RunLogger
@@ -29,8 +30,17 @@ from .enums import Isolation, RunStatus, SkipReason, Trigger
 from .errors import Discard, InvalidInputs, LeaseHeld, RunCancelled, RunInterrupted, RunTimeout
 from .failures import ScriptFailed
 from .inputs import Inputs, dump, secrets, validate
+from .progress import EVERY, KIND, Reading
 from .results import capture, exception_text
-from .signals import JobEvent, emit, job_complete, job_error, job_skip, job_start
+from .signals import (
+    JobEvent,
+    emit,
+    job_complete,
+    job_error,
+    job_progress,
+    job_skip,
+    job_start,
+)
 from .store import Store
 from .timespan import parse_timespan
 
@@ -91,6 +101,12 @@ class _Active:
     cancel: Callable[[], None] | None = None
     interrupted: bool = False
     cancelled_by: str | None = None
+    event: JobEvent | None = None
+    progress: Reading | None = None
+    progress_dirty: bool = False
+    progress_at: float | None = None
+    progress_lock: threading.Lock = field(default_factory=threading.Lock)
+    progress_writing: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +151,12 @@ class Runner:
         self._heartbeat: threading.Thread | None = None
         self._stop_heartbeat = threading.Event()
         self.pool: Executor | None = None
+        self.reporters: dict[str, Callable[[str, Any], None]] = {KIND: self._on_progress}
+        self.logs = runlog.RunLogs(store)
+        self.reporters["log"] = self.logs.receive
         self.timed: Executor | None = None
         self.cancel_check_every = 0.5
+        self.progress_every = EVERY
 
     # -- public ------------------------------------------------------------------------------
 
@@ -216,6 +236,7 @@ class Runner:
             if refusal is not None:
                 return refusal
             start = self._start(script, validated, request, run_id)
+        active.event = start
         with self._lock:
             self._active[run_id] = active
         secret_scope = redact.register(redact.sensitive_values(validated, script.inputs))
@@ -227,6 +248,7 @@ class Runner:
             return outcome
         finally:
             redact.unregister(secret_scope)
+            self.logs.end(run_id)
             with self._lock:
                 self._active.pop(run_id, None)
             if lease_ttl is not None and not ended:
@@ -417,8 +439,88 @@ class Runner:
             settings=self.settings,
             timezone=script.timezone(self.settings.timezone),
             _enqueue=self._enqueue,
+            _report=fields.pop("report", None) or functools.partial(self.report, run_id),
             **fields,
         )
+
+    def report(self, run_id: str, kind: str, payload: Any) -> None:
+        """What a run reports while it runs (progress, log lines), from any process, ends here."""
+        handler = self.reporters.get(kind)
+        if handler is None:
+            return
+        try:
+            handler(run_id, payload)
+        except Exception:
+            log.warning("a %s report of run %s failed", kind, run_id, exc_info=True)
+
+    def _on_progress(self, run_id: str, payload: Any) -> None:
+        """Keep the latest progress of an active run; :meth:`flush_progress` writes it."""
+        reading = Reading.of(payload)
+        if reading is None:
+            log.warning("run %s sent a progress report that is not one: %r", run_id, payload)
+            return
+        with self._lock:
+            active = self._active.get(run_id)
+        if active is None:
+            return
+        with active.progress_lock:
+            active.progress, active.progress_dirty = reading, True
+
+    def flush_progress(self, actives: list[_Active] | None = None, *, final: bool = False) -> int:
+        """Store and announce (``job:progress``) the new progress of *actives* (default: every
+        active run), each at most once every ``progress_every`` seconds unless *final*.
+
+        Called by the heartbeat, and with *final* when a run's script has returned. Returns how
+        many runs' progress was written.
+        """
+        if actives is None:
+            actives = self.active()
+        written = 0
+        for active in actives:
+            # One writer at a time per run, so that values are stored in the order they came;
+            # a report arriving meanwhile only waits for the snapshot, never for the database.
+            with active.progress_writing:
+                with active.progress_lock:
+                    reading = active.progress
+                    if not active.progress_dirty or reading is None:
+                        continue
+                    moment = self.clock.monotonic()
+                    if (
+                        not final
+                        and active.progress_at is not None
+                        and moment - active.progress_at < self.progress_every
+                    ):
+                        continue
+                    active.progress_dirty, active.progress_at = False, moment
+                try:
+                    self._write_progress(active, reading)
+                    written += 1
+                except Exception:
+                    with active.progress_lock:
+                        active.progress_dirty = True  # the next heartbeat tries again
+                    log.warning(
+                        "recording the progress of run %s failed", active.run_id, exc_info=True
+                    )
+        return written
+
+    def _write_progress(self, active: _Active, reading: Reading) -> None:
+        now = self.clock.now()
+        message = None if reading.message is None else redact.scrub(reading.message)
+        self.store.set_progress(
+            active.run_id, current=reading.current, total=reading.total, message=message, now=now
+        )
+        if active.event is None:
+            return
+        event = JobEvent(
+            **{
+                **_fields(active.event),
+                "timestamp": now,
+                "progress_current": reading.current,
+                "progress_total": reading.total,
+                "progress_message": message,
+            }
+        )
+        emit(job_progress, self, event)
 
     def active_runs(self) -> list[str]:
         with self._lock:
@@ -539,7 +641,12 @@ class Runner:
         retry_id: str | None = None
         escaping: BaseException | None = None
         try:
-            result = capture(self._call(script, inputs, ctx, active))
+            try:
+                value = self._call(script, inputs, ctx, active)
+            finally:
+                ctx.progress.flush()
+                self.flush_progress([active], final=True)
+            result = capture(value)
             result = redact.scrub_value(result, redact.sensitive_values(inputs, script.inputs))
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit) and not active.interrupted:
@@ -629,14 +736,16 @@ class Runner:
         ):
             seconds = None if timeout is None else timeout.total_seconds()
             return self.pool.execute(script, inputs, ctx, active, seconds)
-        if script.is_async:
-            return self._call_async(script, inputs, ctx, active, timeout)
-        if timeout is not None and self.timed is not None:
+        if not script.is_async and timeout is not None and self.timed is not None:
             return self.timed.execute(script, inputs, ctx, active, timeout.total_seconds())
-        value = script.fn(inputs, ctx)
-        if asyncio.iscoroutine(value):
-            return asyncio.run(value)
-        return value
+        # The run executes in this thread: what the thread logs meanwhile is the run's.
+        with runlog.capture(ctx.run_id, _log_sender(ctx)):
+            if script.is_async:
+                return self._call_async(script, inputs, ctx, active, timeout)
+            value = script.fn(inputs, ctx)
+            if asyncio.iscoroutine(value):
+                return asyncio.run(value)
+            return value
 
     def _call_async(
         self,
@@ -730,6 +839,7 @@ class Runner:
             if not actives:
                 continue
             self.check_cancels(actives)
+            self.flush_progress(actives)
             if self.clock.monotonic() - last_beat < self._beat_every():
                 continue
             last_beat = self.clock.monotonic()
@@ -784,6 +894,16 @@ def _status_for(exc: BaseException, script: Script, active: _Active) -> RunStatu
     if isinstance(exc, (Discard, *script.block().discard_on)):
         return RunStatus.discarded
     return RunStatus.failed
+
+
+def _log_sender(ctx: Context) -> runlog.Send:
+    report = ctx._report
+
+    def send(batch: dict[str, Any]) -> None:
+        if report is not None:
+            report("log", batch)
+
+    return send
 
 
 def _follow(follow: FollowUp) -> None:

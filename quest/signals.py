@@ -40,6 +40,10 @@ job_error: NamedSignal = namespace.signal(
 job_skip: NamedSignal = namespace.signal(
     "job:skip", doc="A fire did not run (overlap, paused, disabled, missed)."
 )
+job_progress: NamedSignal = namespace.signal(
+    "job:progress",
+    doc="A running run reported progress (at most about once a second per run).",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,9 @@ class JobEvent:
     reason: str | None = None
     retry_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    progress_current: float | None = None
+    progress_total: float | None = None
+    progress_message: str | None = None
 
     @property
     def duration(self) -> int | None:
@@ -81,6 +88,13 @@ class JobEvent:
     def will_retry(self) -> bool:
         return self.retry_at is not None
 
+    @property
+    def progress_percent(self) -> float | None:
+        """``progress_current`` of ``progress_total`` in percent (0-100), if both are known."""
+        if self.progress_current is None or not self.progress_total:
+            return None
+        return min(max(100.0 * self.progress_current / self.progress_total, 0.0), 100.0)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["trigger"] = self.trigger.value
@@ -90,6 +104,7 @@ class JobEvent:
                 data[key] = data[key].isoformat()
         data["duration"] = self.duration_ms
         data["will_retry"] = self.will_retry
+        data["progress_percent"] = self.progress_percent
         return data
 
 
@@ -137,6 +152,7 @@ _SCRUBBED_FIELDS = (
     "reason",
     "key",
     "extra",
+    "progress_message",
 )
 
 

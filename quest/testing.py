@@ -28,7 +28,7 @@ from .config import Settings, load_settings
 from .definition import Script, declaration_of
 from .discovery import Registry
 from .runner import RunOutcome, RunRequest
-from .signals import JobEvent, job_complete, job_error, job_skip, job_start
+from .signals import JobEvent, job_complete, job_error, job_progress, job_skip, job_start
 from .store import Store, load_models, make_engine
 
 
@@ -100,7 +100,8 @@ def captured_signals() -> Iterator[CapturedSignals]:
 
         return receive
 
-    receivers = [(s, receiver_for(s.name)) for s in (job_start, job_complete, job_error, job_skip)]
+    signals = (job_start, job_complete, job_error, job_skip, job_progress)
+    receivers = [(s, receiver_for(s.name)) for s in signals]
     for signal, receiver in receivers:
         signal.connect(receiver, weak=False)
     try:

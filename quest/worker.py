@@ -18,13 +18,14 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import redact
+from . import redact, runlog
 from .enums import Trigger
 from .failures import Failure
 from .results import capture
@@ -63,6 +64,15 @@ class Done:
     """The run left the worker unfit for another (it closed a standard stream): replace it."""
 
 
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Something a run reports while it runs (progress, log lines), for the supervisor."""
+
+    run_id: str
+    kind: str
+    payload: Any
+
+
 CANCEL = "cancel"
 STOP = "stop"
 
@@ -87,7 +97,7 @@ def main(channel: Connection, quest: Quest) -> NoReturn:
             if not _streams_open():
                 done = replace(done, spent=True)
             try:
-                channel.send(done)
+                worker.send(done)
             except (OSError, ValueError):
                 _exit(0)
         elif message == STOP:
@@ -99,13 +109,36 @@ class _Worker:
         self.channel = channel
         self.quest = quest
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sending = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        """Send *message* to the supervisor; a script's own threads may report at once."""
+        with self._sending:
+            self.channel.send(message)
+
+    def reporter(self, run_id: str) -> Callable[[str, Any], None]:
+        me = os.getpid()
+
+        def report(kind: str, payload: Any) -> None:
+            if os.getpid() == me:
+                self.send(Report(run_id, kind, payload))
+
+        return report
 
     def execute(self, job: Job) -> Done:
-        with redact.active(job.secrets), _scrubbed_streams(bool(job.secrets)):
+        # Everything this process logs while the run executes is the run's; its last lines are
+        # sent before the Done.
+        report = self.reporter(job.run_id)
+        with (
+            redact.active(job.secrets),
+            _scrubbed_streams(bool(job.secrets)),
+            runlog.capture(job.run_id, lambda batch: report("log", batch), process=True),
+        ):
             return self._execute(job)
 
     def _execute(self, job: Job) -> Done:
         script: Script | None = None
+        context = None
         try:
             script = self.quest.registry.get(job.name)
             inputs = script.model.model_construct(**job.inputs)
@@ -119,6 +152,7 @@ class _Worker:
                 scheduled_for=job.scheduled_for,
                 key=job.key,
                 root_id=job.root_id,
+                report=self.reporter(job.run_id),
             )
             value = script.fn(inputs, context)
             if asyncio.iscoroutine(value):
@@ -127,6 +161,9 @@ class _Worker:
         except BaseException as exc:
             discard_on = script.block().discard_on if script is not None else ()
             return Done(job.run_id, failure=Failure.of(exc, discard_on).scrubbed(), rss=_rss())
+        finally:
+            if context is not None:
+                context.progress.flush()  # the last value reaches the supervisor before Done
 
     def _run_async(self, coroutine: Any) -> Any:
         if self._loop is None or self._loop.is_closed():

@@ -37,6 +37,7 @@ def export_monthly_report(inputs, ctx):
     start = datetime.combine(last_month, time(), zone)
     end = datetime.combine(this_month, time(), zone)
 
+    ctx.progress(0, 3, "reading orders")
     with ctx.db.begin() as db:
         orders = (
             db.execute(
@@ -59,11 +60,13 @@ def export_monthly_report(inputs, ctx):
         ]
         total = sum((order.amount for order in orders), Decimal("0"))
 
+    ctx.progress(1, 3, f"writing {len(rows)} orders as CSV")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(HEADER)
     writer.writerows(rows)
 
+    ctx.progress(2, 3, "sending the report")
     month_name = f"{start:%B %Y}"
     filename = f"report-{month_name.lower().replace(' ', '-')}.csv"
     send_email(
@@ -75,5 +78,6 @@ def export_monthly_report(inputs, ctx):
         attachments=[(filename, buffer.getvalue(), "text/csv")],
         now=ctx.now,
     )
+    ctx.progress(3, 3, "sent")
     ctx.log.info("Monthly report sent: %d orders for %s", len(rows), month_name)
     return {"month": month_name, "orders": len(rows), "total": f"{total:.2f}", "file": filename}

@@ -49,7 +49,7 @@ def _endpoints(values: list[Any]) -> list[dict[str, str]]:
 )
 def health_check(inputs, ctx):
     results, alert_errors = [], []
-    for endpoint in inputs.endpoints:
+    for endpoint in ctx.progress.iter(inputs.endpoints, message="endpoints checked"):
         name, url = endpoint["name"], endpoint["url"]
         start = time.perf_counter()
         try:

@@ -32,7 +32,7 @@ def process_email_queue(inputs, ctx):
         ).all()
 
     sent = failed = 0
-    for email in emails:
+    for email in ctx.progress.iter(emails, message="emails sent or failed"):
         try:
             send_email(
                 ctx.settings,

@@ -42,7 +42,7 @@ def retry_webhooks(inputs, ctx):
         ).all()
 
     delivered = failed = gave_up = waiting = 0
-    for webhook in pending:
+    for webhook in ctx.progress.iter(pending, message="webhooks"):
         # Exponential backoff: 1, 2, 4, 8, 16 minutes after the last attempt.
         if webhook.last_attempt_at is not None:
             next_retry_at = webhook.last_attempt_at + timedelta(minutes=2**webhook.attempts)

@@ -37,7 +37,7 @@ def send_daily_digest(inputs, ctx):
         )
 
     sent, errors = 0, []
-    for user in subscribers:
+    for user in ctx.progress.iter(subscribers, message="subscribers"):
         items = activities.get(user.id)
         if not items:
             continue

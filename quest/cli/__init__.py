@@ -19,7 +19,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("quest.cli.admin:resume", "Resume a paused script."),
     "prune": ("quest.cli.admin:prune", "Delete old JobLog rows by the retention rules."),
     "cancel": ("quest.cli.cancel:cancel", "Cancel a queued or running run."),
+    "logs": ("quest.cli.logs:logs", "Print the lines a run logged (--follow: as it logs)."),
     "nodes": ("quest.cli.nodes:nodes", "List the serve processes of this database."),
+    "watch": ("quest.cli.watch:watch", "Show the running runs of every node, live."),
     "db": ("quest.cli.db:db", "Manage the database schema."),
     "demo": ("quest.cli.demo:demo", "Sample data for the bundled application."),
 }

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ._common import console, get_app, iso, parse_instant, short_message, to_json, user_errors
+from ._progress import progress_json
 
 STATUSES = [
     "queued",
@@ -46,6 +47,18 @@ def run_json(row: dict[str, Any]) -> dict[str, Any]:
         "reason": row["reason"],
         "owner_host": row["owner_host"],
         "owner_pid": row["owner_pid"],
+        "progress": progress_json(row.get("progress")),
+    }
+
+
+def log_json(line: dict[str, Any]) -> dict[str, Any]:
+    """A stored log line as JSON."""
+    return {
+        "seq": line["seq"],
+        "at": iso(line["at"]),
+        "level": line["level"],
+        "logger": line["logger"],
+        "message": line["message"],
     }
 
 
@@ -78,8 +91,19 @@ def _since(value: str) -> datetime:
     help="At most this many runs, newest first.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of runs.")
+@click.option(
+    "--logs",
+    "with_logs",
+    is_flag=True,
+    help="With --json: each run's log lines too, in a 'logs' field.",
+)
 def history(
-    name: str | None, statuses: tuple[str, ...], since: str | None, limit: int, as_json: bool
+    name: str | None,
+    statuses: tuple[str, ...],
+    since: str | None,
+    limit: int,
+    as_json: bool,
+    with_logs: bool,
 ) -> None:
     """Show recorded runs, newest first."""
     from quest.enums import RunStatus
@@ -94,8 +118,20 @@ def history(
             since=_since(since) if since else None,
             limit=limit,
         )
+    if with_logs and not as_json:
+        raise click.UsageError("--logs goes with --json; `quest logs RUN_ID` prints a run's lines")
     if as_json:
-        click.echo(to_json([run_json(row) for row in rows]))
+        with user_errors():
+            progress = store.progress_of(row["id"] for row in rows)
+        for row in rows:
+            row["progress"] = progress.get(row["id"])
+        runs = [run_json(row) for row in rows]
+        if with_logs:
+            with user_errors():
+                found = store.logs_of([row["id"] for row in rows])
+            for run in runs:
+                run["logs"] = [log_json(line) for line in found.get(run["run_id"], [])]
+        click.echo(to_json(runs))
         return
     if not rows:
         click.echo(short_message("No runs recorded" + (f" for {name}." if name else ".")))

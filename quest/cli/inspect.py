@@ -64,7 +64,8 @@ def list_scripts(as_json: bool) -> None:
         now = app.clock.now()
         paused = app.store.paused()
         last = app.store.last_runs(registry.scripts)
-    rows = []
+        running = _running_by_name(app)
+    rows: list[dict[str, Any]] = []
     for script in registry:
         zone = script.timezone(app.settings.timezone)
         fires = next_fires(app, script, now, 1) if _active(app, script, paused) else []
@@ -84,6 +85,7 @@ def list_scripts(as_json: bool) -> None:
                 if outcome
                 else None,
                 "note": schedule_note(script),
+                "running": running.get(script.name, []),
             }
         )
     if as_json:
@@ -96,20 +98,59 @@ def list_scripts(as_json: bool) -> None:
     table.add_column("Name", no_wrap=True)
     for column in ("Friendly name", "Schedule", "Timezone", "Next run", "Last outcome"):
         table.add_column(column, overflow="fold")
+    if running:
+        table.add_column("Running", overflow="fold")
     for row in rows:
-        table.add_row(
+        cells: list[str] = [
             row["name"],
             row["friendly_name"],
             row["schedule"],
             row["timezone"],
             _short(row["next_run"]),
             _outcome(row["last_outcome"]),
-        )
+        ]
+        if running:
+            cells.append(_running_text(row["running"]))
+        table.add_row(*cells)
     console().print(table)
     for row in rows:
         if row["note"]:
             click.secho(f"! {row['name']}: interval {row['note']}", fg="yellow")
     _print_errors(app)
+
+
+def _running_by_name(app: Quest) -> dict[str, list[dict[str, Any]]]:
+    """Script name → its running runs (any node): run id, node, start and progress, as JSON."""
+    from ._progress import progress_json
+
+    found: dict[str, list[dict[str, Any]]] = {}
+    for run in app.store.running_runs():
+        found.setdefault(run["name"], []).append(
+            {
+                "run_id": run["id"],
+                "node": f"{run['owner_host']}:{run['owner_pid']}" if run["owner_host"] else None,
+                "started_at": iso(run["started_at"]),
+                "progress": progress_json(run["progress"]),
+            }
+        )
+    return found
+
+
+def _running_text(runs: list[dict[str, Any]]) -> str:
+    """``a1b2c3d4 45% 23/50 item 23`` for the first running run, ``(+2)`` for the others."""
+    from rich.markup import escape
+
+    from ._progress import progress_text
+
+    if not runs:
+        return "—"
+    first = runs[0]
+    text = f"{first['run_id'][:8]} {progress_text(first['progress'], bar=False)}"
+    if first["progress"] is None:
+        text = f"{first['run_id'][:8]} running"
+    if len(runs) > 1:
+        text += f" (+{len(runs) - 1})"
+    return escape(text)
 
 
 def _active(app: Quest, script: Script, paused: set[str]) -> bool:
@@ -161,6 +202,7 @@ def show(name: str, count: int, after: str | None, as_json: bool) -> None:
     fires = [f.astimezone(zone) for f in next_fires(app, script, start, count)]
     data = _declaration(app, script)
     data["next_fire_times"] = [f.isoformat() for f in fires]
+    data["running"] = _running_of(app, script.name)
     if as_json:
         click.echo(to_json(data))
         return
@@ -187,6 +229,32 @@ def show(name: str, count: int, after: str | None, as_json: bool) -> None:
     click.echo("  next fire times:" if fires else "  next fire times: none")
     for fire in fires:
         click.echo(f"    {fire.isoformat()}")
+    _show_running(data["running"])
+
+
+def _running_of(app: Quest, name: str) -> list[dict[str, Any]] | None:
+    """The running runs of *name*; ``None`` when the database cannot be read (show works
+    without one)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from quest.errors import DatabaseUnavailable
+
+    try:
+        return _running_by_name(app).get(name, [])
+    except (DBAPIError, DatabaseUnavailable):
+        return None
+
+
+def _show_running(runs: list[dict[str, Any]] | None) -> None:
+    if runs is None:
+        click.echo("  running:   unknown (the database cannot be read)")
+        return
+    from ._progress import progress_text
+
+    for run in runs:
+        progress = run["progress"]
+        shown = progress_text(progress) if progress is not None else "no progress reported"
+        click.echo(f"  running:   run {run['run_id'][:8]} on {run['node'] or '?'}: {shown}")
 
 
 def _after(value: str, zone: Any) -> datetime:

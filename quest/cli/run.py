@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -208,7 +209,7 @@ def _make_run(script: Script) -> click.Command:
         )
         # Everything this command prints or logs about the run is scrubbed of its secrets.
         with redact.active(redact.sensitive_values(inputs, script.inputs)):
-            with user_errors():
+            with user_errors(), _showing_progress(app):
                 outcome = app.runner.run(script.name, inputs, request)
                 while outcome.retry_run_id is not None and params.get("retry"):
                     _report(outcome, as_json=False)
@@ -238,6 +239,33 @@ def _make_run(script: Script) -> click.Command:
             click.Option(["--json", "as_json"], is_flag=True, help="Print the outcome as JSON.")
         )
     return _command(script, callback, params)
+
+
+@contextmanager
+def _showing_progress(app: Any) -> Iterator[None]:
+    """Show the progress the run reports on stderr: a live bar on a terminal, lines elsewhere."""
+    from quest.progress import KIND
+
+    from ._progress import RunProgress
+
+    display = RunProgress.for_stderr()
+    runner = app.runner
+    recording = runner.reporters.get(KIND)
+
+    def report(run_id: str, payload: Any) -> None:
+        if recording is not None:
+            recording(run_id, payload)
+        display.update(run_id, payload)
+
+    runner.reporters[KIND] = report
+    try:
+        yield
+    finally:
+        if recording is not None:
+            runner.reporters[KIND] = recording
+        else:
+            runner.reporters.pop(KIND, None)
+        display.close()
 
 
 def _report(outcome: Any, *, as_json: bool) -> None:

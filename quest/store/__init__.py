@@ -1,4 +1,5 @@
-"""The database: the JobLog, the queue, slot claims, leases, pauses, secrets, nodes and cancels.
+"""The database: the JobLog, the queue, slot claims, leases, pauses, secrets, nodes, cancels and
+progress.
 
 Only this package writes SQL, one module per table family, behind :class:`Store`, the facade the
 rest of quest uses. Every write is a short transaction; on SQLite a writing transaction starts
@@ -25,8 +26,10 @@ from . import wake
 from ._engine import CHANNEL, Database, Unit, fallback_job_log, load_models, make_engine
 from .cancels import CancelResult, Cancels
 from .leases import Leases
+from .logs import Logs
 from .nodes import Nodes, node_state
 from .pauses import Pauses
+from .progress import Progress
 from .queue import Limits, Queue
 from .runs import Runs
 from .secrets import Secrets
@@ -64,6 +67,8 @@ class Store:
         self._queue = Queue(self.db, self._runs, self._secrets, self._leases)
         self._nodes = Nodes(self.db, self.runs)
         self._cancels = Cancels(self.db, self.runs, self._secrets)
+        self._logs = Logs(self.db, self.runs)
+        self._progress = Progress(self.db, self.runs)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -183,7 +188,9 @@ class Store:
         older_than: datetime | None,
         keep: int | None,
     ) -> int:
-        """Delete finished runs of *name* with *statuses*: older than a date, beyond a count."""
+        """Delete finished runs of *name* with *statuses*: older than a date, beyond a count.
+
+        Their log lines go in the same transaction."""
         return self._runs.prune(name, statuses, older_than=older_than, keep=keep)
 
     def abandon_stale(self, *, now: datetime, ttl: timedelta) -> list[dict[str, Any]]:
@@ -354,6 +361,75 @@ class Store:
     def forget_cancel(self, run_id: str) -> None:
         """Drop the cancel request of *run_id* (its run has ended); joins a unit of work."""
         self._cancels.forget(run_id)
+
+    # -- log lines -----------------------------------------------------------------------------
+
+    def append_logs(
+        self,
+        run_id: str,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        keep_from: int,
+        marker: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add log lines of *run_id*, drop its lines numbered below *keep_from*, and set the
+        marker line that says what was dropped (see :mod:`quest.runlog`)."""
+        self._logs.append(run_id, rows, keep_from=keep_from, marker=marker)
+
+    def run_logs(self, run_id: str, *, after: int | None = None) -> list[dict[str, Any]]:
+        """The lines *run_id* logged, in order, the marker (seq 0) first; each a dict of seq,
+        at, level, logger, message. Only those after seq *after* (and the marker) when given."""
+        rows = self._logs.lines([run_id], after=after)
+        for row in rows:
+            del row["run_id"]
+        return rows
+
+    def logs_of(self, run_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """The lines of each of *run_ids* (as :meth:`run_logs`); runs without lines have none."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in self._logs.lines(run_ids):
+            found.setdefault(row.pop("run_id"), []).append(row)
+        return found
+
+    def log_tail(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """The last line each of *run_ids* logged (the first line of its last message)."""
+        return self._logs.tail(run_ids)
+
+    def prune_logs(self) -> int:
+        """Delete the log lines of runs the JobLog no longer has."""
+        return self._logs.prune()
+
+    # -- progress ------------------------------------------------------------------------------
+
+    def set_progress(
+        self,
+        run_id: str,
+        *,
+        current: float,
+        total: float | None,
+        message: str | None,
+        now: datetime,
+    ) -> None:
+        """Record what run *run_id* last reported with ``ctx.progress``; joins a unit of work."""
+        self._progress.set(run_id, current=current, total=total, message=message, now=now)
+
+    def progress_of(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Of *run_ids*, those that reported progress → ``current``, ``total`` (``None`` when
+        unknown), ``message`` and ``updated_at``."""
+        return self._progress.of(run_ids)
+
+    def prune_progress(self) -> int:
+        """Forget the progress of runs no longer in the JobLog (retention deleted them)."""
+        return self._progress.prune()
+
+    def running_runs(self) -> list[dict[str, Any]]:
+        """Every running run on any node, oldest first, each with its ``progress`` (or ``None``)."""
+        rows = self._runs.history(statuses=[RunStatus.running], limit=None)
+        rows.reverse()
+        found = self._progress.of(row["id"] for row in rows)
+        for row in rows:
+            row["progress"] = found.get(row["id"])
+        return rows
 
 
 def _sqlite_key(engine: Engine) -> str:

@@ -6,10 +6,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, update
 
 from ..enums import RunStatus
-from ..models import cancels
+from ..models import cancels, run_logs
 from ._engine import Database
 
 ASKED = "quest_cancel_requested_by"
@@ -136,9 +136,9 @@ class Runs:
         where = [runs.c.name == name, runs.c.status.in_(list(statuses))]
         with self.db.transaction() as connection:
             if older_than is not None:
-                deleted += connection.execute(
-                    delete(runs).where(*where, runs.c.created_at < older_than)
-                ).rowcount
+                deleted += _delete_with_logs(
+                    connection, runs, [*where, runs.c.created_at < older_than]
+                )
             if keep is not None:
                 newest_beyond = (
                     select(runs.c.created_at)
@@ -148,9 +148,9 @@ class Runs:
                     .limit(1)
                     .scalar_subquery()
                 )
-                deleted += connection.execute(
-                    delete(runs).where(*where, runs.c.created_at <= newest_beyond)
-                ).rowcount
+                deleted += _delete_with_logs(
+                    connection, runs, [*where, runs.c.created_at <= newest_beyond]
+                )
         return int(deleted)
 
     def abandon_stale(self, *, now: datetime, ttl: timedelta) -> list[dict[str, Any]]:
@@ -197,3 +197,11 @@ class Runs:
                 row["status"] = status
                 ended.append(row)
         return ended
+
+
+def _delete_with_logs(connection: Connection, runs: Table, where: list[Any]) -> int:
+    """Delete the runs matching *where* and the lines they logged; returns the runs deleted."""
+    connection.execute(
+        delete(run_logs).where(run_logs.c.run_id.in_(select(runs.c.id).where(*where)))
+    )
+    return int(connection.execute(delete(runs).where(*where)).rowcount)

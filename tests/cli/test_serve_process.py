@@ -244,33 +244,47 @@ def test_sigint_stops_runs_still_going_after_the_grace_period(
 def test_quest_run_of_a_script_in_progress(tmp_path: Path) -> None:
     busy = """\
         import time
+        from pathlib import Path
 
         from quest import script
 
         @script(quest={"without_overlapping": True})
         def busy(inputs, ctx):
-            time.sleep(2)
+            release = Path(__file__).resolve().parent.parent / "release"
+            deadline = time.monotonic() + 60
+            while not release.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
             return "done"
         """
     project = make_project(tmp_path, {"busy.py": busy})
-    first = subprocess.Popen(
-        [QUEST, "run", "busy"],
-        cwd=project.root,
-        env=project.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [QUEST, "run", "busy", *args],
+            cwd=project.root,
+            env=project.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    first = start()
+    waiting: subprocess.Popen[str] | None = None
     try:
-        poll(lambda: project.rows("busy"), 10, "the first run to start")
+        poll(lambda: project.rows("busy"), 30, "the first run to start")
         refused = project.quest("run", "busy")
         assert refused.returncode == 1
         assert "busy is already running" in refused.stderr
         assert "--wait" in refused.stderr
-        waited = project.quest("run", "busy", "--wait")
-        assert waited.returncode == 0, waited.stderr
+        waiting = start("--wait")
+        (project.root / "release").touch()
+        _, err = waiting.communicate(timeout=60)
+        assert waiting.returncode == 0, err
     finally:
-        first.communicate(timeout=20)
+        (project.root / "release").touch()
+        first.communicate(timeout=60)
+        if waiting is not None and waiting.poll() is None:
+            waiting.kill()
     assert first.returncode == 0
     runs = project.rows("busy")
     assert [r["status"].value for r in runs] == ["succeeded", "succeeded"]
