@@ -14,6 +14,11 @@ One worker executes one run at a time. The pool keeps ``size`` workers warm; a s
 finds them all busy gets an extra worker, which retires once idle for a minute, so a busy queue
 never delays the schedule. A worker is replaced after ``max_runs`` runs, or after a run that left
 it above ``max_memory`` bytes.
+
+Each worker leads a process group of its own. A worker the supervisor ends (a timeout, a cancel,
+a shutdown's interrupt) or finds dead is ended with its whole group, so the processes a script
+forked or started end with it: a stopped run leaves nothing running. A worker retired in good
+health is only asked to stop.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ log = logging.getLogger("quest.pool")
 KILL_AFTER = 2.0
 """Seconds an async run has to honour a cancel before its worker is killed."""
 EXIT_REPORT_WAIT = 2.0
+EXIT_CHECK_EVERY = 0.25
+"""Seconds between looks at the template's exit reports while a run is waited for: a worker's
+channel may outlive it (a process the script forked holds a copy), so its end-of-file alone
+cannot say that the worker died."""
 IDLE_EXTRA = 60.0
 SPAWN_TIMEOUT = 30.0
 
@@ -84,6 +93,7 @@ class WorkerPool:
         self._busy: set[Worker] = set()
         self._pending = 0
         self._exits: dict[int, int] = {}
+        self._orphaned: set[int] = set()
         self._control: socket.socket | None = None
         self._template_pid: int | None = None
         self._reader: threading.Thread | None = None
@@ -170,12 +180,13 @@ class WorkerPool:
         active.cancel = stop
         deadline = None if timeout is None else time.monotonic() + timeout
         healthy = False
+        done: Done | None = None
         try:
             done = self._await(worker, stop, deadline, timeout)
             healthy = done is not None
         finally:
             active.cancel = None
-            self._give_back(worker, healthy)
+            self._give_back(worker, healthy, spent=done is not None and done.spent)
         if stop.reason is not None or done is None:
             raise self._why_stopped(active, stop, worker, timeout)
         if done.failure is not None:
@@ -200,7 +211,7 @@ class WorkerPool:
             now = time.monotonic()
             if stop.kill_at is not None:
                 if now >= stop.kill_at:
-                    _kill(worker.pid)
+                    _kill_worker(worker.pid)
                     stop.kill_at = None
                 else:
                     wait = min(wait, stop.kill_at - now)
@@ -210,8 +221,10 @@ class WorkerPool:
                     continue
                 wait = min(wait, deadline - now)
             try:
-                ready = worker.channel.poll(max(wait, 0.0))
+                ready = worker.channel.poll(max(min(wait, EXIT_CHECK_EVERY), 0.0))
                 if not ready:
+                    if self._exited(worker.pid):
+                        return None
                     continue
                 message = worker.channel.recv()
             except (EOFError, OSError):
@@ -222,6 +235,11 @@ class WorkerPool:
             if isinstance(message, Done) and message.run_id == stop.run_id:
                 worker.rss = message.rss
                 return message
+
+    def _exited(self, pid: int) -> bool:
+        """Whether the template reported worker *pid* ended (or the template itself is gone)."""
+        with self._lock:
+            return pid in self._exits or pid in self._orphaned
 
     def _why_stopped(
         self, active: Any, stop: _Stop, worker: Worker, timeout: float | None
@@ -239,6 +257,10 @@ class WorkerPool:
         with self._changed:
             self._changed.wait_for(lambda: pid in self._exits, EXIT_REPORT_WAIT)
             status = self._exits.pop(pid, None)
+            orphaned = pid in self._orphaned
+            self._orphaned.discard(pid)
+        if status is None and orphaned:
+            return "its template process died"
         if status is None:
             return "it closed its channel"
         if os.WIFSIGNALED(status):
@@ -265,10 +287,11 @@ class WorkerPool:
             self._busy.add(worker)
             return worker
 
-    def _give_back(self, worker: Worker, healthy: bool) -> None:
+    def _give_back(self, worker: Worker, healthy: bool, *, spent: bool = False) -> None:
         worker.runs += 1
         retire = (
             not healthy
+            or spent
             or (self.max_runs is not None and worker.runs >= self.max_runs)
             or (self.max_memory is not None and worker.rss > self.max_memory)
         )
@@ -296,7 +319,7 @@ class WorkerPool:
             _send(worker.channel, STOP)
         else:
             self.deaths += 1
-            _kill(worker.pid)
+            _kill_worker(worker.pid)
         worker.channel.close()
 
     def _retire_extra_locked(self) -> None:
@@ -324,11 +347,30 @@ class WorkerPool:
             self._control.send(pickle.dumps(("spawn",)))
         except OSError:
             self._pending -= 1
-            log.error("the worker template is gone; starting a new one")
-            self._fork_template()
-            if self._control is not None:
-                self._pending += 1
-                self._control.send(pickle.dumps(("spawn",)))
+            self._template_gone_locked()
+
+    def _template_gone_locked(self) -> None:
+        """The template died, and every worker it forked with it (they die with their parent):
+        start a new template and warm workers, unless the pool is closing."""
+        self._control = None
+        for worker in self._idle:
+            worker.channel.close()
+            self.deaths += 1
+        self._idle.clear()
+        self._orphaned = {worker.pid for worker in self._busy}
+        self._pending = 0
+        if self._template_pid is not None:
+            _reap(self._template_pid, EXIT_REPORT_WAIT)
+            self._template_pid = None
+        if self._closed:
+            return
+        log.error(
+            "the worker template process died; starting a new one",
+            extra={"action": "template_restart"},
+        )
+        self._fork_template()
+        for _ in range(self.size - len(self._busy)):
+            self._spawn_locked()
 
     def _fork_template(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -351,15 +393,17 @@ class WorkerPool:
             except OSError:
                 data, fds = b"", []
             if not data:
+                control.close()
                 with self._changed:
                     if self._control is control:
-                        self._control = None
+                        self._template_gone_locked()
                     self._changed.notify_all()
                 return
             message = pickle.loads(data)
             with self._changed:
                 if message[0] == "spawned" and fds:
                     self._pending -= 1
+                    self._exits.pop(message[1], None)  # an earlier process's, if pids wrapped
                     worker = Worker(message[1], Connection(fds[0]))
                     if self._closed:
                         _send(worker.channel, STOP)
@@ -372,6 +416,7 @@ class WorkerPool:
                     if len(self._exits) > 1000:
                         self._exits.pop(next(iter(self._exits)))
                     for worker in [w for w in self._idle if w.pid == pid]:
+                        _kill_worker(pid)  # what its scripts left running
                         self._idle.remove(worker)
                         worker.channel.close()
                         self.deaths += 1
@@ -408,7 +453,7 @@ class _Stop:
         if self.is_async and _send(self.worker.channel, CANCEL):
             self.kill_at = time.monotonic() + KILL_AFTER
         else:
-            _kill(self.worker.pid)
+            _kill_worker(self.worker.pid)
 
 
 def _send(channel: Connection, message: Any) -> bool:
@@ -422,6 +467,14 @@ def _send(channel: Connection, message: Any) -> bool:
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
+
+
+def _kill_worker(pid: int) -> None:
+    """End worker *pid* and every process it started that is still in its process group (a
+    script's forks and subprocesses), so that a stopped run leaves nothing behind."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    _kill(pid)
 
 
 def _reap(pid: int, timeout: float) -> None:
@@ -447,7 +500,7 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
     from . import worker as worker_module
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, ignore_signal)
     _forget_connections(quest)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -489,13 +542,16 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
                 data = b""
             if not data:
                 for pid in children:
-                    _kill(pid)
+                    _kill_worker(pid)
                 os._exit(0)
             if pickle.loads(data)[0] != "spawn":
                 continue
             ours, theirs = socket.socketpair()
             pid = os.fork()
             if pid == 0:
+                # Each worker leads a process group of its own: see _kill_worker.
+                with contextlib.suppress(OSError):
+                    os.setpgid(0, 0)
                 selector.close()
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -504,13 +560,24 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
                 control.close()
                 ours.close()
                 worker_module.main(Connection(theirs.detach()), quest)
+            with contextlib.suppress(OSError):
+                os.setpgid(pid, pid)  # also here, so that it holds before the fork returns
             children.add(pid)
             theirs.close()
             try:
                 socket.send_fds(control, [pickle.dumps(("spawned", pid))], [ours.fileno()])
             except OSError:
-                _kill(pid)
+                _kill_worker(pid)
             ours.close()
+
+
+def ignore_signal(signum: int, frame: Any) -> None:
+    """SIGTERM in the template and the workers: the supervisor decides when they end.
+
+    A SIGTERM sent to serve's whole process group (systemd's default, ``timeout``, ``kill -TERM
+    -PGID``) must let the supervisor's grace period apply, not end the runs at once. A handler
+    rather than ``SIG_IGN``, so that a program a script starts gets the default again.
+    """
 
 
 def _forget_connections(quest: Quest) -> None:

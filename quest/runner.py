@@ -653,7 +653,10 @@ class Runner:
                 escaping = exc
             error, trace = _describe(exc, redact.sensitive_values(inputs, script.inputs))
             status = _status_for(exc, script, active)
-            if isinstance(exc, KeyboardInterrupt):
+            if isinstance(exc, KeyboardInterrupt) or (
+                # raised in a worker process: the same outcome as in this one
+                isinstance(exc, ScriptFailed) and exc.failure.type_name == "KeyboardInterrupt"
+            ):
                 status = RunStatus.interrupted
         if status is RunStatus.failed and request.attempt < max_attempts and escaping is None:
             retry_at, retry_id = self._retry_plan(script, request)

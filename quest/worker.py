@@ -19,8 +19,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -60,6 +60,8 @@ class Done:
     result: Any = None
     failure: Failure | None = None
     rss: int = 0
+    spent: bool = False
+    """The run left the worker unfit for another (it closed a standard stream): replace it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,7 @@ STOP = "stop"
 def main(channel: Connection, quest: Quest) -> NoReturn:
     """The worker's loop; it ends the process when the supervisor goes away or says stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _ignore_signal)
     _die_with_parent()
     me = os.getpid()
     worker = _Worker(channel, quest)
@@ -92,6 +94,8 @@ def main(channel: Connection, quest: Quest) -> NoReturn:
             if os.getpid() != me:
                 # The script forked and this is its child returning: only the worker answers.
                 _exit(0)
+            if not _streams_open():
+                done = replace(done, spent=True)
             try:
                 worker.send(done)
             except (OSError, ValueError):
@@ -127,6 +131,7 @@ class _Worker:
         report = self.reporter(job.run_id)
         with (
             redact.active(job.secrets),
+            _scrubbed_streams(bool(job.secrets)),
             runlog.capture(job.run_id, lambda batch: report("log", batch), process=True),
         ):
             return self._execute(job)
@@ -182,6 +187,57 @@ class _Worker:
             return loop.run_until_complete(task)
         finally:
             loop.remove_reader(fd)
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """SIGTERM: the supervisor decides when a worker ends (see :func:`quest.pool.ignore_signal`);
+    a handler, not ``SIG_IGN``, so that programs a script starts get the default again."""
+
+
+class _Scrubbed:
+    """``sys.stdout`` / ``sys.stderr`` while a run with secrets executes: what the script prints
+    goes to serve's output, so it is scrubbed like a log record (a value split across two writes
+    is not recognised)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: Any) -> int:
+        self._stream.write(redact.scrub(text) if isinstance(text, str) else text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _scrubbed_streams(scrub: bool) -> Iterator[None]:
+    if not scrub:
+        yield
+        return
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Scrubbed(out), _Scrubbed(err)
+    try:
+        yield
+    finally:
+        if isinstance(sys.stdout, _Scrubbed):
+            sys.stdout = out
+        if isinstance(sys.stderr, _Scrubbed):
+            sys.stderr = err
+
+
+def _streams_open() -> bool:
+    """Whether descriptors 0, 1 and 2 are still open (a script may close them)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            return False
+    return True
 
 
 def _rss() -> int:

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+)
 
 from ..config import Settings
 from ..errors import ConfigError, DatabaseUnavailable
@@ -172,7 +178,9 @@ class Database:
         kept, unit.kept = unit.kept, []
         try:
             pinged = unit.commit(self.writer, kept)
-        except DBAPIError as exc:
+        except (DBAPIError, PendingRollbackError) as exc:
+            # PendingRollbackError: the connection died under an earlier statement of the unit
+            # (a follow-up claim whose failure was handled); the kept writes still count.
             if not unit.durable or not kept:
                 raise
             unit.replayed = True
