@@ -24,6 +24,7 @@ from ..models import metadata as quest_metadata
 from . import wake
 from ._engine import CHANNEL, Database, Unit, fallback_job_log, load_models, make_engine
 from .cancels import CancelResult, Cancels
+from .gauges import GaugeReader, Gauges
 from .leases import Leases
 from .nodes import Nodes, node_state
 from .pauses import Pauses
@@ -64,6 +65,7 @@ class Store:
         self._queue = Queue(self.db, self._runs, self._secrets, self._leases)
         self._nodes = Nodes(self.db, self.runs)
         self._cancels = Cancels(self.db, self.runs, self._secrets)
+        self._gauges = GaugeReader(self.db, self.runs)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -337,6 +339,13 @@ class Store:
         """Forget nodes stopped, or silent, since before *before*."""
         return self._nodes.prune(before)
 
+    # -- metrics -------------------------------------------------------------------------------
+
+    def gauges(self) -> Gauges:
+        """Queued runs and latest success per script, paused scripts, nodes: what a metrics
+        scrape reads, in one read-only connection."""
+        return self._gauges.read()
+
     # -- cancels -------------------------------------------------------------------------------
 
     def request_cancel(self, run_id: str, *, by: str, now: datetime) -> CancelResult:
@@ -366,6 +375,7 @@ def _sqlite_key(engine: Engine) -> str:
 __all__ = [
     "CancelOutcome",
     "CancelResult",
+    "Gauges",
     "Limits",
     "Store",
     "Waiter",
