@@ -86,6 +86,15 @@ DELAY_BUCKETS = (
     3600.0,
 )
 NODE_STATES = ("alive", "lost", "stopped")
+#: The gauges :class:`StoreCollector` exports.
+GAUGES = (
+    "quest_queue_depth",
+    "quest_last_success_timestamp_seconds",
+    "quest_script_paused",
+    "quest_nodes",
+    "quest_next_run_timestamp_seconds",
+    "quest_schedule_interval_seconds",
+)
 OTHER = "other"
 
 
@@ -111,8 +120,8 @@ def skip_reason(reason: str | None) -> str:
 class Metrics:
     """The registry of one serve, fed by the run signals of one runner.
 
-    >>> metrics = Metrics(app).connect(app.runner)   # doctest: +SKIP
-    >>> metrics.attach(serve)                         # doctest: +SKIP
+    ``Metrics(app).connect(app.runner)`` counts the runs; :meth:`attach` adds what a
+    :class:`~quest.scheduler.Serve` knows (queue wait of the runs it claims, its next slots).
     """
 
     def __init__(self, quest: Quest, *, cache_for: float = 1.0) -> None:
@@ -263,7 +272,8 @@ class StoreCollector:
         self._now: datetime | None = None
 
     def describe(self) -> Iterable[Metric]:
-        return [family for family, _ in self._families()]
+        """The families :meth:`collect` yields, without reading the database."""
+        return [GaugeMetricFamily(name, "") for name in GAUGES]
 
     def collect(self) -> Iterable[Metric]:
         gauges, now = self._read()
@@ -335,17 +345,6 @@ class StoreCollector:
                 )
             self._read_at = moment
             return self._gauges, self._now
-
-    def _families(self) -> list[tuple[Metric, None]]:
-        names = (
-            "quest_queue_depth",
-            "quest_last_success_timestamp_seconds",
-            "quest_script_paused",
-            "quest_nodes",
-            "quest_next_run_timestamp_seconds",
-            "quest_schedule_interval_seconds",
-        )
-        return [(GaugeMetricFamily(name, ""), None) for name in names]
 
 
 # -- the HTTP exporter -------------------------------------------------------------------------
