@@ -337,7 +337,7 @@ class StoreCollector:
             if moment - self._read_at < self.cache_for:
                 return self._gauges, self._now
             try:
-                self._gauges = self.quest.store.gauges()
+                self._gauges = self.quest.store.gauges(s.name for s in self.quest.registry)
                 self._now = self.quest.clock.now()
             except Exception:
                 log.warning(

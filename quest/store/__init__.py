@@ -341,10 +341,10 @@ class Store:
 
     # -- metrics -------------------------------------------------------------------------------
 
-    def gauges(self) -> Gauges:
-        """Queued runs and latest success per script, paused scripts, nodes: what a metrics
-        scrape reads, in one read-only connection."""
-        return self._gauges.read()
+    def gauges(self, names: Iterable[str]) -> Gauges:
+        """Queued runs per script, the latest success of each of *names*, paused scripts and
+        nodes: what a metrics scrape reads, in one read-only connection."""
+        return self._gauges.read(names)
 
     # -- cancels -------------------------------------------------------------------------------
 

@@ -148,9 +148,9 @@ def test_the_gauges_are_read_once_per_cache_period(app: Quest, monkeypatch: Any)
     reads: list[int] = []
     real = app.store.gauges
 
-    def counted() -> Any:
+    def counted(names: Any) -> Any:
         reads.append(1)
-        return real()
+        return real(names)
 
     monkeypatch.setattr(app.store, "gauges", counted)
     app.enqueue("digest", {"token": SECRET, "fail": False})
@@ -159,3 +159,34 @@ def test_the_gauges_are_read_once_per_cache_period(app: Quest, monkeypatch: Any)
 
     assert len(reads) == 1
     assert sample(metrics, "quest_queue_depth", script="digest") == 1
+
+
+def test_the_latest_success_is_found_past_later_failures_for_many_scripts(
+    app: Quest, clock: FrozenClock
+) -> None:
+    store = app.store
+    rows = []
+    for n in range(120):  # more scripts than one lookup statement takes
+        for minute, status in ((1, "succeeded"), (2, "succeeded"), (3, "failed")):
+            at = START + timedelta(minutes=minute, seconds=n)
+            rows.append((f"job-{n}", status, at))
+    rows.append(("always-fails", "failed", START))
+    for name, status, at in rows:
+        store.insert_run(
+            {
+                "id": f"{name}-{at:%H%M%S}",
+                "name": name,
+                "status": status,
+                "trigger": "scheduled",
+                "created_at": at,
+                "started_at": at,
+                "finished_at": at + timedelta(seconds=1),
+            }
+        )
+
+    gauges = store.gauges([f"job-{n}" for n in range(120)] + ["always-fails", "unknown"])
+
+    assert len(gauges.last_success) == 120
+    assert gauges.last_success["job-7"] == START + timedelta(minutes=2, seconds=8)
+    assert "always-fails" not in gauges.last_success
+    assert "unknown" not in gauges.last_success

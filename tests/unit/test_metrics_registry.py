@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -28,7 +29,7 @@ class FakeStore:
     reads: int = 0
     fail: bool = False
 
-    def gauges(self) -> Gauges:
+    def gauges(self, names: Iterable[str]) -> Gauges:
         self.reads += 1
         if self.fail:
             raise ConnectionError("database went away")
