@@ -178,7 +178,6 @@ class Metrics:
         ProcessCollector(registry=registry)
         self._running: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._sender: object | None = None
         for script in quest.registry:
             self.in_progress.labels(script.name).set(0)
 
@@ -186,7 +185,6 @@ class Metrics:
 
     def connect(self, sender: object) -> Metrics:
         """Count the runs whose signals *sender* (a runner) emits."""
-        self._sender = sender
         job_start.connect(self.on_start, sender=sender, weak=False)
         job_complete.connect(self.on_end, sender=sender, weak=False)
         job_error.connect(self.on_end, sender=sender, weak=False)
