@@ -26,6 +26,7 @@ from .store import Limits, Waiter
 
 if TYPE_CHECKING:
     from .app import Quest
+    from .metrics import Metrics
     from .pool import WorkerPool
 
 log = logging.getLogger("quest.serve")
@@ -169,6 +170,7 @@ class Serve:
     _queued_active: int = 0
     _limits: dict[str, Limits] = field(default_factory=dict)
     pool: WorkerPool | None = None
+    metrics: Metrics | None = None
 
     @property
     def clock(self) -> Any:
@@ -332,7 +334,7 @@ class Serve:
         return [row["id"] for row in rows]
 
     def _claim(self, now: datetime, limit: int) -> list[dict[str, Any]]:
-        return self.quest.store.claim_queued(
+        rows = self.quest.store.claim_queued(
             now=now,
             limit=limit,
             owner_host=HOST,
@@ -341,6 +343,9 @@ class Serve:
             leases=self._leases,
             owner=self.quest.runner.owner,
         )
+        if rows and self.metrics is not None:
+            self.metrics.claimed(rows)
+        return rows
 
     def seconds_until_next(self, now: datetime) -> float:
         limit = min(self.maintenance_every, self.poll_every, self._recovery_every)

@@ -8,11 +8,14 @@ import re
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._common import get_app, level_for, setup_logging, user_errors, verbosity
+
+if TYPE_CHECKING:
+    from quest.metrics import MetricsServer
 
 log = logging.getLogger("quest.serve")
 
@@ -80,6 +83,17 @@ class MemorySize(click.ParamType):  # type: ignore[type-arg]
     show_default=True,
     help="json prints one JSON object per log line.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    default=None,
+    help="Serve Prometheus metrics over HTTP on this port (off by default; docs/metrics.md).",
+)
+@click.option(
+    "--metrics-host",
+    default=None,
+    help="Address the metrics port listens on (default 127.0.0.1; 0.0.0.0 for every interface).",
+)
 def serve(
     grace: float,
     concurrency: int,
@@ -87,6 +101,8 @@ def serve(
     max_runs_per_worker: int | None,
     max_worker_memory: int | None,
     log_format: str,
+    metrics_port: int | None,
+    metrics_host: str | None,
 ) -> None:
     """Run every enabled script on its schedule, and queued runs, until stopped.
 
@@ -95,6 +111,9 @@ def serve(
     running runs; a second signal exits at once.
     """
     setup_logging(level_for(verbosity()), log_format)
+    # The metrics port is bound first: a port in use stops serve before anything is scheduled,
+    # and before the worker template is forked.
+    exporter = _bind_metrics(metrics_host, metrics_port)
     app = get_app()
     with user_errors():
         app.store.check()
@@ -125,6 +144,14 @@ def serve(
         pool.start()
         app.runner.pool = pool
     server = Serve(app, grace=grace, concurrency=concurrency, pool=pool)
+    metrics = None
+    if exporter is not None:
+        from quest.metrics import Metrics
+
+        metrics = Metrics(app).connect(app.runner)
+        metrics.attach(server)
+        exporter.start(metrics.registry)
+        log.info("metrics on %s", exporter.url, extra={"action": "metrics"})
     signals_seen = 0
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -156,6 +183,10 @@ def serve(
     interrupted = server.shutdown()
     if pool is not None:
         pool.close()
+    if exporter is not None:
+        exporter.close()
+    if metrics is not None:
+        metrics.disconnect()
     app.close()
     log.info(
         "quest serve stopped%s",
@@ -163,3 +194,15 @@ def serve(
         extra={"action": "serve_stop"},
     )
     sys.exit(0)
+
+
+def _bind_metrics(host: str | None, port: int | None) -> MetricsServer | None:
+    """The bound (not yet serving) metrics endpoint, or ``None`` without ``--metrics-port``."""
+    if port is None:
+        if host is not None:
+            raise click.UsageError("--metrics-host needs --metrics-port (the metrics are off)")
+        return None
+    from quest.metrics import MetricsServer
+
+    with user_errors():
+        return MetricsServer(host or "127.0.0.1", port)

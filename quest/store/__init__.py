@@ -25,6 +25,7 @@ from ..models import metadata as quest_metadata
 from . import wake
 from ._engine import CHANNEL, Database, Unit, fallback_job_log, load_models, make_engine
 from .cancels import CancelResult, Cancels
+from .gauges import GaugeReader, Gauges
 from .leases import Leases
 from .logs import Logs
 from .nodes import Nodes, node_state
@@ -69,6 +70,7 @@ class Store:
         self._cancels = Cancels(self.db, self.runs, self._secrets)
         self._logs = Logs(self.db, self.runs)
         self._progress = Progress(self.db, self.runs)
+        self._gauges = GaugeReader(self.db, self.runs)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -344,6 +346,13 @@ class Store:
         """Forget nodes stopped, or silent, since before *before*."""
         return self._nodes.prune(before)
 
+    # -- metrics -------------------------------------------------------------------------------
+
+    def gauges(self, names: Iterable[str]) -> Gauges:
+        """Queued runs per script, the latest success of each of *names*, paused scripts and
+        nodes: what a metrics scrape reads, in one read-only connection."""
+        return self._gauges.read(names)
+
     # -- cancels -------------------------------------------------------------------------------
 
     def request_cancel(self, run_id: str, *, by: str, now: datetime) -> CancelResult:
@@ -442,6 +451,7 @@ def _sqlite_key(engine: Engine) -> str:
 __all__ = [
     "CancelOutcome",
     "CancelResult",
+    "Gauges",
     "Limits",
     "Store",
     "Waiter",
