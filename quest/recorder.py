@@ -70,7 +70,9 @@ class Recorder:
         if event.status is RunStatus.abandoned:
             values.pop("error")
             values.pop("traceback")
-        self._write(lambda: self.store.update_run(event.run_id, values), event)
+            self._write(lambda: self.store.update_run(event.run_id, values), event)
+            return
+        self._write(lambda: self.store.finish_run(event.run_id, values), event)
 
     @recorded_first
     def on_skip(self, sender: object, event: JobEvent) -> None:

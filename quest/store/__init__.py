@@ -151,6 +151,10 @@ class Store:
     def insert_run(self, values: dict[str, Any]) -> None:
         self._runs.insert(values)
 
+    def finish_run(self, run_id: str, values: dict[str, Any]) -> None:
+        """Record the end of a run still ``running`` (never over another serve's verdict)."""
+        self._runs.finish(run_id, values)
+
     def update_run(self, run_id: str, values: dict[str, Any]) -> None:
         self._runs.update(run_id, values)
 

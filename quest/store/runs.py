@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +14,8 @@ from ..models import cancels, run_logs
 from ._engine import Database
 
 ASKED = "quest_cancel_requested_by"
+
+log = logging.getLogger("quest.store")
 
 
 class Runs:
@@ -28,6 +31,9 @@ class Runs:
         )
         self.insert_statement = insert(table)
         self._update = update(table).where(table.c.id == bindparam("_run_id"))
+        self._finish = update(table).where(
+            table.c.id == bindparam("_run_id"), table.c.status == RunStatus.running
+        )
 
     def insert(self, values: dict[str, Any]) -> None:
         db, statement = self.db, self.insert_statement
@@ -43,6 +49,29 @@ class Runs:
             db.write(lambda connection: db.do(connection, statement, params))
         else:
             db.write(lambda connection: connection.execute(statement, params))
+
+    def finish(self, run_id: str, values: dict[str, Any]) -> None:
+        """Record the end of a run that is still ``running``. A row another serve has meanwhile
+        marked ``abandoned`` (its owner looked dead) keeps that status: the late end is logged,
+        not written over it."""
+        db, statement = self.db, self._finish
+        params = {**values, "_run_id": run_id}
+
+        def write(connection: Connection) -> None:
+            if self.plain:
+                changed = db.do(connection, statement, params)
+            else:
+                changed = connection.execute(statement, params).rowcount
+            if not changed:
+                log.warning(
+                    "run %s was no longer running when it ended %s (another serve took it for "
+                    "abandoned); its end is not recorded over that",
+                    run_id,
+                    values.get("status"),
+                    extra={"run_id": run_id, "action": "late_end"},
+                )
+
+        db.write(write)
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         with self.db.reading() as connection:

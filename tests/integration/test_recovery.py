@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from quest import Quest, RunStatus, Trigger, script
 from quest.runner import new_run_id
@@ -211,3 +212,27 @@ def test_a_dead_owner_s_run_that_someone_cancelled_ends_cancelled_not_retried(
     assert row is not None and row["status"] is RunStatus.cancelled
     assert "ops@laptop" in (row["error"] or "")
     assert app.store.count_runs("import-orders") == 1, "a cancelled run is not retried"
+
+
+def test_a_late_end_does_not_overwrite_another_serve_s_verdict(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A supervisor frozen past the TTL finds its run taken for abandoned: its end is not written
+    over that (the retry the other serve queued is the run of record)."""
+
+    @script
+    def frozen(inputs: Any, ctx: Any) -> str:
+        # While this runs, another serve decides its owner is dead.
+        with ctx.db.begin() as session:
+            session.execute(
+                text("UPDATE quest_job_log SET status = 'abandoned' WHERE id = :id"),
+                {"id": ctx.run_id},
+            )
+        return "late"
+
+    with temporary_quest(tmp_path, scripts=[frozen], database_url=database_url) as app:
+        outcome = app.run("frozen")
+        row = app.store.get_run(outcome.run_id)
+    assert outcome.status is RunStatus.succeeded
+    assert row is not None and row["status"] is RunStatus.abandoned
+    assert row["result"] is None
