@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ._common import console, get_app, iso, parse_instant, to_json, user_errors
+from ._table import plain_table
 
 if TYPE_CHECKING:
     from quest.app import Quest
@@ -90,14 +91,10 @@ def list_scripts(as_json: bool) -> None:
         click.echo(to_json(rows))
         _print_errors(app)
         return
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} scripts in {app.settings.scripts_dir}", title_justify="left")
-    table.add_column("Name", no_wrap=True)
-    for column in ("Friendly name", "Schedule", "Timezone", "Next run", "Last outcome"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
+    title = f"{len(rows)} scripts in {app.settings.scripts_dir}"
+    headers = ("Name", "Friendly name", "Schedule", "Timezone", "Next run", "Last outcome")
+    cells = [
+        (
             row["name"],
             row["friendly_name"],
             row["schedule"],
@@ -105,7 +102,23 @@ def list_scripts(as_json: bool) -> None:
             _short(row["next_run"]),
             _outcome(row["last_outcome"]),
         )
-    console().print(table)
+        for row in rows
+    ]
+    out = console()
+    text = plain_table(out, title, headers, cells)  # rich's text, built directly when unstyled
+    if text is not None:
+        out.file.write(text)
+        out.file.flush()
+    else:
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        table.add_column(headers[0], no_wrap=True)
+        for column in headers[1:]:
+            table.add_column(column, overflow="fold")
+        for cell in cells:
+            table.add_row(*cell)
+        out.print(table)
     for row in rows:
         if row["note"]:
             click.secho(f"! {row['name']}: interval {row['note']}", fg="yellow")
