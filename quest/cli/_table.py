@@ -20,8 +20,6 @@ def plain_table(
 
     Cells are rich console markup, as :meth:`rich.table.Table.add_row` takes them.
     """
-    from rich.cells import cell_len
-
     if (
         console.color_system is not None
         or console.is_jupyter
@@ -30,9 +28,18 @@ def plain_table(
         or console.options.ascii_only
     ):
         return None
-    head = [_plain(cell) for cell in headers]
-    body = [[_plain(cell) for cell in row] for row in rows]
-    caption = _plain(title)
+    seen: dict[str, str | None] = {}  # many rows repeat a schedule, a zone, an outcome
+
+    def plain(markup: str) -> str | None:
+        try:
+            return seen[markup]
+        except KeyError:
+            found = seen[markup] = _plain(markup)
+            return found
+
+    head = [plain(cell) for cell in headers]
+    body = [[plain(cell) for cell in row] for row in rows]
+    caption = plain(title)
     if caption is None or any(cell is None for cell in head):
         return None
     widths = [cell_len(cell) for cell in head]  # type: ignore[arg-type]
@@ -66,12 +73,19 @@ def _rule(left: str, line: str, cross: str, right: str, widths: list[int]) -> st
 
 
 def _cells(edge: str, separator: str, cells: Sequence[str], widths: list[int]) -> str:
-    from rich.cells import cell_len
-
     parts = [
         f" {cell}{' ' * (width - cell_len(cell))} " for cell, width in zip(cells, widths, strict=True)
     ]
     return edge + separator.join(parts) + edge
+
+
+def cell_len(text: str) -> int:
+    """The columns *text* takes in a terminal (printable ASCII: one each)."""
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len as columns
+
+    return columns(text)
 
 
 def _plain(markup: str) -> str | None:

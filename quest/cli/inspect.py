@@ -13,20 +13,21 @@ from ._table import plain_table
 if TYPE_CHECKING:
     from quest.app import Quest
     from quest.definition import Script
+    from quest.schedule import Schedule
 
 
-def schedule_words(app: Quest, script: Script) -> str:
+def schedule_words(app: Quest, script: Script, shared: Shared | None = None) -> str:
     from quest.errors import QuestError
-    from quest.schedule import describe
 
     block = script.quest
     if block is None:
         return "on demand"
+    shared = shared or Shared(app)
     try:
-        schedule = script.schedule(app.settings.timezone)
+        schedule = shared.schedule(script)
     except QuestError as exc:  # e.g. an `at` that only fails in the default timezone
         return f"invalid schedule: {exc}"
-    words = describe(schedule) if schedule is not None else "on demand"
+    words = shared.describe(schedule) if schedule is not None else "on demand"
     if not block.enabled:
         words += " (disabled)"
     elif block.environments and app.settings.env not in block.environments:
@@ -34,14 +35,74 @@ def schedule_words(app: Quest, script: Script) -> str:
     return words
 
 
-def next_fires(app: Quest, script: Script, after: datetime, count: int) -> list[datetime]:
+def next_fires(
+    app: Quest, script: Script, after: datetime, count: int, shared: Shared | None = None
+) -> list[datetime]:
     from quest.errors import QuestError
-    from quest.plan import upcoming
 
     try:
-        return upcoming(script, app.settings, after, count)
+        return (shared or Shared(app)).upcoming(script, after, count)
     except QuestError:  # schedule_words says what is wrong
         return []
+
+
+class Shared:
+    """What scripts declaring the same schedule share: the schedule, its words, its next fires.
+
+    One listing of thousands of scripts builds, describes and walks each distinct schedule once.
+    """
+
+    def __init__(self, app: Quest) -> None:
+        self.settings = app.settings
+        self._schedules: dict[tuple[Any, ...], Any] = {}
+        self._words: dict[Schedule, str] = {}
+        self._fires: dict[tuple[Schedule, datetime, int], list[datetime]] = {}
+
+    def schedule(self, script: Script) -> Schedule | None:
+        """``script.schedule(...)``; raises the same :class:`~quest.errors.QuestError`."""
+        from quest.errors import QuestError
+
+        block = script.quest
+        if block is None:
+            return None
+        key = (block.interval, block.cron, block.at, block.timezone)
+        try:
+            found = self._schedules[key]
+        except KeyError:
+            try:
+                found = script.schedule(self.settings.timezone)
+            except QuestError as exc:
+                found = exc
+            except TypeError:  # a value that cannot be a key: nothing to share
+                return script.schedule(self.settings.timezone)
+            self._schedules[key] = found
+        if isinstance(found, QuestError):
+            raise found
+        schedule: Schedule | None = found
+        return schedule
+
+    def describe(self, schedule: Schedule) -> str:
+        from quest.schedule import describe
+
+        words = self._words.get(schedule)
+        if words is None:
+            words = self._words[schedule] = describe(schedule)
+        return words
+
+    def upcoming(self, script: Script, after: datetime, count: int) -> list[datetime]:
+        """``plan.upcoming(script, ...)``: fire times depend on the schedule alone."""
+        from quest.plan import inactive_reason, upcoming
+
+        if script.quest is None or inactive_reason(script, self.settings) is not None:
+            return []
+        schedule = self.schedule(script)
+        if schedule is None:
+            return []
+        key = (schedule, after, count)
+        fires = self._fires.get(key)
+        if fires is None:
+            fires = self._fires[key] = upcoming(script, self.settings, after, count)
+        return list(fires)
 
 
 def schedule_note(script: Script) -> str | None:
@@ -66,15 +127,16 @@ def list_scripts(as_json: bool) -> None:
         paused = app.store.paused()
         last = app.store.last_runs(registry.scripts)
     rows = []
+    shared = Shared(app)
     for script in registry:
         zone = script.timezone(app.settings.timezone)
-        fires = next_fires(app, script, now, 1) if _active(app, script, paused) else []
+        fires = next_fires(app, script, now, 1, shared) if _active(app, script, paused) else []
         outcome = last.get(script.name)
         rows.append(
             {
                 "name": script.name,
                 "friendly_name": script.friendly_name,
-                "schedule": schedule_words(app, script)
+                "schedule": schedule_words(app, script, shared)
                 + (" (paused)" if script.name in paused else ""),
                 "timezone": str(zone),
                 "next_run": fires[0].astimezone(zone).isoformat(timespec="seconds")
