@@ -74,7 +74,8 @@ def _rule(left: str, line: str, cross: str, right: str, widths: list[int]) -> st
 
 def _cells(edge: str, separator: str, cells: Sequence[str], widths: list[int]) -> str:
     parts = [
-        f" {cell}{' ' * (width - cell_len(cell))} " for cell, width in zip(cells, widths, strict=True)
+        f" {cell}{' ' * (width - cell_len(cell))} "
+        for cell, width in zip(cells, widths, strict=True)
     ]
     return edge + separator.join(parts) + edge
 
