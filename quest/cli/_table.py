@@ -14,11 +14,12 @@ from typing import Any
 
 
 def plain_table(
-    console: Any, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]
+    console: Any, title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> str | None:
     """The text of the table, or ``None`` when rich must render it.
 
-    Cells are rich console markup, as :meth:`rich.table.Table.add_row` takes them.
+    Cells are rich console markup, as :meth:`rich.table.Table.add_row` takes them (a cell that
+    is not text is left to rich).
     """
     if (
         console.color_system is not None
@@ -30,42 +31,42 @@ def plain_table(
         return None
     seen: dict[str, str | None] = {}  # many rows repeat a schedule, a zone, an outcome
 
-    def plain(markup: str) -> str | None:
+    def plain(markup: Any) -> str | None:
+        if type(markup) is not str:
+            return None
         try:
             return seen[markup]
         except KeyError:
             found = seen[markup] = _plain(markup)
             return found
 
-    head = [plain(cell) for cell in headers]
-    body = [[plain(cell) for cell in row] for row in rows]
     caption = plain(title)
-    if caption is None or any(cell is None for cell in head):
+    if caption is None:
         return None
-    widths = [cell_len(cell) for cell in head]  # type: ignore[arg-type]
-    count = len(widths)
-    for row in body:
-        if len(row) != count:
+    lines: list[list[str]] = []
+    for row in (headers, *rows):
+        cells = [plain(cell) for cell in row]
+        if len(cells) != len(headers):
             return None
-        for index, cell in enumerate(row):
-            if cell is None:
-                return None
-            size = cell_len(cell)
-            if size > widths[index]:
-                widths[index] = size
+        texts = [cell for cell in cells if cell is not None]
+        if len(texts) != len(cells):
+            return None
+        lines.append(texts)
+    widths = [max(cell_len(line[index]) for line in lines) for index in range(len(headers))]
     # a column is its widest cell plus one space each side; the edges and separators add
     # one character each
+    count = len(widths)
     table_width = sum(widths) + 2 * count + count + 1
     if table_width > console.width or cell_len(caption) > table_width:
         return None
-    lines = [caption + " " * (table_width - cell_len(caption))] if title else []
-    lines.append(_rule("┏", "━", "┳", "┓", widths))
-    lines.append(_cells("┃", "┃", head, widths))
-    lines.append(_rule("┡", "━", "╇", "┩", widths))
-    lines.extend(_cells("│", "│", row, widths) for row in body)  # type: ignore[arg-type]
-    lines.append(_rule("└", "─", "┴", "┘", widths))
-    lines.append("")
-    return "\n".join(lines)
+    text = [caption + " " * (table_width - cell_len(caption))] if title else []
+    text.append(_rule("┏", "━", "┳", "┓", widths))
+    text.append(_cells("┃", "┃", lines[0], widths))
+    text.append(_rule("┡", "━", "╇", "┩", widths))
+    text.extend(_cells("│", "│", row, widths) for row in lines[1:])
+    text.append(_rule("└", "─", "┴", "┘", widths))
+    text.append("")
+    return "\n".join(text)
 
 
 def _rule(left: str, line: str, cross: str, right: str, widths: list[int]) -> str:
