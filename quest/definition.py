@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -274,8 +275,53 @@ _BLOCK_KEYS = sorted(
 )
 
 
+#: Validated quest blocks by their declaration: many scripts declare the same block.
+_BLOCKS: dict[tuple[Any, ...], QuestBlock] = {}
+_BLOCKS_KEPT = 4096
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
 def parse_block(data: Mapping[str, Any] | None) -> QuestBlock | None:
-    """Validate a quest block; the error names the key and what would be valid."""
+    """Validate a quest block; the error names the key and what would be valid.
+
+    A block declared with plain values (text, numbers, lists and dicts of them) is validated
+    once; scripts that declare the same one share the (frozen) result.
+    """
+    key = _frozen(data) if type(data) is dict else None
+    if key is not None:
+        found = _BLOCKS.get(key)
+        if found is not None:
+            return found
+    block = _parse_block(data)
+    if key is not None and block is not None:
+        if len(_BLOCKS) >= _BLOCKS_KEPT:
+            _BLOCKS.clear()
+        _BLOCKS[key] = block
+    return block
+
+
+def _frozen(value: Any, depth: int = 0) -> tuple[Any, ...] | None:
+    """*value* as a hashable key that tells apart every value validation tells apart (``1``,
+    ``1.0`` and ``True`` differ), or ``None`` when it holds anything else."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return (kind, value)
+    if depth > 8 or kind not in (dict, list, tuple):
+        return None
+    items: list[Any] = []
+    for item in value.items() if kind is dict else value:
+        frozen = (
+            (_frozen(item[0], depth + 1), _frozen(item[1], depth + 1))
+            if kind is dict
+            else _frozen(item, depth + 1)
+        )
+        if frozen is None or (kind is dict and None in frozen):
+            return None
+        items.append(frozen)
+    return (kind, tuple(items))
+
+
+def _parse_block(data: Mapping[str, Any] | None) -> QuestBlock | None:
     if data is None:
         return None
     if not isinstance(data, Mapping):
@@ -572,6 +618,8 @@ def _noted(block: QuestBlock | None, func: ScriptFn) -> QuestBlock | None:
 
 
 def _check_signature(func: ScriptFn) -> None:
+    if _takes_two(func):
+        return
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError):
@@ -584,6 +632,23 @@ def _check_signature(func: ScriptFn) -> None:
             f"{name}{signature} cannot be called as {name}(inputs, ctx); "
             "a script function takes two arguments: (inputs, ctx)"
         ) from None
+
+
+def _takes_two(func: ScriptFn) -> bool:
+    """Whether a plain function surely accepts ``(inputs, ctx)``, read from its code object
+    (``inspect.signature`` is the judge for anything else, and for the message)."""
+    if type(func) is not FunctionType or func.__dict__:  # wrapped, __signature__, ...
+        return False
+    code = func.__code__
+    positional = code.co_argcount
+    required = positional - len(func.__defaults__ or ())
+    keyword_only = code.co_varnames[positional : positional + code.co_kwonlyargcount]
+    defaults = func.__kwdefaults__ or {}
+    return (
+        required <= 2
+        and (positional >= 2 or bool(code.co_flags & inspect.CO_VARARGS))
+        and all(name in defaults for name in keyword_only)
+    )
 
 
 def declaration_of(obj: object) -> Declaration | None:

@@ -85,9 +85,20 @@ def is_script_file(relative: Path) -> bool:
 
 
 def script_files(folder: Path) -> list[Path]:
+    return [path for path, _ in _script_files(folder)]
+
+
+def _script_files(folder: Path) -> list[tuple[Path, Path]]:
+    """Each script file under *folder*, in path order, with its path relative to *folder*."""
     if not folder.is_dir():
         return []
-    return sorted(path for path in folder.rglob("*.py") if is_script_file(path.relative_to(folder)))
+    found = []
+    for path in folder.rglob("*.py"):
+        relative = path.relative_to(folder)
+        if is_script_file(relative):
+            found.append((path, relative))
+    found.sort(key=lambda pair: pair[0])
+    return found
 
 
 def load_file(path: Path, name: str) -> Script:
@@ -272,8 +283,8 @@ def discover(folder: Path | str) -> Registry:
     registry = Registry(folder=folder)
     seen: dict[str, str] = {}
     duplicates: set[str] = set()
-    for path in script_files(folder):
-        name = script_name(path.relative_to(folder))
+    for path, relative in _script_files(folder):
+        name = script_name(relative)
         if name in seen:
             registry.errors.append(
                 LoadError(

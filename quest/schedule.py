@@ -877,10 +877,47 @@ def describe(schedule: Schedule) -> str:
 _WEEKDAY_WORDS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 
 
+@functools.lru_cache(maxsize=4096)
 def _descriptor(expression: str) -> str:
-    from cron_descriptor import Options, get_description
+    """cron-descriptor's English words for *expression* (scripts often share an expression)."""
+    return _cron_describer()(expression)
 
-    return str(get_description(expression, Options(locale_code="en_US")))
+
+@functools.cache
+def _cron_describer() -> Callable[[str], str]:
+    """``get_description`` in English, reading the message catalogue once.
+
+    ``get_description`` reads and parses its ``.mo`` file on every call, most of its cost; the
+    describer below shares one catalogue and is used only if it says what ``get_description``
+    says on a sample, so another cron-descriptor version falls back to the plain call.
+    """
+    from cron_descriptor import ExpressionDescriptor, Options, get_description
+
+    def plain(expression: str) -> str:
+        return str(get_description(expression, Options(locale_code="en_US")))
+
+    try:
+        from cron_descriptor.DescriptionTypeEnum import DescriptionTypeEnum
+        from cron_descriptor.ExpressionParser import ExpressionParser
+        from cron_descriptor.GetText import GetText
+
+        options = Options(locale_code="en_US")
+        catalogue = GetText(options.locale_code, options.locale_location)
+
+        def shared(expression: str) -> str:
+            descriptor = ExpressionDescriptor.__new__(ExpressionDescriptor)
+            descriptor._expression = expression
+            descriptor._options = options
+            descriptor.get_text = catalogue
+            descriptor._expression_parts = ExpressionParser(expression, options).parse()
+            return str(descriptor.get_description(DescriptionTypeEnum.FULL))
+
+        sample = "5,35 */2 1-15 JAN-MAR MON-FRI"
+        if shared(sample) == plain(sample):
+            return shared
+    except Exception:  # another version's internals: the plain call
+        pass
+    return plain
 
 
 def _wraps(item: str, spec: _Field) -> tuple[bool, bool]:

@@ -8,24 +8,26 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ._common import console, get_app, iso, parse_instant, to_json, user_errors
+from ._table import plain_table
 
 if TYPE_CHECKING:
     from quest.app import Quest
     from quest.definition import Script
+    from quest.schedule import Schedule
 
 
-def schedule_words(app: Quest, script: Script) -> str:
+def schedule_words(app: Quest, script: Script, shared: Shared | None = None) -> str:
     from quest.errors import QuestError
-    from quest.schedule import describe
 
     block = script.quest
     if block is None:
         return "on demand"
+    shared = shared or Shared(app)
     try:
-        schedule = script.schedule(app.settings.timezone)
+        schedule = shared.schedule(script)
     except QuestError as exc:  # e.g. an `at` that only fails in the default timezone
         return f"invalid schedule: {exc}"
-    words = describe(schedule) if schedule is not None else "on demand"
+    words = shared.describe(schedule) if schedule is not None else "on demand"
     if not block.enabled:
         words += " (disabled)"
     elif block.environments and app.settings.env not in block.environments:
@@ -33,14 +35,74 @@ def schedule_words(app: Quest, script: Script) -> str:
     return words
 
 
-def next_fires(app: Quest, script: Script, after: datetime, count: int) -> list[datetime]:
+def next_fires(
+    app: Quest, script: Script, after: datetime, count: int, shared: Shared | None = None
+) -> list[datetime]:
     from quest.errors import QuestError
-    from quest.plan import upcoming
 
     try:
-        return upcoming(script, app.settings, after, count)
+        return (shared or Shared(app)).upcoming(script, after, count)
     except QuestError:  # schedule_words says what is wrong
         return []
+
+
+class Shared:
+    """What scripts declaring the same schedule share: the schedule, its words, its next fires.
+
+    One listing of thousands of scripts builds, describes and walks each distinct schedule once.
+    """
+
+    def __init__(self, app: Quest) -> None:
+        self.settings = app.settings
+        self._schedules: dict[tuple[Any, ...], Any] = {}
+        self._words: dict[Schedule, str] = {}
+        self._fires: dict[tuple[Schedule, datetime, int], list[datetime]] = {}
+
+    def schedule(self, script: Script) -> Schedule | None:
+        """``script.schedule(...)``; raises the same :class:`~quest.errors.QuestError`."""
+        from quest.errors import QuestError
+
+        block = script.quest
+        if block is None:
+            return None
+        key = (block.interval, block.cron, block.at, block.timezone)
+        try:
+            found = self._schedules[key]
+        except KeyError:
+            try:
+                found = script.schedule(self.settings.timezone)
+            except QuestError as exc:
+                found = exc
+            except TypeError:  # a value that cannot be a key: nothing to share
+                return script.schedule(self.settings.timezone)
+            self._schedules[key] = found
+        if isinstance(found, QuestError):
+            raise found
+        schedule: Schedule | None = found
+        return schedule
+
+    def describe(self, schedule: Schedule) -> str:
+        from quest.schedule import describe
+
+        words = self._words.get(schedule)
+        if words is None:
+            words = self._words[schedule] = describe(schedule)
+        return words
+
+    def upcoming(self, script: Script, after: datetime, count: int) -> list[datetime]:
+        """``plan.upcoming(script, ...)``: fire times depend on the schedule alone."""
+        from quest.plan import inactive_reason, upcoming
+
+        if script.quest is None or inactive_reason(script, self.settings) is not None:
+            return []
+        schedule = self.schedule(script)
+        if schedule is None:
+            return []
+        key = (schedule, after, count)
+        fires = self._fires.get(key)
+        if fires is None:
+            fires = self._fires[key] = upcoming(script, self.settings, after, count)
+        return list(fires)
 
 
 def schedule_note(script: Script) -> str | None:
@@ -66,15 +128,16 @@ def list_scripts(as_json: bool) -> None:
         last = app.store.last_runs(registry.scripts)
         running = _running_by_name(app)
     rows: list[dict[str, Any]] = []
+    shared = Shared(app)
     for script in registry:
         zone = script.timezone(app.settings.timezone)
-        fires = next_fires(app, script, now, 1) if _active(app, script, paused) else []
+        fires = next_fires(app, script, now, 1, shared) if _active(app, script, paused) else []
         outcome = last.get(script.name)
         rows.append(
             {
                 "name": script.name,
                 "friendly_name": script.friendly_name,
-                "schedule": schedule_words(app, script)
+                "schedule": schedule_words(app, script, shared)
                 + (" (paused)" if script.name in paused else ""),
                 "timezone": str(zone),
                 "next_run": fires[0].astimezone(zone).isoformat(timespec="seconds")
@@ -92,27 +155,44 @@ def list_scripts(as_json: bool) -> None:
         click.echo(to_json(rows))
         _print_errors(app)
         return
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} scripts in {app.settings.scripts_dir}", title_justify="left")
-    table.add_column("Name", no_wrap=True)
-    for column in ("Friendly name", "Schedule", "Timezone", "Next run", "Last outcome"):
-        table.add_column(column, overflow="fold")
+    title = f"{len(rows)} scripts in {app.settings.scripts_dir}"
+    headers: tuple[str, ...] = (
+        "Name",
+        "Friendly name",
+        "Schedule",
+        "Timezone",
+        "Next run",
+        "Last outcome",
+    )
     if running:
-        table.add_column("Running", overflow="fold")
-    for row in rows:
-        cells: list[str] = [
+        headers += ("Running",)
+    cells = [
+        (
             row["name"],
             row["friendly_name"],
             row["schedule"],
             row["timezone"],
             _short(row["next_run"]),
             _outcome(row["last_outcome"]),
-        ]
-        if running:
-            cells.append(_running_text(row["running"]))
-        table.add_row(*cells)
-    console().print(table)
+        )
+        + ((_running_text(row["running"]),) if running else ())
+        for row in rows
+    ]
+    out = console()
+    text = plain_table(out, title, headers, cells)  # rich's text, built directly when unstyled
+    if text is not None:
+        out.file.write(text)
+        out.file.flush()
+    else:
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        table.add_column(headers[0], no_wrap=True)
+        for column in headers[1:]:
+            table.add_column(column, overflow="fold")
+        for cell in cells:
+            table.add_row(*cell)
+        out.print(table)
     for row in rows:
         if row["note"]:
             click.secho(f"! {row['name']}: interval {row['note']}", fg="yellow")
