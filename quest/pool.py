@@ -24,6 +24,7 @@ health is only asked to stop.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import pickle
@@ -374,6 +375,9 @@ class WorkerPool:
 
     def _fork_template(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # What exists now (modules, scripts, the app) is never collected: the collector of a
+        # forked process would otherwise write to every page holding such objects and unshare it.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
             ours.close()
