@@ -130,7 +130,7 @@ def test_a_worker_killed_mid_run_is_recorded_and_retried(
     mark = tmp_path / "worker.pid"
     enqueued = project.quest("enqueue", "sleeper", "--mark", str(mark))
     assert enqueued.returncode == 0, enqueued.stderr
-    serve = project.serve()
+    serve = project.serve("--grace", "1")
     served.append(serve)
     worker = int(poll(lambda: mark.exists() and mark.read_text(), 15, "the run to start"))
     assert worker != serve.process.pid, "the run executes in a worker process"

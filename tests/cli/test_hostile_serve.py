@@ -170,7 +170,7 @@ def test_a_template_killed_mid_run_ends_the_run_and_its_retry_runs(
     mark = tmp_path / "worker.pid"
     enqueued = project.quest("enqueue", "sleeper", "--seconds", "60", "--mark", str(mark))
     assert enqueued.returncode == 0
-    serve = project.serve("--concurrency", "1")
+    serve = project.serve("--concurrency", "1", "--grace", "1")
     served.append(serve)
     worker = psutil.Process(int(poll(lambda: mark.exists() and mark.read_text(), 20, "a start")))
     mark.unlink()
