@@ -33,7 +33,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from .enums import RunStatus, SkipReason, Trigger
 from .errors import UsageError
-from .signals import JobEvent, job_complete, job_error, job_skip, job_start
+from .signals import JobEvent, Subscriber
 from .store import Gauges, node_state
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def skip_reason(reason: str | None) -> str:
     return _member((reason or "").split(":", 1)[0].strip(), SkipReason)
 
 
-class Metrics:
+class Metrics(Subscriber):
     """The registry of one serve, fed by the run signals of one runner.
 
     ``Metrics(app).connect(app.runner)`` counts the runs; :meth:`attach` adds what a
@@ -182,23 +182,6 @@ class Metrics:
             self.in_progress.labels(script.name).set(0)
 
     # -- wiring -------------------------------------------------------------------------------
-
-    def connect(self, sender: object) -> Metrics:
-        """Count the runs whose signals *sender* (a runner) emits."""
-        job_start.connect(self.on_start, sender=sender, weak=False)
-        job_complete.connect(self.on_end, sender=sender, weak=False)
-        job_error.connect(self.on_end, sender=sender, weak=False)
-        job_skip.connect(self.on_skip, sender=sender, weak=False)
-        return self
-
-    def disconnect(self) -> None:
-        for signal, receiver in (
-            (job_start, self.on_start),
-            (job_complete, self.on_end),
-            (job_error, self.on_end),
-            (job_skip, self.on_skip),
-        ):
-            signal.disconnect(receiver)
 
     def attach(self, serve: Serve) -> None:
         """Observe *serve*'s queued runs as it claims them; export its next slots."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .enums import RunStatus
-from .signals import JobEvent, job_complete, job_error, job_skip, job_start, recorded_first
+from .signals import JobEvent, Subscriber, recorded_first
 from .store import Store
 
 log = logging.getLogger("quest.recorder")
@@ -17,7 +17,7 @@ log = logging.getLogger("quest.recorder")
 HOST = socket.gethostname()
 
 
-class Recorder:
+class Recorder(Subscriber):
     """Writes the JobLog, in the runner's unit of work when there is one.
 
     Its receivers are called before any other, so the row is committed when they run; a write the
@@ -26,23 +26,6 @@ class Recorder:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-
-    def connect(self, sender: object) -> Recorder:
-        """Subscribe to the signals sent by *sender* (a runner)."""
-        job_start.connect(self.on_start, sender=sender, weak=False)
-        job_complete.connect(self.on_end, sender=sender, weak=False)
-        job_error.connect(self.on_end, sender=sender, weak=False)
-        job_skip.connect(self.on_skip, sender=sender, weak=False)
-        return self
-
-    def disconnect(self) -> None:
-        for signal, receiver in (
-            (job_start, self.on_start),
-            (job_complete, self.on_end),
-            (job_error, self.on_end),
-            (job_skip, self.on_skip),
-        ):
-            signal.disconnect(receiver)
 
     @recorded_first
     def on_start(self, sender: object, event: JobEvent) -> None:

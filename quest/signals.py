@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from blinker import NamedSignal, Namespace
 
@@ -179,3 +179,35 @@ def _call(signal: NamedSignal, receiver: Any, sender: object, event: JobEvent) -
             signal.name,
             extra={"run_id": event.run_id, "script": event.name},
         )
+
+
+class Subscriber:
+    """A receiver of the run signals one sender (a runner) emits: subclasses define
+    ``on_start``, ``on_end`` (for both ``job:complete`` and ``job:error``) and ``on_skip``."""
+
+    def on_start(self, sender: object, event: JobEvent) -> None:
+        """A run started."""
+
+    def on_end(self, sender: object, event: JobEvent) -> None:
+        """A run ended, whatever its status."""
+
+    def on_skip(self, sender: object, event: JobEvent) -> None:
+        """A fire did not run."""
+
+    def _receivers(self) -> tuple[tuple[NamedSignal, Any], ...]:
+        return (
+            (job_start, self.on_start),
+            (job_complete, self.on_end),
+            (job_error, self.on_end),
+            (job_skip, self.on_skip),
+        )
+
+    def connect(self, sender: object) -> Self:
+        """Subscribe to the signals *sender* emits."""
+        for signal, receiver in self._receivers():
+            signal.connect(receiver, sender=sender, weak=False)
+        return self
+
+    def disconnect(self) -> None:
+        for signal, receiver in self._receivers():
+            signal.disconnect(receiver)
