@@ -90,6 +90,19 @@ class Context:
             raise RuntimeError("this context cannot enqueue runs")
         return self._enqueue(name, inputs or {}, delay=delay, key=key)
 
+    def identity(self) -> dict[str, Any]:
+        """What another process needs to give the same run a context of its own."""
+        return {
+            "run_id": self.run_id,
+            "now": self.now,
+            "trigger": self.trigger,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "scheduled_for": self.scheduled_for,
+            "key": self.key,
+            "root_id": self.root_id,
+        }
+
     @property
     def is_retry(self) -> bool:
         return self.attempt > 1

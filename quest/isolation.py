@@ -52,16 +52,7 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
         "secrets": redact.sensitive_values(inputs, script.inputs),
         "logging": _logging_setup(),
         "settings": ctx.settings,
-        "ctx": {
-            "run_id": ctx.run_id,
-            "trigger": ctx.trigger,
-            "attempt": ctx.attempt,
-            "max_attempts": ctx.max_attempts,
-            "now": ctx.now,
-            "scheduled_for": ctx.scheduled_for,
-            "key": ctx.key,
-            "root_id": ctx.root_id,
-        },
+        "ctx": ctx.identity(),
     }
     process = spawn.Process(target=_child_main, args=(sender, payload), daemon=True)
     process.start()

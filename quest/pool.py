@@ -167,13 +167,7 @@ class WorkerPool:
             run_id=ctx.run_id,
             name=script.name,
             inputs=inputs.model_dump(),
-            trigger=ctx.trigger,
-            attempt=ctx.attempt,
-            max_attempts=ctx.max_attempts,
-            now=ctx.now,
-            scheduled_for=ctx.scheduled_for,
-            key=ctx.key,
-            root_id=ctx.root_id,
+            context=ctx.identity(),
             secrets=tuple(sensitive_values(inputs, script.inputs)),
         )
         worker = self._hand(job)

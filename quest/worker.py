@@ -21,12 +21,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import redact, runlog
-from .enums import Trigger
 from .failures import Failure
 from .results import capture
 
@@ -37,19 +35,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One run for a worker: the script, its validated inputs and the context's fields."""
+    """One run for a worker: the script, its validated inputs, its context's identity
+    (:meth:`~quest.context.Context.identity`) and the values to scrub while it runs."""
 
     run_id: str
     name: str
     inputs: dict[str, Any]
-    trigger: Trigger
-    attempt: int
-    max_attempts: int
-    now: datetime
-    scheduled_for: datetime | None = None
-    key: str | None = None
-    root_id: str | None = None
-    secrets: tuple[str, ...] = field(default=())
+    context: dict[str, Any]
+    secrets: tuple[Any, ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,16 +136,7 @@ class _Worker:
             script = self.quest.registry.get(job.name)
             inputs = script.model.model_construct(**job.inputs)
             context = self.quest.context_for(
-                script,
-                run_id=job.run_id,
-                now=job.now,
-                trigger=job.trigger,
-                attempt=job.attempt,
-                max_attempts=job.max_attempts,
-                scheduled_for=job.scheduled_for,
-                key=job.key,
-                root_id=job.root_id,
-                report=self.reporter(job.run_id),
+                script, report=self.reporter(job.run_id), **job.context
             )
             value = script.fn(inputs, context)
             if asyncio.iscoroutine(value):
