@@ -750,8 +750,11 @@ def imports(python: str = sys.executable) -> dict[str, list[str]]:
             QUEST_BOOTSTRAP="",
             PYTHONPATH=str(ROOT),
         )
-        command = [python, "-m", "quest.cli"]
-        subprocess.run([*command, "db", "upgrade"], env=env, cwd=folder, check=True, capture_output=True)
+        # What the ``quest`` console script does.
+        command = [python, "-c", "import sys; from quest.cli import main; sys.exit(main())"]
+        subprocess.run(
+            [*command, "db", "upgrade"], env=env, cwd=folder, check=True, capture_output=True
+        )
         env["PYTHONPROFILEIMPORTTIME"] = "1"
         done = subprocess.run(
             [*command, "run", "noop"], env=env, cwd=folder, capture_output=True, text=True
