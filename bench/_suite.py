@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -85,7 +86,8 @@ class Plan:
             f"others; {self.runs:,} runs per round in 3; {self.window:g} s windows in 4 and 5; "
             f"{self.scripts:,} scripts in 6; {self.rows:,} JobLog rows in 7; "
             f"{self.drain_runs:,} enqueued runs x {self.drain_rounds} rounds in 8 and 9; "
-            f"{self.pings} enqueues one at a time in 10."
+            f"{self.pings} enqueues one at a time in 10; {self.rows:,} JobLog rows over "
+            f"{self.scripts:,} scripts in 11."
         )
 
 
@@ -682,6 +684,59 @@ def figure_7(plan: Plan, scratch: Path) -> list[Row]:
     ]
 
 
+# -- 11: the dashboard ---------------------------------------------------------------------------
+
+
+def _dashboard(command: list[str]) -> dict[str, Any]:
+    """``python -m bench.dashboard ... --json``, its progress on our stderr; its JSON."""
+    done = subprocess.run(
+        [PYTHON, "-m", "bench.dashboard", *command, "--json"],
+        env=bench_env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench: python -m bench.dashboard {' '.join(command)} failed")
+    return dict(json.loads(done.stdout))
+
+
+def figure_11(plan: Plan, scratch: Path) -> list[Row]:
+    rounds = 5 if plan.quick else 20
+    say(f"11: dashboard pages, {plan.rows:,} JobLog rows, {plan.scripts:,} scripts, x{rounds}")
+    rows: list[Row] = []
+    sizes = ["--rows", str(plan.rows), "--scripts", str(plan.scripts), "--rounds", str(rounds)]
+    for backend, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+        got = _dashboard(["pages", backend, *sizes])["pages"]
+        for page, times in got.items():
+            server = times["server"]
+            rows.append(
+                Row(
+                    f"11 dashboard {page} (`{times['path'][:40]}`), {label}: server time, "
+                    "median (min–max); comparison: p95",  # noqa: RUF001
+                    spread(Stat.of(server), "ms"),
+                    show(percentile(server, 95), "ms") + " p95",
+                    "—",
+                    "≤ 150 ms (max)",
+                    max(server) <= 150,
+                )
+            )
+    found = _dashboard(["imports"])
+    loaded = sorted({*found["run"], *found["serve"]})
+    rows.append(
+        Row(
+            "11 dashboard modules (quest.dashboard, starlette, jinja2, anyio, ...) loaded by "
+            "`quest run noop` and by `quest serve` running a script",
+            ", ".join(loaded) or "none",
+            f"{found['run_count'][0]} / {found['serve_count'][0]} modules in all",
+            "—",
+            "none",
+            not loaded,
+        )
+    )
+    return rows
+
+
 FIGURES = {
     "1": figure_1,
     "2": figure_2,
@@ -693,6 +748,7 @@ FIGURES = {
     "8": _queues.figure_8,
     "9": _queues.figure_9,
     "10": _queues.figure_10,
+    "11": figure_11,
 }
 
 

@@ -44,9 +44,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -110,7 +110,7 @@ ERRORS = (
     "KeyError: 'customer_id'",
     "ValueError: batch 17 has 3 rows without an invoice number",
     "TimeoutError: the SMTP server did not answer within 30 s",
-    "IntegrityError: duplicate key value violates unique constraint \"orders_pkey\"",
+    'IntegrityError: duplicate key value violates unique constraint "orders_pkey"',
 )
 SEARCH_CUSTOMER = "acme-04711"
 """A customer in a few dozen runs' inputs: what ``/runs?q=`` looks for."""
@@ -188,7 +188,7 @@ def generate(
     }
     for node_id, host, pid in live_nodes:
         tables["quest_nodes"].append(
-            (node_id, host, pid, "0.1.0", _stamp(now - 3 * DAY), 8, "process", _stamp(now - 2), None)
+            (node_id, host, pid, "0.1.0", _stamp(now - 3 * DAY), 8, "process", _stamp(now), None)
         )
     for i in range(8):  # stopped serves of earlier deploys
         started = now - (10 + 5 * i) * DAY
@@ -290,7 +290,9 @@ def generate(
                 started, finished_at, heartbeat = _stamp(begin), _stamp(ended), _stamp(ended)
                 node = live_nodes[i % len(live_nodes)]
                 host, pid = node[1], node[2]
-                result = json.dumps({"rows": rng.randrange(5000)}) if status == "succeeded" else None
+                result = None
+                if status == "succeeded":
+                    result = json.dumps({"rows": rng.randrange(5000)})
                 error = trace = reason = None
                 if status in ("failed", "timed_out", "interrupted"):
                     error = rng.choice(ERRORS) if status == "failed" else f"{status} after run"
@@ -300,9 +302,9 @@ def generate(
                     reason = "overlap"
             if status == "failed" and not data.failed_run and now - created < DAY:
                 data.failed_run = run_id
-            if status != "succeeded" or rng.random() < 0.01:
-                if now - ended < DAY and rng.random() < 0.2:
-                    log_lines(run_id, created, rng.randint(3, 40))
+            logged = status != "succeeded" or rng.random() < 0.01
+            if logged and now - ended < DAY and rng.random() < 0.2:
+                log_lines(run_id, created, rng.randint(3, 40))
             the_inputs = inputs()
             if i % 20_011 == 0:
                 the_inputs = the_inputs.replace('"acme-', f'"{SEARCH_CUSTOMER}", "was": "acme-', 1)
@@ -547,7 +549,8 @@ def _postgres_url(base: str, name: str) -> str:
 
 def _postgres_exists(base: str, name: str) -> bool:
     with _postgres_admin(base) as admin:
-        return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+        found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        return found is not None
 
 
 def database(backend: str, rows: int, scripts: int) -> tuple[str, Path, Data]:
@@ -628,13 +631,15 @@ def pages(data: Data) -> list[tuple[str, str]]:
 
 
 def make_app(url: str, folder: Path) -> Any:
-    from quest.app import Quest
     from quest.dashboard import Access, create_app
+
+    from quest.app import Quest
 
     quest_app = Quest(settings_for(folder, url))
     began = time.perf_counter()
     _ = quest_app.registry
-    _say(f"dashboard: {len(quest_app.registry)} scripts discovered in {time.perf_counter() - began:.1f} s")
+    took = time.perf_counter() - began
+    _say(f"dashboard: {len(quest_app.registry)} scripts discovered in {took:.1f} s")
     return create_app(quest_app, authorize=lambda request: Access.full)
 
 
