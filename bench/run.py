@@ -4,11 +4,13 @@
     python bench/run.py --quick    # fewer iterations, under 10 minutes
     python bench/run.py --only 8,9,10
 
-Builds ``bench/.work/venv`` (this checkout installed editable, plus huey, procrastinate with
-psycopg, psutil, and pyinstrument and py-spy for profiling) on first use, then runs
-:mod:`bench._suite` with that venv's python, which prints a markdown table. Figures 8 and 10 use
+Builds ``bench/.work/venv`` (this checkout installed editable with its dashboard extra, plus
+huey, procrastinate with psycopg, psutil, and pyinstrument and py-spy for profiling) on first
+use, then runs :mod:`bench._suite` with that venv's python, which prints a markdown table.
+Figures 8 and 10 use
 the PostgreSQL server at ``QUEST_BENCH_POSTGRES_URL`` (default
-``postgresql://postgres@127.0.0.1:5432/test``).
+``postgresql://postgres@127.0.0.1:5432/test``), and so does figure 11 (the dashboard's pages),
+which keeps its generated databases in ``bench/.work/dashboard`` between runs.
 Runs with any Python 3.11 or newer; needs nothing but the standard library.
 """
 
@@ -35,6 +37,14 @@ PEERS = [
 ]
 
 
+def extras() -> str:
+    """``[dashboard]`` when the project has that extra (figure 11 renders the dashboard)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    return "[dashboard]" if "dashboard" in project.get("optional-dependencies", {}) else ""
+
+
 def venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
@@ -59,7 +69,7 @@ def ensure_venv() -> Path:
     venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     print("bench: installing quest (editable) and the peers", file=sys.stderr, flush=True)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "-e", str(ROOT), *PEERS],
+        [str(python), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}{extras()}", *PEERS],
         check=True,
     )
     stamp.write_text(wanted + "\n")
