@@ -229,3 +229,16 @@ def job_log_table(target: MetaData) -> Table:
         for index in _job_log_indexes()
     ]
     return Table(JOB_LOG_TABLE, target, *columns, *indexes)
+
+# What people did from the dashboard (or any caller of Store.record_action): who, what, to what.
+actions = Table(
+    "quest_actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("who", String(255), nullable=False),
+    Column("action", String(50), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("detail", JSON),
+    Index("ix_quest_actions_at", "at"),
+)

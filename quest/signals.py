@@ -46,6 +46,33 @@ job_progress: NamedSignal = namespace.signal(
 )
 
 
+action: NamedSignal = namespace.signal(
+    "action",
+    doc="Someone acted on a script or a run (run now, pause, resume, retry, cancel, discard); "
+    "the receivers get an ActionEvent saying who.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionEvent:
+    """Who did what to which script or run (``target``: a script name or a run id)."""
+
+    action: str
+    who: str
+    target: str
+    timestamp: datetime
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def emit_action(sender: object, event: ActionEvent) -> None:
+    """Send *event* on :data:`action`; a receiver that raises is logged and skipped."""
+    for receiver in list(action.receivers_for(sender)) if action.receivers else []:
+        try:
+            receiver(sender, event=event)
+        except Exception:
+            log.exception("receiver %r of %s raised", receiver, action.name)
+
+
 @dataclass(frozen=True, slots=True)
 class JobEvent:
     """What a signal says about a run.

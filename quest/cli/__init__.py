@@ -24,6 +24,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("quest.cli.watch:watch", "Show the running runs of every node, live."),
     "db": ("quest.cli.db:db", "Manage the database schema."),
     "demo": ("quest.cli.demo:demo", "Sample data for the bundled application."),
+    "dashboard": ("quest.cli.dashboard:dashboard", "Serve the web dashboard."),
 }
 
 

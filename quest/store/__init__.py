@@ -24,6 +24,7 @@ from ..errors import DatabaseUnavailable
 from ..models import metadata as quest_metadata
 from . import wake
 from ._engine import CHANNEL, Database, Unit, fallback_job_log, load_models, make_engine
+from .actions import Actions
 from .cancels import CancelResult, Cancels
 from .gauges import GaugeReader, Gauges
 from .leases import Leases
@@ -71,6 +72,7 @@ class Store:
         self._logs = Logs(self.db, self.runs)
         self._progress = Progress(self.db, self.runs)
         self._gauges = GaugeReader(self.db, self.runs)
+        self._actions = Actions(self.db, self.runs, self._secrets)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -374,6 +376,28 @@ class Store:
     def forget_cancel(self, run_id: str) -> None:
         """Drop the cancel request of *run_id* (its run has ended); joins a unit of work."""
         self._cancels.forget(run_id)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def record_action(
+        self,
+        *,
+        who: str,
+        action: str,
+        target: str,
+        detail: dict[str, Any] | None = None,
+        now: datetime,
+    ) -> None:
+        """Record that *who* did *action* to *target* (a script name or a run id)."""
+        self._actions.record(who=who, action=action, target=target, detail=detail, now=now)
+
+    def recent_actions(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest recorded actions, newest first."""
+        return self._actions.recent(limit)
+
+    def discard_queued(self, run_id: str, *, by: str, now: datetime) -> bool:
+        """End a queued run as ``discarded`` (its secrets forgotten); ``False`` if not queued."""
+        return self._actions.discard(run_id, by=by, now=now)
 
     # -- log lines -----------------------------------------------------------------------------
 

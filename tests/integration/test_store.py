@@ -432,7 +432,7 @@ def test_the_schema_has_the_due_index_nodes_and_cancels(store: Store) -> None:
 
     from quest import migrate
 
-    assert "q0003" in migrate.current(store)
+    assert "q0004" in migrate.current(store)
     inspector = inspect(store.engine)
     assert {"quest_nodes", "quest_cancels"} <= set(inspector.get_table_names())
     due = {ix["name"]: ix for ix in inspector.get_indexes("quest_job_log")}["ix_quest_job_log_due"]
