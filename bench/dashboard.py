@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from . import _projects
 
@@ -655,9 +655,8 @@ def _resolve(client: Any, path: str) -> str:
         found = _OLDER.search(response.text)
         if found is None:
             raise SystemExit(f"bench: no older link on {path}")
-        path = html.unescape(found.group(1))
-        if path.startswith("http"):
-            path = urlunsplit(urlsplit(path)._replace(scheme="", netloc=""))
+        link = urljoin(f"http://bench{path}", html.unescape(found.group(1)))
+        path = urlunsplit(urlsplit(link)._replace(scheme="", netloc=""))
     return path
 
 
