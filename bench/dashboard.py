@@ -14,7 +14,8 @@ schema itself (``Store.ensure_schema``), so the indexes are quest's. Most runs s
 failed with an error and a traceback, were skipped, timed out or were cancelled; a few hundred are
 queued and a few dozen running (with progress and log lines, owned by live ``quest_nodes``). Inputs
 are JSON with a few keys. ``created_at`` spans 60 days, with a fifth of the rows in the last 24 h.
-Scripts differ in popularity (a few run very often), some are failing lately, some are paused.
+Scripts differ in popularity (a few run very often); each ran on its schedule within its period,
+but for one in a hundred; some are failing lately, some are paused.
 
 The SQLite file and the PostgreSQL database are kept (``bench/.work/dashboard``) and reused while
 the generator, the sizes and quest's migrations are unchanged; on reuse every instant is moved
@@ -57,7 +58,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CACHE = HERE / ".work" / "dashboard"
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-GENERATOR = "4"
+GENERATOR = "5"
 """Bumped whenever the data below changes, so cached databases are made again."""
 
 TARGET_MS = 150.0
@@ -176,7 +177,16 @@ def generate(
     paused = sorted(rng.sample(names, max(1, scripts // 100)))
     data = Data(now, names, names[42 % scripts], sorted(failing), paused)
     queued, running = min(300, rows // 100), min(40, rows // 1000 + 1)
-    finished = rows - queued - running
+    # Every script ran on its schedule lately (its latest fire within its period), but for a
+    # few, late by chance; the rest of the runs go by popularity.
+    periods = [
+        DAY * (7 if value.count(" ") == 4 and not value.endswith("*") else 1)
+        if kind == "cron"
+        else float(value)
+        for kind, value in _projects.schedules(scripts)
+    ]
+    unkept = set(rng.sample(range(scripts), scripts // 100))
+    finished = rows - queued - running - (scripts - len(unkept))
     live_nodes = [(f"{i:032x}", HOSTS[i], 1000 + i) for i in range(len(HOSTS))]
     tables: dict[str, list[tuple[Any, ...]]] = {
         "quest_nodes": [],
@@ -331,6 +341,39 @@ def generate(
                 reason,
                 host,
                 pid,
+            )
+        for i, name in enumerate(names):
+            if i in unkept:
+                continue
+            created = now - rng.uniform(60, periods[i])
+            run_id = ids()
+            status = "failed" if name in failing else "succeeded"
+            duration = int(rng.lognormvariate(6.5, 1.6))
+            ended = created + 0.01 + duration / 1000
+            error = rng.choice(ERRORS) if status == "failed" else None
+            yield (
+                run_id,
+                name,
+                status,
+                "scheduled",
+                1,
+                1,
+                run_id,
+                None,
+                inputs(),
+                _stamp(created),
+                _stamp(created),
+                None,
+                _stamp(created + 0.01),
+                _stamp(ended),
+                _stamp(ended),
+                duration,
+                json.dumps({"rows": rng.randrange(5000)}) if status == "succeeded" else None,
+                error,
+                _traceback(rng, error, name) if error else None,
+                None,
+                HOSTS[i % len(HOSTS)],
+                1000 + i % len(HOSTS),
             )
         leased: set[str] = set()
         for i in range(running):
@@ -583,12 +626,18 @@ def database(backend: str, rows: int, scripts: int) -> tuple[str, Path, Data]:
         return url, folder, data
     _say(f"dashboard: generating {rows:,} JobLog rows over {scripts:,} scripts on {backend}")
     began = time.perf_counter()
+    for stale in CACHE.glob(f"{backend}-*.json"):  # what earlier sizes and versions made
+        stale.unlink()
     if backend == "sqlite":
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        for stale in CACHE.glob("joblog-*.sqlite3*"):
+            stale.unlink()
     else:
         with _postgres_admin(base) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            made = admin.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'quest\\_bench\\_dashboard\\_%'"
+            ).fetchall()
+            for (old,) in made:
+                admin.execute(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)')
             admin.execute(f'CREATE DATABASE "{name}"')
     _schema(url, folder)
     data, job_rows, tables = generate(rows, scripts, now)
@@ -632,9 +681,8 @@ def pages(data: Data) -> list[tuple[str, str]]:
 
 
 def make_app(url: str, folder: Path) -> Any:
-    from quest.dashboard import Access, create_app
-
     from quest.app import Quest
+    from quest.dashboard import Access, create_app
 
     quest_app = Quest(settings_for(folder, url))
     began = time.perf_counter()

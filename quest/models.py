@@ -69,6 +69,12 @@ def status_enum(kind: type[Any]) -> Enum:
 
 
 DUE_WHERE = "status = 'queued'"
+FINISHED_WHERE = (
+    "status IN ('succeeded', 'failed', 'timed_out', 'skipped', 'interrupted', 'abandoned', "
+    "'discarded', 'cancelled')"
+)
+"""The runs that ended (every :class:`RunStatus` but queued and running), as the partial index of
+finished runs says it: a query meaning to use that index repeats this text."""
 
 
 def _job_log_indexes() -> tuple[Index, ...]:
@@ -77,6 +83,19 @@ def _job_log_indexes() -> tuple[Index, ...]:
         Index(f"ix_{table}_name_created", "name", "created_at"),
         Index(f"ix_{table}_created", "created_at"),
         Index(f"ix_{table}_status_run_after", "status", "run_after"),
+        # Runs per status over a time range, with their durations, from the index alone.
+        Index(f"ix_{table}_status_created", "status", "created_at", "duration_ms"),
+        # Each script's finished runs newest first: its latest outcome and latest success read
+        # from the index alone. Partial, so that no query grouping by name and filtering on the
+        # status (SQLite's planner has no statistics) walks it instead of the few rows it wants.
+        Index(
+            f"ix_{table}_finished",
+            "name",
+            "created_at",
+            "status",
+            postgresql_where=text(FINISHED_WHERE),
+            sqlite_where=text(FINISHED_WHERE),
+        ),
         Index(f"ix_{table}_root", "root_id"),
         # The claim's candidates: due queued runs in order, read from the index alone.
         Index(
@@ -229,6 +248,7 @@ def job_log_table(target: MetaData) -> Table:
         for index in _job_log_indexes()
     ]
     return Table(JOB_LOG_TABLE, target, *columns, *indexes)
+
 
 # What people did from the dashboard (or any caller of Store.record_action): who, what, to what.
 actions = Table(

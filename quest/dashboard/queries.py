@@ -9,15 +9,35 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import String, and_, cast, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    String,
+    Table,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..enums import RunStatus, Trigger
+from ..models import FINISHED_WHERE
 
 if TYPE_CHECKING:
     from ..app import Quest
@@ -50,56 +70,31 @@ class Overview:
 
 def overview(app: Quest, now: datetime) -> Overview:
     store = app.store
-    runs = store.runs
     since = now - timedelta(hours=24)
-    bucket = _hour_bucket(store.dialect, runs.c.created_at)
-    with store.db.reading() as connection:
-        counts = {
-            str(status): int(count)
-            for status, count in connection.execute(
-                select(runs.c.status, func.count())
-                .where(runs.c.created_at >= since)
-                .group_by(runs.c.status)
-            )
-        }
-        per_hour = connection.execute(
-            select(
-                bucket.label("hour"),
-                func.count().label("runs"),
-                func.avg(runs.c.duration_ms).label("duration"),
-            )
-            .where(runs.c.created_at >= since)
-            .group_by(bucket)
-        ).all()
-        failed_per_hour: dict[str, int] = dict(
-            connection.execute(
-                select(bucket, func.count())
-                .where(runs.c.created_at >= since, runs.c.status.in_(FAILED))
-                .group_by(bucket)
-            ).all()
-        )
-    hours = []
-    by_hour = {row.hour: row for row in per_hour}
     start = since.replace(minute=0, second=0, microsecond=0)
+    with store.db.reading() as connection:
+        counts, slots = _day(connection, store.runs, since, start)
+    hours = []
     for step in range(25):
-        hour = start + timedelta(hours=step)
-        key = hour.strftime("%Y-%m-%d %H")
-        row = by_hour.get(key)
+        found = slots.get(step)
         hours.append(
             {
-                "hour": hour,
-                "runs": int(row.runs) if row else 0,
-                "failed": int(failed_per_hour.get(key, 0)),
-                "duration": float(row.duration) if row and row.duration is not None else None,
+                "hour": start + timedelta(hours=step),
+                "runs": found.runs if found else 0,
+                "failed": found.failed if found else 0,
+                "duration": found.duration_ms / found.timed if found and found.timed else None,
             }
         )
     succeeded = counts.get(RunStatus.succeeded, 0)
     failed = sum(counts.get(status, 0) for status in FAILED)
     rate = succeeded / (succeeded + failed) if succeeded + failed else None
     running = store.running_runs()[:50]
-    gauges = store.gauges(name for name, _ in _scheduled(app))
-    late = late_scripts(app, now, gauges.last_success, gauges.paused)
-    failing = failing_scripts(app)
+    gauges = store.gauges(())
+    names = list(app.registry.scripts)
+    latest = latest_outcomes(app, names)
+    last_success = _last_success(app, now, latest, gauges.paused)
+    late = late_scripts(app, now, last_success, gauges.paused)
+    failing = failing_scripts(app, latest)
     ttl = timedelta(seconds=app.settings.lease_ttl)
     alive = sum(
         1
@@ -121,11 +116,72 @@ def overview(app: Quest, now: datetime) -> Overview:
     )
 
 
-def _hour_bucket(dialect: str, column: Any) -> Any:
-    """``YYYY-MM-DD HH`` of a UTC instant column, in SQL."""
-    if dialect == "sqlite":
-        return func.substr(column, 1, 13)
-    return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
+class _Slot(NamedTuple):
+    runs: int
+    failed: int
+    duration_ms: float
+    timed: int
+
+
+_DAY_SLOTS = 26
+"""The 25 hours the overview charts (the first from the cut-off), and the rest up to the end of
+time: runs created after the clock of this process are counted too."""
+_END = datetime(9999, 12, 31, tzinfo=UTC)
+_day_statements: weakref.WeakKeyDictionary[Table, Select[Any]] = weakref.WeakKeyDictionary()
+
+
+def _day_statement(runs: Table) -> Select[Any]:
+    """Per status and per hour slot, the runs created in it and their durations: each term a
+    range of the (status, created_at, duration_ms) index, read from the index alone, so no row is
+    visited and nothing is sorted however many runs the day had."""
+    statement = _day_statements.get(runs)
+    if statement is None:
+        terms = [
+            select(
+                literal(status.value, String).label("status"),
+                literal(slot).label("slot"),
+                func.count().label("runs"),
+                func.sum(runs.c.duration_ms).label("duration_ms"),
+                func.count(runs.c.duration_ms).label("timed"),
+            ).where(
+                runs.c.status == status,
+                runs.c.created_at >= bindparam(f"from_{slot}", type_=runs.c.created_at.type),
+                runs.c.created_at < bindparam(f"until_{slot}", type_=runs.c.created_at.type),
+            )
+            for status in RunStatus
+            for slot in range(_DAY_SLOTS)
+        ]
+        statement = _day_statements[runs] = union_all(*terms).subquery().select()
+    return statement
+
+
+def _day(
+    connection: Connection, runs: Table, since: datetime, start: datetime
+) -> tuple[dict[str, int], dict[int, _Slot]]:
+    """Runs created since *since*: their count per status, and per hour slot from *start*."""
+    bounds: dict[str, datetime] = {}
+    for slot in range(_DAY_SLOTS):
+        bounds[f"from_{slot}"] = since if slot == 0 else start + timedelta(hours=slot)
+        last = slot == _DAY_SLOTS - 1
+        bounds[f"until_{slot}"] = _END if last else start + timedelta(hours=slot + 1)
+    counts: Counter[str] = Counter()
+    slots: dict[int, list[float]] = {}
+    for row in connection.execute(_day_statement(runs), bounds):
+        if not row.runs:
+            continue
+        counts[row.status] += int(row.runs)
+        found = slots.setdefault(int(row.slot), [0, 0, 0.0, 0])
+        found[0] += int(row.runs)
+        if row.status in FAILED:
+            found[1] += int(row.runs)
+        found[2] += float(row.duration_ms or 0)
+        found[3] += int(row.timed)
+    by_status = {status.value: counts[status.value] for status in RunStatus if counts[status.value]}
+    return by_status, {
+        slot: _Slot(int(v[0]), int(v[1]), float(v[2]), int(v[3]))
+        for slot, v in slots.items()
+        if slot < _DAY_SLOTS - 1
+    }
 
 
 def _scheduled(app: Quest) -> Iterable[tuple[str, Script]]:
@@ -135,8 +191,24 @@ def _scheduled(app: Quest) -> Iterable[tuple[str, Script]]:
             yield script.name, script
 
 
+class _Period(NamedTuple):
+    script: Script
+    since: datetime
+    until: datetime | None
+    period: timedelta | None
+
+
+_periods: weakref.WeakKeyDictionary[Quest, dict[str, _Period]] = weakref.WeakKeyDictionary()
+_periods_lock = threading.Lock()
+
+
 def period_of(app: Quest, script: Script, now: datetime) -> timedelta | None:
-    """How often *script* fires: its interval, or the gap between its next two fire times."""
+    """How often *script* fires: its interval, or the gap between its next two fire times.
+
+    The gap of a schedule is the same from any instant until its next fire, so it is kept per
+    script for that long: the overview of thousands of scripts walks each schedule about once
+    per fire, not once per view.
+    """
     from ..describe import next_fires
 
     block = script.quest
@@ -144,8 +216,21 @@ def period_of(app: Quest, script: Script, now: datetime) -> timedelta | None:
         return None
     if block.interval is not None:
         return block.interval
+    with _periods_lock:
+        known = _periods.setdefault(app, {})
+    kept = known.get(script.name)
+    if (
+        kept is not None
+        and kept.script is script
+        and kept.since <= now
+        and (kept.until is None or now < kept.until)
+    ):
+        return kept.period
     fires = next_fires(app, script, now, 2)
-    return fires[1] - fires[0] if len(fires) == 2 else None
+    period = fires[1] - fires[0] if len(fires) == 2 else None
+    # Fewer than two fires after now stay fewer than two after any later instant.
+    known[script.name] = _Period(script, now, fires[0] if len(fires) == 2 else None, period)
+    return period
 
 
 def late_scripts(
@@ -167,14 +252,168 @@ def late_scripts(
     return late
 
 
-def failing_scripts(app: Quest) -> list[dict[str, Any]]:
+def _last_success(
+    app: Quest, now: datetime, latest: dict[str, Outcome], paused: set[str]
+) -> dict[str, datetime]:
+    """What :func:`late_scripts` needs of each scheduled, active script's latest success.
+
+    A run ends after it was created: a script whose latest success was created within twice
+    its period cannot be late, so that instant stands for the end, which is not read. The
+    others' ends are read by the keys :func:`latest_outcomes` found (a script whose success has
+    no end is late).
+    """
+    store = app.store
+    runs = store.runs
+    wanted: list[tuple[str, datetime]] = []
+    found: dict[str, datetime] = {}
+    for name, script in _scheduled(app):
+        outcome = latest.get(name)
+        if name in paused or outcome is None or outcome.succeeded_at is None:
+            continue
+        period = period_of(app, script, now)
+        if period is None:
+            continue
+        if now - outcome.succeeded_at > 2 * period:
+            wanted.append((name, outcome.succeeded_at))
+        else:
+            found[name] = outcome.succeeded_at
+    with store.db.reading() as connection:
+        for start in range(0, len(wanted), KEYS):
+            chunk = wanted[start : start + KEYS]
+            query = select(runs.c.name, runs.c.status, runs.c.finished_at).where(
+                _keyed(runs, chunk)
+            )
+            for name, status, finished in connection.execute(query):
+                if status is RunStatus.succeeded and finished is not None:
+                    found[name] = finished
+    return found
+
+
+def failing_scripts(app: Quest, latest: dict[str, Outcome] | None = None) -> list[dict[str, Any]]:
     """Scripts whose latest finished run failed, timed out, was abandoned or interrupted."""
-    last = app.store.last_runs(app.registry.scripts)
+    if latest is None:
+        latest = latest_outcomes(app, app.registry.scripts)
+    names = [name for name, outcome in latest.items() if outcome.status in FAILED]
+    last = last_runs(app, names, latest)
     failing: list[dict[str, Any]] = [
         {"name": name, "run": row} for name, row in last.items() if row["status"] in FAILED
     ]
     failing.sort(key=lambda item: item["run"]["created_at"], reverse=True)
     return failing
+
+
+# -- the latest runs of many scripts ---------------------------------------------------------------
+
+KEYS = 100
+"""(name, created_at) keys per statement when reading the rows :func:`latest_outcomes` found."""
+
+
+def _keyed(runs: Table, keys: Sequence[tuple[str, datetime]]) -> ColumnElement[bool]:
+    """The rows of *keys*, (name, created_at) each: one index lookup per key. (A row-value
+    ``IN`` list, or any further condition on the status, would make SQLite's planner, which has
+    no statistics, scan the table instead.)"""
+    return or_(*(and_(runs.c.name == name, runs.c.created_at == at) for name, at in keys))
+
+
+class Outcome(NamedTuple):
+    """Where a script's latest runs are: its latest finished run (when it was created, how it
+    ended) and when its latest success was created."""
+
+    created_at: datetime | None
+    status: RunStatus | None
+    succeeded_at: datetime | None
+
+
+def _wanted(dialect: str) -> Any:
+    """The names of a lookup as a table of one column, ``value``, from one parameter: a JSON
+    array read by ``json_each`` on SQLite, an array by ``unnest`` on PostgreSQL."""
+    if dialect == "postgresql":
+        names = func.unnest(bindparam("names", type_=ARRAY(String)))
+    else:
+        names = func.json_each(bindparam("names", type_=String))
+    return names.table_valued("value").alias("wanted")
+
+
+_outcome_statements: weakref.WeakKeyDictionary[Table, dict[str, Select[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _outcome_statement(runs: Table, dialect: str) -> Select[Any]:
+    kept = _outcome_statements.setdefault(runs, {})
+    statement = kept.get(dialect)
+    if statement is not None:
+        return statement
+    wanted = _wanted(dialect)
+
+    def newest(column: Any, succeeded: bool = False) -> Any:
+        # Walks the partial index of finished runs backwards, from the index alone: the text of
+        # its condition, repeated, is what lets SQLite use it. The success is tested through
+        # coalesce() so that no index on the status applies instead.
+        condition: list[Any] = [runs.c.name == wanted.c.value, text(FINISHED_WHERE)]
+        if succeeded:
+            condition.append(
+                func.coalesce(runs.c.status, RunStatus.succeeded) == RunStatus.succeeded
+            )
+        return (
+            select(column)
+            .where(*condition)
+            .order_by(runs.c.created_at.desc())
+            .limit(1)
+            .correlate(wanted)
+            .scalar_subquery()
+        )
+
+    statement = kept[dialect] = select(
+        wanted.c.value.label("name"),
+        newest(runs.c.created_at).label("created_at"),
+        newest(runs.c.status).label("status"),
+        newest(runs.c.created_at, succeeded=True).label("succeeded_at"),
+    )
+    return statement
+
+
+def latest_outcomes(app: Quest, names: Iterable[str]) -> dict[str, Outcome]:
+    """Of each of *names* that has finished a run: :class:`Outcome`. One statement for any
+    number of scripts, a few index entries read for each."""
+    store = app.store
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return {}
+    dialect = store.dialect
+    value: Any = wanted if dialect == "postgresql" else json.dumps(wanted)
+    found: dict[str, Outcome] = {}
+    with store.db.reading() as connection:
+        for row in connection.execute(_outcome_statement(store.runs, dialect), {"names": value}):
+            if row.created_at is not None or row.succeeded_at is not None:
+                status = RunStatus(row.status) if row.status is not None else None
+                found[row.name] = Outcome(row.created_at, status, row.succeeded_at)
+    return found
+
+
+def last_runs(
+    app: Quest, names: Iterable[str], latest: dict[str, Outcome] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The latest finished run of each of *names* (what ``Store.last_runs`` gives), read by the
+    keys :func:`latest_outcomes` finds: a few rows whatever the length of the JobLog."""
+    store = app.store
+    runs = store.runs
+    names = list(names)
+    if latest is None:
+        latest = latest_outcomes(app, names)
+    keys = [
+        (name, outcome.created_at)
+        for name in names
+        if (outcome := latest.get(name)) is not None and outcome.created_at is not None
+    ]
+    found: dict[str, dict[str, Any]] = {}
+    with store.db.reading() as connection:
+        for start in range(0, len(keys), KEYS):
+            query = select(runs).where(_keyed(runs, keys[start : start + KEYS]))
+            for row in connection.execute(query):
+                if row.status in FINISHED:
+                    found[row.name] = dict(row._mapping)
+    return found
 
 
 # -- scripts --------------------------------------------------------------------------------------
@@ -217,16 +456,19 @@ def scripts(
         if not q or q.lower() in script.name.lower() or q.lower() in script.friendly_name.lower()
     ]
     if state in ("failing", "never"):
-        last_all = store.last_runs(script.name for script in wanted)
+        outcomes = latest_outcomes(app, (script.name for script in wanted))
         if state == "failing":
             wanted = [
-                s for s in wanted if s.name in last_all and last_all[s.name]["status"] in FAILED
+                s for s in wanted if (o := outcomes.get(s.name)) is not None and o.status in FAILED
             ]
         else:
-            wanted = [s for s in wanted if s.name not in last_all]
+            wanted = [
+                s for s in wanted if (o := outcomes.get(s.name)) is None or o.created_at is None
+            ]
     elif state == "late":
-        gauges = store.gauges(script.name for script in wanted)
-        late = {item["name"] for item in late_scripts(app, now, gauges.last_success, paused)}
+        outcomes = latest_outcomes(app, (script.name for script in wanted))
+        last_success = _last_success(app, now, outcomes, paused)
+        late = {item["name"] for item in late_scripts(app, now, last_success, paused)}
         wanted = [s for s in wanted if s.name in late]
     elif state == "paused":
         wanted = [s for s in wanted if s.name in paused]
@@ -241,7 +483,7 @@ def scripts(
     page = min(max(page, 1), pages)
     shown = wanted[(page - 1) * PAGE : page * PAGE]
     names = [script.name for script in shown]
-    last = store.last_runs(names)
+    last = last_runs(app, names)
     strips = outcome_strips(app, names)
     rows = []
     for script in shown:
