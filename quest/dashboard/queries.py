@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import json
 import threading
 import weakref
@@ -19,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Select,
     String,
@@ -90,10 +90,10 @@ def overview(app: Quest, now: datetime) -> Overview:
     rate = succeeded / (succeeded + failed) if succeeded + failed else None
     running = store.running_runs()[:50]
     gauges = store.gauges(())
-    names = list(app.registry.scripts)
-    latest = latest_outcomes(app, names)
-    last_success = _last_success(app, now, latest, gauges.paused)
-    late = late_scripts(app, now, last_success, gauges.paused)
+    latest = latest_outcomes(app, app.registry.scripts)
+    periods = _periods_of(app, now)
+    last_success = _last_success(app, now, latest, gauges.paused, periods)
+    late = late_scripts(app, now, last_success, gauges.paused, periods)
     failing = failing_scripts(app, latest)
     ttl = timedelta(seconds=app.settings.lease_ttl)
     alive = sum(
@@ -191,24 +191,8 @@ def _scheduled(app: Quest) -> Iterable[tuple[str, Script]]:
             yield script.name, script
 
 
-class _Period(NamedTuple):
-    script: Script
-    since: datetime
-    until: datetime | None
-    period: timedelta | None
-
-
-_periods: weakref.WeakKeyDictionary[Quest, dict[str, _Period]] = weakref.WeakKeyDictionary()
-_periods_lock = threading.Lock()
-
-
 def period_of(app: Quest, script: Script, now: datetime) -> timedelta | None:
-    """How often *script* fires: its interval, or the gap between its next two fire times.
-
-    The gap of a schedule is the same from any instant until its next fire, so it is kept per
-    script for that long: the overview of thousands of scripts walks each schedule about once
-    per fire, not once per view.
-    """
+    """How often *script* fires: its interval, or the gap between its next two fire times."""
     from ..describe import next_fires
 
     block = script.quest
@@ -216,34 +200,92 @@ def period_of(app: Quest, script: Script, now: datetime) -> timedelta | None:
         return None
     if block.interval is not None:
         return block.interval
-    with _periods_lock:
-        known = _periods.setdefault(app, {})
-    kept = known.get(script.name)
-    if (
-        kept is not None
-        and kept.script is script
-        and kept.since <= now
-        and (kept.until is None or now < kept.until)
-    ):
-        return kept.period
     fires = next_fires(app, script, now, 2)
-    period = fires[1] - fires[0] if len(fires) == 2 else None
-    # Fewer than two fires after now stay fewer than two after any later instant.
-    known[script.name] = _Period(script, now, fires[0] if len(fires) == 2 else None, period)
-    return period
+    return fires[1] - fires[0] if len(fires) == 2 else None
+
+
+@dataclass
+class _Periods:
+    """The periods of a registry's scheduled scripts, as of *since*, kept between views.
+
+    A gap between fires stays the same from any instant until the next fire, so each cron
+    script's period is kept until its next fire (*heap*: (that fire, slot)); an interval is
+    kept for good, and so is "no period" (fewer than two fires left stay fewer). A view walks
+    only the schedules whose next fire has passed.
+    """
+
+    registry: Any
+    count: int
+    since: datetime
+    slots: list[tuple[str, Script, timedelta | None]]
+    heap: list[tuple[datetime, int]]
+
+
+_periods: weakref.WeakKeyDictionary[Quest, _Periods] = weakref.WeakKeyDictionary()
+_periods_lock = threading.Lock()
+
+
+def _period_until(
+    app: Quest, script: Script, now: datetime
+) -> tuple[timedelta | None, datetime | None]:
+    """*script*'s period and until when it holds (``None``: for good)."""
+    from ..describe import next_fires
+
+    block = script.quest
+    assert block is not None
+    if block.interval is not None:
+        return block.interval, None
+    fires = next_fires(app, script, now, 2)
+    if len(fires) < 2:
+        return None, None
+    return fires[1] - fires[0], fires[0]
+
+
+def _periods_of(app: Quest, now: datetime) -> list[tuple[str, timedelta]]:
+    """(name, period) of every scheduled script that has one, in name order: what
+    :func:`period_of` gives for each, kept between calls (see :class:`_Periods`)."""
+    registry = app.registry
+    with _periods_lock:
+        kept = _periods.get(app)
+        fresh = (
+            kept is not None
+            and kept.registry is registry
+            and kept.count == len(registry.scripts)
+            and kept.since <= now
+        )
+        if not fresh or kept is None:
+            kept = _Periods(registry, len(registry.scripts), now, [], [])
+            for name, script in _scheduled(app):
+                period, until = _period_until(app, script, now)
+                if until is not None:
+                    kept.heap.append((until, len(kept.slots)))
+                kept.slots.append((name, script, period))
+            heapq.heapify(kept.heap)
+            _periods[app] = kept
+        else:
+            while kept.heap and kept.heap[0][0] <= now:
+                _, slot = heapq.heappop(kept.heap)
+                name, script, _ = kept.slots[slot]
+                period, until = _period_until(app, script, now)
+                if until is not None:
+                    heapq.heappush(kept.heap, (until, slot))
+                kept.slots[slot] = (name, script, period)
+            kept.since = now
+        return [(name, period) for name, _, period in kept.slots if period is not None]
 
 
 def late_scripts(
-    app: Quest, now: datetime, last_success: dict[str, datetime], paused: set[str]
+    app: Quest,
+    now: datetime,
+    last_success: dict[str, datetime],
+    paused: set[str],
+    periods: list[tuple[str, timedelta]] | None = None,
 ) -> list[dict[str, Any]]:
     """Scheduled, active scripts with no success for twice their period (or ever, when they
     have been declared for that long: a script never run is late only if it has failed)."""
     late = []
-    for name, script in _scheduled(app):
+    for name, period in _periods_of(app, now) if periods is None else periods:
         if name in paused:
-            continue
-        period = period_of(app, script, now)
-        if period is None:
             continue
         last = last_success.get(name)
         if last is None or now - last > 2 * period:
@@ -253,38 +295,34 @@ def late_scripts(
 
 
 def _last_success(
-    app: Quest, now: datetime, latest: dict[str, Outcome], paused: set[str]
+    app: Quest,
+    now: datetime,
+    latest: dict[str, Outcome],
+    paused: set[str],
+    periods: list[tuple[str, timedelta]] | None = None,
 ) -> dict[str, datetime]:
     """What :func:`late_scripts` needs of each scheduled, active script's latest success.
 
     A run ends after it was created: a script whose latest success was created within twice
     its period cannot be late, so that instant stands for the end, which is not read. The
-    others' ends are read by the keys :func:`latest_outcomes` found (a script whose success has
-    no end is late).
+    others' ends are read (a script whose success has no end is late).
     """
-    store = app.store
-    runs = store.runs
-    wanted: list[tuple[str, datetime]] = []
+    wanted: list[str] = []
     found: dict[str, datetime] = {}
-    for name, script in _scheduled(app):
+    for name, period in _periods_of(app, now) if periods is None else periods:
         outcome = latest.get(name)
         if name in paused or outcome is None or outcome.succeeded_at is None:
             continue
-        period = period_of(app, script, now)
-        if period is None:
-            continue
         if now - outcome.succeeded_at > 2 * period:
-            wanted.append((name, outcome.succeeded_at))
+            wanted.append(name)
         else:
             found[name] = outcome.succeeded_at
-    with store.db.reading() as connection:
-        for start in range(0, len(wanted), KEYS):
-            chunk = wanted[start : start + KEYS]
-            query = select(runs.c.name, runs.c.status, runs.c.finished_at).where(
-                _keyed(runs, chunk)
-            )
-            for name, status, finished in connection.execute(query):
-                if status is RunStatus.succeeded and finished is not None:
+    store = app.store
+    if wanted:
+        statement = _lookup(store.runs, store.dialect, "success_ends")
+        with store.db.reading() as connection:
+            for name, finished in connection.execute(statement, _names(store.dialect, wanted)):
+                if finished is not None:
                     found[name] = finished
     return found
 
@@ -293,8 +331,7 @@ def failing_scripts(app: Quest, latest: dict[str, Outcome] | None = None) -> lis
     """Scripts whose latest finished run failed, timed out, was abandoned or interrupted."""
     if latest is None:
         latest = latest_outcomes(app, app.registry.scripts)
-    names = [name for name, outcome in latest.items() if outcome.status in FAILED]
-    last = last_runs(app, names, latest)
+    last = last_runs(app, [name for name, outcome in latest.items() if outcome.status in FAILED])
     failing: list[dict[str, Any]] = [
         {"name": name, "run": row} for name, row in last.items() if row["status"] in FAILED
     ]
@@ -304,116 +341,104 @@ def failing_scripts(app: Quest, latest: dict[str, Outcome] | None = None) -> lis
 
 # -- the latest runs of many scripts ---------------------------------------------------------------
 
-KEYS = 100
-"""(name, created_at) keys per statement when reading the rows :func:`latest_outcomes` found."""
-
-
-def _keyed(runs: Table, keys: Sequence[tuple[str, datetime]]) -> ColumnElement[bool]:
-    """The rows of *keys*, (name, created_at) each: one index lookup per key. (A row-value
-    ``IN`` list, or any further condition on the status, would make SQLite's planner, which has
-    no statistics, scan the table instead.)"""
-    return or_(*(and_(runs.c.name == name, runs.c.created_at == at) for name, at in keys))
-
 
 class Outcome(NamedTuple):
-    """Where a script's latest runs are: its latest finished run (when it was created, how it
-    ended) and when its latest success was created."""
+    """How a script's latest finished run ended, and when its latest success was created."""
 
-    created_at: datetime | None
-    status: RunStatus | None
+    status: RunStatus
     succeeded_at: datetime | None
 
 
-def _wanted(dialect: str) -> Any:
-    """The names of a lookup as a table of one column, ``value``, from one parameter: a JSON
-    array read by ``json_each`` on SQLite, an array by ``unnest`` on PostgreSQL."""
-    if dialect == "postgresql":
-        names = func.unnest(bindparam("names", type_=ARRAY(String)))
-    else:
-        names = func.json_each(bindparam("names", type_=String))
-    return names.table_valued("value").alias("wanted")
+def _names(dialect: str, names: Sequence[str]) -> dict[str, Any]:
+    """The parameter of :func:`_lookup`'s statements: a JSON array on SQLite, an array on
+    PostgreSQL."""
+    return {"names": list(names) if dialect == "postgresql" else json.dumps(list(names))}
 
 
-_outcome_statements: weakref.WeakKeyDictionary[Table, dict[str, Select[Any]]] = (
+_lookups: weakref.WeakKeyDictionary[Table, dict[tuple[str, str], Select[Any]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _outcome_statement(runs: Table, dialect: str) -> Select[Any]:
-    kept = _outcome_statements.setdefault(runs, {})
-    statement = kept.get(dialect)
+def _lookup(runs: Table, dialect: str, kind: str) -> Select[Any]:
+    """A statement that reads, for each of many scripts (the ``names`` parameter, see
+    :func:`_names`), what one of its latest runs says: one statement for any number of scripts,
+    each walking the partial index of finished runs backwards from its newest entry.
+
+    ``outcomes``: name, latest finished run's status, latest success's created_at, from the
+    index alone. ``success_ends``: name, the latest success's finished_at.
+    ``rows``: the latest finished run of each, whole.
+    """
+    kept = _lookups.setdefault(runs, {})
+    statement = kept.get((dialect, kind))
     if statement is not None:
         return statement
-    wanted = _wanted(dialect)
+    if dialect == "postgresql":
+        source = func.unnest(bindparam("names", type_=ARRAY(String)))
+    else:
+        source = func.json_each(bindparam("names", type_=String))
+    wanted = source.table_valued("value").alias("wanted")
+    walked = runs.alias("walked")
 
-    def newest(column: Any, succeeded: bool = False) -> Any:
-        # Walks the partial index of finished runs backwards, from the index alone: the text of
-        # its condition, repeated, is what lets SQLite use it. The success is tested through
-        # coalesce() so that no index on the status applies instead.
-        condition: list[Any] = [runs.c.name == wanted.c.value, text(FINISHED_WHERE)]
+    def newest(column: str, succeeded: bool = False) -> Any:
+        # The text of the partial index's condition, repeated, is what lets SQLite use it; the
+        # success is tested through coalesce() so that no index on the status applies instead.
+        condition: list[Any] = [walked.c.name == wanted.c.value, text(FINISHED_WHERE)]
         if succeeded:
-            condition.append(
-                func.coalesce(runs.c.status, RunStatus.succeeded) == RunStatus.succeeded
-            )
+            status = func.coalesce(walked.c.status, RunStatus.succeeded)
+            condition.append(status == RunStatus.succeeded)
         return (
-            select(column)
+            select(walked.c[column])
             .where(*condition)
-            .order_by(runs.c.created_at.desc())
+            .order_by(walked.c.created_at.desc())
             .limit(1)
             .correlate(wanted)
             .scalar_subquery()
         )
 
-    statement = kept[dialect] = select(
-        wanted.c.value.label("name"),
-        newest(runs.c.created_at).label("created_at"),
-        newest(runs.c.status).label("status"),
-        newest(runs.c.created_at, succeeded=True).label("succeeded_at"),
-    )
+    if kind == "outcomes":
+        statement = select(
+            wanted.c.value.label("name"),
+            newest("status").label("status"),
+            newest("created_at", succeeded=True).label("succeeded_at"),
+        )
+    elif kind == "success_ends":
+        statement = select(
+            wanted.c.value.label("name"), newest("finished_at", succeeded=True).label("finished")
+        )
+    else:
+        statement = select(runs).where(runs.c.id.in_(select(newest("id")).select_from(wanted)))
+    kept[(dialect, kind)] = statement
     return statement
 
 
 def latest_outcomes(app: Quest, names: Iterable[str]) -> dict[str, Outcome]:
-    """Of each of *names* that has finished a run: :class:`Outcome`. One statement for any
-    number of scripts, a few index entries read for each."""
+    """Of each of *names* that has finished a run: :class:`Outcome`, a few index entries read
+    for each."""
     store = app.store
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return {}
-    dialect = store.dialect
-    value: Any = wanted if dialect == "postgresql" else json.dumps(wanted)
+    statement = _lookup(store.runs, store.dialect, "outcomes")
     found: dict[str, Outcome] = {}
     with store.db.reading() as connection:
-        for row in connection.execute(_outcome_statement(store.runs, dialect), {"names": value}):
-            if row.created_at is not None or row.succeeded_at is not None:
-                status = RunStatus(row.status) if row.status is not None else None
-                found[row.name] = Outcome(row.created_at, status, row.succeeded_at)
+        for name, status, succeeded in connection.execute(statement, _names(store.dialect, wanted)):
+            if status is not None:
+                found[name] = Outcome(status, succeeded)
     return found
 
 
-def last_runs(
-    app: Quest, names: Iterable[str], latest: dict[str, Outcome] | None = None
-) -> dict[str, dict[str, Any]]:
-    """The latest finished run of each of *names* (what ``Store.last_runs`` gives), read by the
-    keys :func:`latest_outcomes` finds: a few rows whatever the length of the JobLog."""
+def last_runs(app: Quest, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The latest finished run of each of *names* (what ``Store.last_runs`` gives), found by
+    walking the partial index of finished runs: a few rows whatever the length of the JobLog."""
     store = app.store
-    runs = store.runs
-    names = list(names)
-    if latest is None:
-        latest = latest_outcomes(app, names)
-    keys = [
-        (name, outcome.created_at)
-        for name in names
-        if (outcome := latest.get(name)) is not None and outcome.created_at is not None
-    ]
-    found: dict[str, dict[str, Any]] = {}
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return {}
+    statement = _lookup(store.runs, store.dialect, "rows")
     with store.db.reading() as connection:
-        for start in range(0, len(keys), KEYS):
-            query = select(runs).where(_keyed(runs, keys[start : start + KEYS]))
-            for row in connection.execute(query):
-                if row.status in FINISHED:
-                    found[row.name] = dict(row._mapping)
-    return found
+        rows = connection.execute(statement, _names(store.dialect, wanted))
+        return {row.name: dict(row._mapping) for row in rows}
 
 
 # -- scripts --------------------------------------------------------------------------------------
@@ -462,9 +487,7 @@ def scripts(
                 s for s in wanted if (o := outcomes.get(s.name)) is not None and o.status in FAILED
             ]
         else:
-            wanted = [
-                s for s in wanted if (o := outcomes.get(s.name)) is None or o.created_at is None
-            ]
+            wanted = [s for s in wanted if s.name not in outcomes]
     elif state == "late":
         outcomes = latest_outcomes(app, (script.name for script in wanted))
         last_success = _last_success(app, now, outcomes, paused)
