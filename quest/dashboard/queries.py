@@ -32,6 +32,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    type_coerce,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -166,6 +167,9 @@ def _day(
         bounds[f"until_{slot}"] = _END if last else start + timedelta(hours=slot + 1)
     counts: Counter[str] = Counter()
     slots: dict[int, list[float]] = {}
+    if connection.dialect.name == "postgresql":
+        # Hundreds of small index ranges: workers cost more to start than they save.
+        connection.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
     for row in connection.execute(_day_statement(runs), bounds):
         if not row.runs:
             continue
@@ -342,6 +346,9 @@ def failing_scripts(app: Quest, latest: dict[str, Outcome] | None = None) -> lis
 # -- the latest runs of many scripts ---------------------------------------------------------------
 
 
+_STATUSES = {status.value: status for status in RunStatus}
+
+
 class Outcome(NamedTuple):
     """How a script's latest finished run ended, and when its latest success was created."""
 
@@ -365,8 +372,9 @@ def _lookup(runs: Table, dialect: str, kind: str) -> Select[Any]:
     :func:`_names`), what one of its latest runs says: one statement for any number of scripts,
     each walking the partial index of finished runs backwards from its newest entry.
 
-    ``outcomes``: name, latest finished run's status, latest success's created_at, from the
-    index alone. ``success_ends``: name, the latest success's finished_at.
+    ``outcomes``: name, ``status|created_at`` of its latest finished run (the instant as
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` UTC); ``success_starts``: name, its latest success's
+    created_at; both from the index alone. ``success_ends``: name, the latest success's finished_at.
     ``rows``: the latest finished run of each, whole.
     """
     kept = _lookups.setdefault(runs, {})
@@ -374,13 +382,14 @@ def _lookup(runs: Table, dialect: str, kind: str) -> Select[Any]:
     if statement is not None:
         return statement
     if dialect == "postgresql":
-        source = func.unnest(bindparam("names", type_=ARRAY(String)))
+        unnest = func.unnest(bindparam("names", type_=ARRAY(String)))
+        wanted = unnest.table_valued("value").render_derived(name="wanted")
     else:
-        source = func.json_each(bindparam("names", type_=String))
-    wanted = source.table_valued("value").alias("wanted")
+        wanted = func.json_each(bindparam("names", type_=String)).table_valued("value")
+        wanted = wanted.alias("wanted")
     walked = runs.alias("walked")
 
-    def newest(column: str, succeeded: bool = False) -> Any:
+    def newest(column: str | Any, succeeded: bool = False) -> Any:
         # The text of the partial index's condition, repeated, is what lets SQLite use it; the
         # success is tested through coalesce() so that no index on the status applies instead.
         condition: list[Any] = [walked.c.name == wanted.c.value, text(FINISHED_WHERE)]
@@ -388,7 +397,7 @@ def _lookup(runs: Table, dialect: str, kind: str) -> Select[Any]:
             status = func.coalesce(walked.c.status, RunStatus.succeeded)
             condition.append(status == RunStatus.succeeded)
         return (
-            select(walked.c[column])
+            select(walked.c[column] if isinstance(column, str) else column)
             .where(*condition)
             .order_by(walked.c.created_at.desc())
             .limit(1)
@@ -397,10 +406,19 @@ def _lookup(runs: Table, dialect: str, kind: str) -> Select[Any]:
         )
 
     if kind == "outcomes":
+        # Status and created_at of one index entry in one value: one walk per script.
+        instant: Any
+        if dialect == "postgresql":
+            instant = func.to_char(
+                func.timezone("UTC", walked.c.created_at), "YYYY-MM-DD HH24:MI:SS.US"
+            )
+        else:  # SQLite keeps the instant as that text already
+            instant = type_coerce(walked.c.created_at, String)
+        both = type_coerce(walked.c.status, String).concat("|").concat(instant)
+        statement = select(wanted.c.value.label("name"), newest(both).label("latest"))
+    elif kind == "success_starts":
         statement = select(
-            wanted.c.value.label("name"),
-            newest("status").label("status"),
-            newest("created_at", succeeded=True).label("succeeded_at"),
+            wanted.c.value.label("name"), newest("created_at", succeeded=True).label("started")
         )
     elif kind == "success_ends":
         statement = select(
@@ -419,12 +437,28 @@ def latest_outcomes(app: Quest, names: Iterable[str]) -> dict[str, Outcome]:
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return {}
-    statement = _lookup(store.runs, store.dialect, "outcomes")
     found: dict[str, Outcome] = {}
+    others: list[str] = []
+    dialect = store.dialect
     with store.db.reading() as connection:
-        for name, status, succeeded in connection.execute(statement, _names(store.dialect, wanted)):
-            if status is not None:
-                found[name] = Outcome(status, succeeded)
+        outcomes = connection.execute(
+            _lookup(store.runs, dialect, "outcomes"), _names(dialect, wanted)
+        )
+        for name, latest in outcomes:
+            if latest is None:
+                continue
+            status, _, instant = latest.partition("|")
+            if status == RunStatus.succeeded:
+                created = datetime.fromisoformat(instant).replace(tzinfo=UTC)
+                found[name] = Outcome(RunStatus.succeeded, created)
+            else:
+                found[name] = Outcome(_STATUSES[status], None)
+                others.append(name)
+        if others:
+            starts = _lookup(store.runs, dialect, "success_starts")
+            for name, started in connection.execute(starts, _names(dialect, others)):
+                if started is not None:
+                    found[name] = found[name]._replace(succeeded_at=started)
     return found
 
 
