@@ -73,15 +73,24 @@ COUNTING = """\
     from quest import script
 
 
-    @script(friendly_name="Counting", description="Counts to ten, a step every 0.6 seconds.")
+    @script(friendly_name="Counting", description="Counts to ten, a step every 0.4 seconds.")
     def counting(inputs, ctx):
         for step in range(10):
             ctx.progress(step, total=10, message=f"step {step + 1} of 10")
             ctx.log.info("step %d of 10", step + 1)
-            time.sleep(0.6)
+            time.sleep(0.4)
         ctx.progress(10, total=10, message="done")
         return {"counted": 10}
     """
+
+
+# quest db upgrade, quest demo seed, quest pause health-check: in one process, for speed.
+PREPARE = """\
+from quest.cli import cli
+
+for args in (["db", "upgrade"], ["demo", "seed"], ["pause", "health-check"]):
+    cli.main(args=args, prog_name="quest", standalone_mode=False)
+"""
 
 
 @dataclass
@@ -218,11 +227,10 @@ def demo() -> Iterator[Demo]:
     with tempfile.TemporaryDirectory(prefix="quest-browser-") as folder:
         root = Path(folder)
         url, env = make_demo_project(root)
-        for args in (("db", "upgrade"), ("demo", "seed"), ("pause", "health-check")):
-            done = subprocess.run(
-                [QUEST, *args], cwd=root, env=env, capture_output=True, text=True, timeout=60
-            )
-            assert done.returncode == 0, f"quest {' '.join(args)}: {done.stderr}"
+        done = subprocess.run(
+            [sys.executable, "-c", PREPARE], cwd=root, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"quest db upgrade, demo seed, pause: {done.stderr}"
         port = free_port()
         serve = start(root, env, "serve", "serve", "--grace", "2")
         dashboard = start(

@@ -180,6 +180,36 @@ def test_the_overview_and_the_scripts_page(demo: Demo, page: Page) -> None:
     expect(page.locator("tr[data-script='health-check'] .badge.paused")).to_be_visible()
 
 
+def test_live_updates_wait_while_runs_are_ticked_for_a_bulk_action(
+    demo: Demo, page: Page
+) -> None:
+    page.goto("/runs")
+    live = page.locator("#live")
+    assert (live.get_attribute("hx-get") or "").startswith("/runs"), "refreshes by path, not URL"
+    # count the refresh checks, and tag the region: a refresh replaces it, tag and all
+    page.evaluate(
+        """() => {
+            const idle = window.questIdle;
+            window.checks = 0;
+            window.questIdle = region => { window.checks++; return idle(region) };
+            document.querySelector('#live').dataset.tag = 'old';
+        }"""
+    )
+    page.wait_for_function("() => !document.querySelector('#live').dataset.tag")
+
+    box = page.locator("#bulk tbody input[name=ids]").first
+    box.check()
+    page.evaluate("() => { document.querySelector('#live').dataset.tag = 'ticked' }")
+    checks = page.evaluate("window.checks")
+    page.wait_for_function(f"() => window.checks >= {checks + 3}")
+    expect(page.locator("#live[data-tag=ticked]")).to_have_count(1)
+    expect(page.locator("#bulk tbody input[name=ids]").first).to_be_checked()
+
+    box.uncheck()
+    page.locator("h1").click()  # focus leaves the region
+    page.wait_for_function("() => !document.querySelector('#live').dataset.tag")
+
+
 SCREENSHOTS = os.environ.get("QUEST_SCREENSHOTS")
 
 
