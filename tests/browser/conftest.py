@@ -2,7 +2,7 @@
 Chromium (Debian's, at /usr/bin/chromium) driven by Playwright.
 
 Everything listens on 127.0.0.1; the demo's health check, the one script that would call hosts
-on the internet, is paused before serve starts. Without /usr/bin/chromium the browser tests are
+on the internet, is paused before serve starts, and alerts go to the discard port of loopback. Without /usr/bin/chromium the browser tests are
 skipped, except under CI (``CI=true``), where that is a failure.
 """
 
@@ -17,7 +17,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,15 @@ class Demo:
         )
 
 
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
+    """Poll *condition* (another process's doing) until it holds, or fail after *timeout* s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -178,6 +187,8 @@ def make_demo_project(folder: Path) -> tuple[str, dict[str, str]]:
     env.update(
         QUEST_DATABASE_URL=url,
         QUEST_OUTBOX_DIR=str(folder / "outbox"),
+        # the discard port: an alert is refused at once, and the run that sent it fails
+        QUEST_ALERT_WEBHOOK_URL="http://127.0.0.1:9/alerts",
         PYTHONUNBUFFERED="1",
         # quest from this checkout, whichever way the environment installed it
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEMO_SCRIPTS, ROOT, Demo
+from conftest import DEMO_SCRIPTS, ROOT, Demo, wait_for
 from playwright.sync_api import Page, expect
 
 from quest.enums import RunStatus, Trigger
@@ -40,9 +40,13 @@ def run_id_of(page: Page) -> str:
     return found.group(1)
 
 
-def run_now(page: Page, script: str) -> str:
-    """Click Run now on *script*'s page (its inputs left as they are); the new run's id."""
+def run_now(page: Page, script: str, **fields: str) -> str:
+    """Click Run now on *script*'s page, its fields (by element id) filled in; the new run's id."""
     page.goto(f"/scripts/{script}")
+    if "delay" in fields or "key" in fields:
+        page.click(".run-now summary")
+    for element, text in fields.items():
+        page.locator(f"#{element}").fill(text)
     page.click("#run-now-button")
     page.wait_for_url(RUN_URL)
     expect(page.locator(".notice")).to_contain_text("Run queued")
@@ -224,8 +228,25 @@ def test_screenshots_for_the_docs(demo: Demo, page: Page) -> None:
     def shoot(name: str) -> None:
         page.screenshot(path=str(folder / f"{name}.png"), full_page=True, animations="disabled")
 
-    demo.quest("enqueue", "retry-webhooks")
-    demo.quest("enqueue", "process-email-queue", "--delay", "10m")
+    started = [
+        run_now(page, name)
+        for name in (
+            "retry-webhooks",
+            "warm-dashboard-cache",
+            "aggregate-analytics",
+            "export-monthly-report",
+            "cleanup-temp-files",
+            "purge-deleted-records",
+            "send-daily-digest",
+            "process-email-queue",
+        )
+    ]
+    down = '[{"name": "Payment API", "url": "http://127.0.0.1:9/v1"}]'
+    started.append(run_now(page, "health-check", **{"input-endpoints": down}))
+    run_now(page, "process-email-queue", delay="10m")
+    run_now(page, "cleanup-sessions", delay="1 hour", key="eu-west")
+    wait_for(lambda: all(demo.run(run_id)["status"].finished for run_id in started), "the runs")
+
     page.goto("/scripts/cleanup-sessions")
     page.locator("#input-days_old").fill("-3")
     page.click("#run-now-button")
