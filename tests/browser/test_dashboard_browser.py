@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEMO_SCRIPTS, ROOT, Demo, wait_for
+from dashboard_demo import DEMO_SCRIPTS, ROOT, Demo, wait_for
 from playwright.sync_api import Page, expect
 
 from quest.enums import RunStatus, Trigger
@@ -97,7 +97,9 @@ def test_run_now_refuses_bad_inputs_next_to_the_field_then_queues_and_follows_th
     assert row["status"] is RunStatus.succeeded
     assert row["inputs"] == {"days_old": 7}
     assert len(enqueued_runs(demo, "cleanup-sessions")) == before + 1
-    [action] = [a for a in demo.actions() if a["action"] == "run_now" and a["target"] == row["name"]]
+    [action] = [
+        a for a in demo.actions() if a["action"] == "run_now" and a["target"] == "cleanup-sessions"
+    ]
     assert action["detail"]["run_id"] == run_id
     assert action["who"] == "dashboard@127.0.0.1"
 
@@ -125,9 +127,7 @@ def test_pause_and_resume_by_their_buttons(demo: Demo, page: Page) -> None:
     assert done[:2] == ["resume", "pause"], done  # newest first
 
 
-def test_a_running_run_is_on_the_overview_and_cancel_stops_it_live(
-    demo: Demo, page: Page
-) -> None:
+def test_a_running_run_is_on_the_overview_and_cancel_stops_it_live(demo: Demo, page: Page) -> None:
     run_id = run_now(page, "sleepy")
     mark(page)
     expect(run_status(page)).to_have_text("running", timeout=FINISH)
@@ -184,9 +184,7 @@ def test_the_overview_and_the_scripts_page(demo: Demo, page: Page) -> None:
     expect(page.locator("tr[data-script='health-check'] .badge.paused")).to_be_visible()
 
 
-def test_live_updates_wait_while_runs_are_ticked_for_a_bulk_action(
-    demo: Demo, page: Page
-) -> None:
+def test_live_updates_wait_while_runs_are_ticked_for_a_bulk_action(demo: Demo, page: Page) -> None:
     page.goto("/runs")
     live = page.locator("#live")
     assert (live.get_attribute("hx-get") or "").startswith("/runs"), "refreshes by path, not URL"
