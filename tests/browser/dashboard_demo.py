@@ -266,13 +266,19 @@ def demo() -> Iterator[Demo]:
             stop(serve)
 
 
+def chromium_or_skip(path: Path, *, in_ci: bool) -> None:
+    """Skip the test when there is no Chromium at *path*; under CI, fail it."""
+    if path.exists():
+        return
+    if in_ci:
+        pytest.fail(f"{path} is missing; under CI the browser tests must run")
+    pytest.skip(f"the browser tests need Chromium at {path} (apt-get install chromium)")
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Chromium from /usr/bin/chromium (never a downloaded one)."""
-    if not CHROMIUM.exists():
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} is missing; under CI the browser tests must run")
-        pytest.skip(f"the browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
+    chromium_or_skip(CHROMIUM, in_ci=IN_CI)
     if IN_CI:
         from playwright import sync_api
     else:
