@@ -154,13 +154,16 @@ def late_scripts(
     """Scheduled, active scripts with no success for twice their period (or ever, when they
     have been declared for that long: a script never run is late only if it has failed)."""
     late = []
-    for name, script in _scheduled(app):
-        if name in paused:
-            continue
+    candidates = [(name, script) for name, script in _scheduled(app) if name not in paused]
+    never = [name for name, _ in candidates if name not in last_success]
+    ran = app.store.last_runs(never) if never else {}
+    for name, script in candidates:
         period = period_of(app, script, now)
         if period is None:
             continue
         last = last_success.get(name)
+        if last is None and name not in ran:
+            continue
         if last is None or now - last > 2 * period:
             late.append({"name": name, "last_success": last, "period": period})
     late.sort(key=lambda item: item["last_success"] or datetime.min.replace(tzinfo=UTC))
