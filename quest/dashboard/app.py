@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from starlette.applications import Starlette
@@ -61,12 +61,17 @@ NOTICES = {
     "discarded": "Discarded.",
     "not-queued": "That run is no longer queued; nothing was changed.",
     "retried": "Retry queued.",
-    "bulk": "Done.",
+    "bulk": "{done} of {of} selected runs {did}; the others were not eligible or are gone.",
 }
+BULK_DID = {"retry": "retried", "discard": "discarded"}
 
 
 class Forbidden(Exception):
     """The request may not do this."""
+
+
+class BadRequest(Exception):
+    """The request makes no sense: a 400 page saying why."""
 
 
 class Dashboard:
@@ -127,7 +132,7 @@ class Dashboard:
             csrf=token,
             poll=self.poll_seconds,
             now=self.now(),
-            notice=NOTICES.get(request.query_params.get("notice", "")),
+            notice=_notice(request),
             base=str(request.scope.get("root_path", "")).rstrip("/"),
         )
         return self.templates.TemplateResponse(request, template, context, status_code=status_code)
@@ -162,6 +167,10 @@ def _guard(dashboard: Dashboard, handler: Handler, *, acts: bool) -> Callable[..
             except Forbidden as exc:
                 response = dashboard.render(
                     request, "error.html", grant, 403, title="Refused", message=str(exc)
+                )
+            except BadRequest as exc:
+                response = dashboard.render(
+                    request, "error.html", grant, 400, title="Bad request", message=str(exc)
                 )
             except (SQLAlchemyError, DatabaseUnavailable) as exc:
                 response = _database_down(dashboard, request, grant, exc)
@@ -246,12 +255,25 @@ def _database_down(
     )
 
 
-def _redirect(request: Request, path: str, notice: str | None = None) -> Response:
+def _redirect(request: Request, path: str, notice: str | None = None, extra: str = "") -> Response:
     base = str(request.scope.get("root_path", "")).rstrip("/")
     url = base + path
     if notice:
         url += ("&" if "?" in url else "?") + urlencode({"notice": notice})
+    if extra:
+        url += ("&" if "?" in url else "?") + extra
     return RedirectResponse(url, status_code=303)
+
+
+def _notice(request: Request) -> str | None:
+    """The notice a redirect after an action asked for; bulk counts come as numbers only."""
+    params = request.query_params
+    key = params.get("notice", "")
+    text = NOTICES.get(key)
+    if text is None or key != "bulk":
+        return text
+    did = BULK_DID.get(params.get("did", ""), "changed")
+    return text.format(done=_int(params.get("done"), 0), of=_int(params.get("of"), 0), did=did)
 
 
 def _int(value: str | None, default: int) -> int:
@@ -419,15 +441,28 @@ def routes(dashboard: Dashboard) -> list[Route | Mount]:
         form = await read_form(request)
         action = _first(form, "action")
         ids = [value for value in form.get("ids", []) if value][:500]
-        if action not in ("retry", "discard"):
-            raise Forbidden("Choose retry or discard for the selected runs.")
+        if action not in BULK_DID:
+            raise BadRequest("Choose retry or discard for the selected runs.")
+        done = 0
         for run_id in ids:
-            if action == "retry":
-                await _retry(d, request, grant, run_id)
-            else:
-                await _discard(d, request, grant, run_id)
-        back = _first(form, "back") or ""
-        return _redirect(request, "/runs" + (f"?{back}" if back else ""), "bulk")
+            try:
+                if action == "retry":
+                    changed = await _retry(d, request, grant, run_id) is not None
+                else:
+                    changed = bool(await _discard(d, request, grant, run_id))
+            except Forbidden:
+                changed = False
+            done += changed
+        back = urlencode(
+            [
+                (k, v)
+                for k, v in parse_qsl(_first(form, "back") or "", keep_blank_values=True)
+                if k not in ("notice", "done", "of", "did")
+            ][:50]
+        )
+        path = "/runs" + (f"?{back}" if back else "")
+        extra = urlencode({"done": done, "of": len(ids), "did": action})
+        return _redirect(request, path, "bulk", extra)
 
     async def queue(request: Request, grant: Grant) -> Response:
         data = await run_in_threadpool(queries.queue, d.quest, d.now())

@@ -138,3 +138,11 @@ def field_error(html: str, key: str) -> str | None:
     """The error shown next to field *key* of the Run-now form, if any."""
     found = re.search(rf'id="error-{re.escape(key)}">([^<]*)<', html)
     return unescape(found.group(1)) if found else None
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """The header of HTTP Basic credentials."""
+    import base64
+
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
