@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
@@ -91,6 +91,7 @@ class Dashboard:
         self.password = password
         self.authorize: Authorize = authorize or default_authorize(password)
         self.poll_seconds = poll_seconds
+        self.routes: list[Route | Mount] = []
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         install_filters(self.templates.env)
 
@@ -138,6 +139,27 @@ class Dashboard:
         return self.templates.TemplateResponse(request, template, context, status_code=status_code)
 
     def not_found(self, request: Request, grant: Grant, what: str) -> Response:
+        """A 404 page; a 405 for a GET of an action's address (``/runs/bulk`` would otherwise
+        be read as the run ``bulk``, ``/scripts/x/run`` as no page)."""
+        if request.method in ("GET", "HEAD"):
+            allowed = sorted(
+                {
+                    method
+                    for route in self.routes
+                    if isinstance(route, Route)
+                    and route.methods
+                    and "GET" not in route.methods
+                    and route.matches(request.scope)[0] is Match.PARTIAL
+                    for method in route.methods
+                }
+            )
+            if allowed:
+                return Response(
+                    "Method Not Allowed: this address takes a form (POST).",
+                    405,
+                    headers={"Allow": ", ".join(allowed)},
+                    media_type="text/plain",
+                )
         return self.render(request, "error.html", grant, 404, title="Not found", message=what)
 
 
@@ -482,7 +504,7 @@ def routes(dashboard: Dashboard) -> list[Route | Mount]:
             methods=["POST"] if acts else ["GET", "HEAD"],
         )
 
-    return [
+    table: list[Route | Mount] = [
         page("/", overview),
         page("/scripts", scripts),
         page("/scripts/{name}", script),
@@ -501,6 +523,7 @@ def routes(dashboard: Dashboard) -> list[Route | Mount]:
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         page("/{rest:path}", missing),
     ]
+    return table
 
 
 async def _record(
@@ -578,6 +601,7 @@ def build(
     debug: bool = False,
 ) -> Starlette:
     dashboard = Dashboard(quest, authorize=authorize, password=password, poll_seconds=poll_seconds)
-    app = Starlette(debug=debug, routes=routes(dashboard))
+    dashboard.routes = routes(dashboard)
+    app = Starlette(debug=debug, routes=dashboard.routes)
     app.state.dashboard = dashboard
     return app

@@ -313,13 +313,25 @@ def script_detail(app: Quest, name: str, now: datetime) -> ScriptDetail | None:
     gauges = store.gauges([name])
     return ScriptDetail(
         script=script,
-        declaration=declaration(app, script),
+        declaration=_redacted(declaration(app, script), script),
         fires=[] if paused else next_fires(app, script, now, 10),
         history=store.history(name, limit=30),
         paused=paused,
         last_success=gauges.last_success.get(name),
         queued=gauges.queued.get(name, 0),
     )
+
+
+def _redacted(declared: dict[str, Any], script: Script) -> dict[str, Any]:
+    """*declared* with the values its quest block gives sensitive inputs shown as ``***``."""
+    block = dict(declared.get("quest") or {})
+    given = block.get("inputs")
+    if isinstance(given, dict):
+        block["inputs"] = {
+            key: "***" if key in script.inputs and script.inputs[key].sensitive else value
+            for key, value in given.items()
+        }
+    return {**declared, "quest": block}
 
 
 # -- runs -----------------------------------------------------------------------------------------
