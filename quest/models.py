@@ -230,6 +230,7 @@ def job_log_table(target: MetaData) -> Table:
     ]
     return Table(JOB_LOG_TABLE, target, *columns, *indexes)
 
+
 # What people did from the dashboard (or any caller of Store.record_action): who, what, to what.
 actions = Table(
     "quest_actions",

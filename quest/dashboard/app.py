@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -66,12 +73,28 @@ NOTICES = {
 BULK_DID = {"retry": "retried", "discard": "discarded"}
 
 
+#: What an unreachable database raises: a 503 page that retries by itself. Other database errors
+#: are bugs and stay 500s, not hidden behind "unreachable".
+UNREACHABLE = (
+    OperationalError,
+    InterfaceError,
+    DisconnectionError,
+    PendingRollbackError,
+    PoolTimeout,
+    DatabaseUnavailable,
+)
+
+
 class Forbidden(Exception):
     """The request may not do this."""
 
 
 class BadRequest(Exception):
-    """The request makes no sense: a 400 page saying why."""
+    """The request makes no sense: a 400 (or *status*) page saying why."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Dashboard:
@@ -124,7 +147,7 @@ class Dashboard:
         status_code: int = 200,
         **context: Any,
     ) -> Response:
-        token = request.cookies.get(CSRF_COOKIE) or request.state.__dict__.get("csrf")
+        token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "csrf", None)
         if not token:
             token = request.state.csrf = new_token()
         context.update(
@@ -183,6 +206,7 @@ def _guard(dashboard: Dashboard, handler: Handler, *, acts: bool) -> Callable[..
             )
         else:
             try:
+                _check_text(request)
                 if acts:
                     await _check_csrf(request)
                 response = await handler(request, grant)
@@ -192,9 +216,9 @@ def _guard(dashboard: Dashboard, handler: Handler, *, acts: bool) -> Callable[..
                 )
             except BadRequest as exc:
                 response = dashboard.render(
-                    request, "error.html", grant, 400, title="Bad request", message=str(exc)
+                    request, "error.html", grant, exc.status, title="Bad request", message=str(exc)
                 )
-            except (SQLAlchemyError, DatabaseUnavailable) as exc:
+            except UNREACHABLE as exc:
                 response = _database_down(dashboard, request, grant, exc)
         token = getattr(request.state, "csrf", None)
         if token and not request.cookies.get(CSRF_COOKIE):
@@ -227,6 +251,13 @@ def _refused(dashboard: Dashboard, request: Request) -> Response:
     return Response("Access to this dashboard is not granted.", 403, media_type="text/plain")
 
 
+def _check_text(request: Request) -> None:
+    """Refuse a NUL character in the path or the query: no database stores one in text."""
+    params = request.query_params.multi_items()
+    if "\x00" in request.url.path or any("\x00" in k + v for k, v in params):
+        raise BadRequest("The address holds a NUL character (%00), which nothing here can match.")
+
+
 async def _check_csrf(request: Request) -> None:
     form = await read_form(request)
     given = request.headers.get(CSRF_HEADER) or _first(form, CSRF_FIELD)
@@ -239,17 +270,27 @@ async def _check_csrf(request: Request) -> None:
 
 async def read_form(request: Request) -> dict[str, list[str]]:
     """The request's url-encoded form (cached on the request); a body over 1 MB is refused."""
-    cached = request.state.__dict__.get("form")
+    cached = getattr(request.state, "form", None)
     if cached is not None:
         return dict(cached)
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise Forbidden("That form is too large.")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            raise BadRequest("That form is too large: at most 1 MB.", 413)
+        chunks.append(chunk)
     try:
-        text = body.decode("utf-8")
+        text = b"".join(chunks).decode("utf-8")
+        form = parse_qs(
+            text, keep_blank_values=True, max_num_fields=2000, encoding="utf-8", errors="strict"
+        )
     except UnicodeDecodeError:
-        raise Forbidden("That form is not UTF-8 text.") from None
-    form = parse_qs(text, keep_blank_values=True, max_num_fields=2000)
+        raise BadRequest("That form is not UTF-8 text.") from None
+    except ValueError:
+        raise BadRequest("That form has too many fields.") from None
+    if any("\x00" in k or any("\x00" in v for v in vs) for k, vs in form.items()):
+        raise BadRequest("That form holds a NUL character, which no field can take.")
     request.state.form = form
     return dict(form)
 

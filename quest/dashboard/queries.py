@@ -569,10 +569,11 @@ def parse_since(text: str, now: datetime) -> datetime | None:
     if not text:
         return None
     units = {"m": 60, "h": 3600, "d": 86400}
-    if text[-1:] in units and text[:-1].isdigit() and len(text) < 8:
-        return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
     try:
+        if text[-1:] in units and text[:-1].isdigit() and len(text) < 8:
+            return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
         instant = datetime.fromisoformat(text)
-    except ValueError:
+        instant = instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+        return instant.astimezone(UTC)  # out of range in UTC: OverflowError
+    except (ValueError, OverflowError):
         return None
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
