@@ -154,13 +154,16 @@ def late_scripts(
     """Scheduled, active scripts with no success for twice their period (or ever, when they
     have been declared for that long: a script never run is late only if it has failed)."""
     late = []
-    for name, script in _scheduled(app):
-        if name in paused:
-            continue
+    candidates = [(name, script) for name, script in _scheduled(app) if name not in paused]
+    never = [name for name, _ in candidates if name not in last_success]
+    ran = app.store.last_runs(never) if never else {}
+    for name, script in candidates:
         period = period_of(app, script, now)
         if period is None:
             continue
         last = last_success.get(name)
+        if last is None and name not in ran:
+            continue
         if last is None or now - last > 2 * period:
             late.append({"name": name, "last_success": last, "period": period})
     late.sort(key=lambda item: item["last_success"] or datetime.min.replace(tzinfo=UTC))
@@ -310,13 +313,25 @@ def script_detail(app: Quest, name: str, now: datetime) -> ScriptDetail | None:
     gauges = store.gauges([name])
     return ScriptDetail(
         script=script,
-        declaration=declaration(app, script),
+        declaration=_redacted(declaration(app, script), script),
         fires=[] if paused else next_fires(app, script, now, 10),
         history=store.history(name, limit=30),
         paused=paused,
         last_success=gauges.last_success.get(name),
         queued=gauges.queued.get(name, 0),
     )
+
+
+def _redacted(declared: dict[str, Any], script: Script) -> dict[str, Any]:
+    """*declared* with the values its quest block gives sensitive inputs shown as ``***``."""
+    block = dict(declared.get("quest") or {})
+    given = block.get("inputs")
+    if isinstance(given, dict):
+        block["inputs"] = {
+            key: "***" if key in script.inputs and script.inputs[key].sensitive else value
+            for key, value in given.items()
+        }
+    return {**declared, "quest": block}
 
 
 # -- runs -----------------------------------------------------------------------------------------
@@ -554,10 +569,11 @@ def parse_since(text: str, now: datetime) -> datetime | None:
     if not text:
         return None
     units = {"m": 60, "h": 3600, "d": 86400}
-    if text[-1:] in units and text[:-1].isdigit() and len(text) < 8:
-        return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
     try:
+        if text[-1:] in units and text[:-1].isdigit() and len(text) < 8:
+            return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
         instant = datetime.fromisoformat(text)
-    except ValueError:
+        instant = instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+        return instant.astimezone(UTC)  # out of range in UTC: OverflowError
+    except (ValueError, OverflowError):
         return None
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
