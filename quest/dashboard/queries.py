@@ -46,6 +46,7 @@ class Overview:
     queued: int
     nodes_alive: int
     actions: list[dict[str, Any]] = field(default_factory=list)
+    scripts: ScriptPage | None = None
 
 
 def overview(app: Quest, now: datetime) -> Overview:
@@ -118,6 +119,7 @@ def overview(app: Quest, now: datetime) -> Overview:
         queued=sum(gauges.queued.values()),
         nodes_alive=alive,
         actions=store.recent_actions(10),
+        scripts=scripts(app, now),
     )
 
 
@@ -300,6 +302,7 @@ class ScriptDetail:
     paused: bool
     last_success: datetime | None
     queued: int
+    path: str = ""
 
 
 def script_detail(app: Quest, name: str, now: datetime) -> ScriptDetail | None:
@@ -313,7 +316,8 @@ def script_detail(app: Quest, name: str, now: datetime) -> ScriptDetail | None:
     gauges = store.gauges([name])
     return ScriptDetail(
         script=script,
-        declaration=_redacted(declaration(app, script), script),
+        declaration=declaration(app, script),
+        path=_shown_path(app, script.path),
         fires=[] if paused else next_fires(app, script, now, 10),
         history=store.history(name, limit=30),
         paused=paused,
@@ -322,16 +326,14 @@ def script_detail(app: Quest, name: str, now: datetime) -> ScriptDetail | None:
     )
 
 
-def _redacted(declared: dict[str, Any], script: Script) -> dict[str, Any]:
-    """*declared* with the values its quest block gives sensitive inputs shown as ``***``."""
-    block = dict(declared.get("quest") or {})
-    given = block.get("inputs")
-    if isinstance(given, dict):
-        block["inputs"] = {
-            key: "***" if key in script.inputs and script.inputs[key].sensitive else value
-            for key, value in given.items()
-        }
-    return {**declared, "quest": block}
+def _shown_path(app: Quest, path: str) -> str:
+    """*path* relative to the project's root when it is inside it."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path(app.settings.root).resolve()))
+    except (ValueError, OSError):
+        return path
 
 
 # -- runs -----------------------------------------------------------------------------------------
@@ -434,6 +436,11 @@ class RunDetail:
     node: dict[str, Any] | None
     cancel_requested_by: str | None
     script: Script | None
+
+    @property
+    def sensitive(self) -> bool:
+        """Whether the run's script takes sensitive inputs (which a retry cannot give again)."""
+        return self.script is not None and any(s.sensitive for s in self.script.inputs.values())
 
 
 def run_detail(app: Quest, run_id: str) -> RunDetail | None:

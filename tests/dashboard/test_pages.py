@@ -116,7 +116,7 @@ def test_overview_lists_late_and_failing_scripts(web: Browser, seeded: dict[str,
     late = text_of(section(page.text, "Late"))
     failing = text_of(section(page.text, "Failing"))
     # cleanup runs every hour and last succeeded 3 h ago; report (daily) has only failed.
-    assert "cleanup" in late and "every 1 h 0 min, last success 3 h 0 min ago" in late
+    assert "cleanup" in late and "every 1 h, last success 3 h ago" in late
     assert "report" in late
     assert "sync-api" not in late, "an on-demand script is never late"
     for name in ("report", "sync-api", "ingest"):
@@ -166,8 +166,8 @@ def test_scripts_lists_schedule_next_run_last_outcome_and_strip(
     cleanup = row_of(page.text, "cleanup")
     assert "Clean up old sessions" in cleanup
     assert "every 1 hour" in text_of(cleanup)
-    assert "in 1 h 0 min" in cleanup and "2026-03-09 13:00:00 UTC" in cleanup
-    assert "s-succeeded" in cleanup and "3 h 0 min ago" in cleanup
+    assert "in 1 h" in cleanup and "2026-03-09 13:00:00 UTC" in cleanup
+    assert "s-succeeded" in cleanup and "3 h ago" in cleanup
     assert cleanup.count('class="tick') == 1
     report = row_of(page.text, "report")
     assert "at 06:00 AM" in report and "Europe/Paris" in report
@@ -450,7 +450,7 @@ def test_run_page_of_a_running_run_shows_progress_node_and_heartbeat(
     assert f"web-1:42 node {seeded['node'][:8]} (version 9.8.7)" in text
     assert "Heartbeat 4 min ago" in text
     assert "No lines logged yet." in text
-    assert 'hx-get="http://testserver/runs/' in page, "a live run refreshes itself"
+    assert 'hx-get="/runs/' in page, "a live run refreshes itself"
 
 
 def test_run_page_lists_the_chain_of_attempts(
@@ -497,7 +497,7 @@ def test_queue_groups_runs_by_script_and_key_with_their_limits(
     assert "cleanup — 1 due now at most 2 at once, 5 per minute" in text
     assert "cleanup tenant-1 2 due now at most 2 at once, 5 per minute" in text
     assert "tenant-1 in 5 min Discard" in text
-    assert "ingest — 1 in 2 h 0 min none" in text
+    assert "ingest — 1 in 2 h none" in text
     assert len(re.findall(r'action="/runs/\w+/discard"', page.text)) == 4
 
 
