@@ -129,13 +129,14 @@ def test_with_a_password_it_serves_an_app_that_asks_for_it(
     import uvicorn
 
     served: list[Any] = []
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: served.append(self.config))
+    monkeypatch.setattr(uvicorn.Server, "run", _served_into(served))
+    port = _free_port()
     result = invoke(
-        quest, "--host", "0.0.0.0", "--port", "8123", env={"QUEST_DASHBOARD_PASSWORD": "pw"}
+        quest, "--host", "0.0.0.0", "--port", str(port), env={"QUEST_DASHBOARD_PASSWORD": "pw"}
     )
     assert result.exit_code == 0, result.output
-    [config] = served
-    assert (config.host, config.port) == ("0.0.0.0", 8123)
+    [(config, address)] = served
+    assert address == ("0.0.0.0", port)
     client = TestClient(config.app, client=("203.0.113.1", 5))
     assert client.get("/").status_code == 401
     assert client.get("/", headers=basic("me", "pw")).status_code == 200
@@ -145,10 +146,43 @@ def test_on_loopback_it_needs_no_password(quest: Quest, monkeypatch: pytest.Monk
     import uvicorn
 
     served: list[Any] = []
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: served.append(self.config))
-    result = invoke(quest, "--poll", "5")
+    monkeypatch.setattr(uvicorn.Server, "run", _served_into(served))
+    port = _free_port()
+    result = invoke(quest, "--poll", "5", "--port", str(port))
     assert result.exit_code == 0, result.output
-    assert "http://127.0.0.1:8787/" in result.output
-    [config] = served
+    assert f"http://127.0.0.1:{port}/" in result.output
+    [(config, address)] = served
+    assert address == ("127.0.0.1", port)
     assert TestClient(config.app, client=LOOPBACK).get("/").status_code == 200
     assert TestClient(config.app).get("/").status_code == 403
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _served_into(served: list[Any]) -> Any:
+    def run(self: Any, sockets: list[Any] | None = None) -> None:
+        assert sockets is not None and len(sockets) == 1
+        served.append((self.config, sockets[0].getsockname()[:2]))
+        sockets[0].close()
+
+    return run
+
+
+def test_a_port_in_use_is_a_clear_error_before_anything_says_it_is_up(quest: Quest) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = invoke(quest, "--port", str(port))
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "choose another with --port" in result.output
+    assert "quest dashboard on" not in result.output
