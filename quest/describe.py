@@ -120,6 +120,13 @@ def declaration(app: Quest, script: Script) -> dict[str, Any]:
     )
     if block is not None and block.discard_on:
         quest["discard_on"] = [f"{t.__module__}.{t.__qualname__}" for t in block.discard_on]
+    given = quest.get("inputs")
+    if isinstance(given, dict):
+        # The values a quest block gives sensitive inputs are secrets like any other.
+        quest["inputs"] = {
+            key: "***" if key in script.inputs and script.inputs[key].sensitive else value
+            for key, value in given.items()
+        }
     return {
         "name": script.name,
         "friendly_name": script.friendly_name,

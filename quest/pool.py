@@ -578,8 +578,18 @@ def ignore_signal(signum: int, frame: Any) -> None:
     """
 
 
+_INHERITED: list[Any] = []
+"""The supervisor's connection pools, as forked processes inherited them: kept for good."""
+
+
 def _forget_connections(quest: Quest) -> None:
-    """Drop the supervisor's pooled connections without closing them (they are the parent's)."""
+    """Drop the supervisor's pooled connections without closing them (they are the parent's).
+
+    The inherited pool is kept referenced, never collected: a collected SQLite connection closes
+    its handle, and SQLite run in this process on the supervisor's handle and shared memory could
+    corrupt the database. Its descriptors stay open, unused, until the process ends.
+    """
     store = quest.__dict__.get("store")
     if store is not None:
+        _INHERITED.append(store.engine.pool)
         store.engine.dispose(close=False)

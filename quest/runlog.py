@@ -175,6 +175,8 @@ _captures: weakref.WeakSet[Capture] = weakref.WeakSet()
 _by_run: weakref.WeakValueDictionary[str, Capture] = weakref.WeakValueDictionary()
 _flusher_pid: int | None = None
 _flusher_lock = threading.Lock()
+# The flusher waits on this while no run is capturing, so an idle process never wakes for it.
+_flusher_wanted = threading.Condition()
 
 
 class RunLogHandler(logging.Handler):
@@ -223,7 +225,9 @@ def capture(run_id: str, send: Send, *, process: bool = False) -> Iterator[Captu
     global _process
     install()
     run = Capture(run_id, send)
-    _captures.add(run)
+    with _flusher_wanted:
+        _captures.add(run)
+        _flusher_wanted.notify_all()
     _by_run[run_id] = run
     token = _current.set(run)
     previous = _process
@@ -256,6 +260,9 @@ def _flush_quiet_runs() -> None:
     _local.busy = True
     me = os.getpid()
     while os.getpid() == me:
+        with _flusher_wanted:
+            while not _captures:
+                _flusher_wanted.wait()
         time.sleep(FLUSH_EVERY / 2)
         for run in list(_captures):
             try:
@@ -266,9 +273,10 @@ def _flush_quiet_runs() -> None:
 
 
 def _after_fork() -> None:
-    global _flusher_pid, _flusher_lock
+    global _flusher_pid, _flusher_lock, _flusher_wanted
     _flusher_pid = None
     _flusher_lock = threading.Lock()
+    _flusher_wanted = threading.Condition()
     for run in list(_captures):
         run.after_fork()
 

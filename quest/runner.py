@@ -150,6 +150,8 @@ class Runner:
         self._lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
         self._stop_heartbeat = threading.Event()
+        # The heartbeat thread waits on this while no run is active: an idle runner never wakes.
+        self._beat_wanted = threading.Condition(self._lock)
         self.pool: Executor | None = None
         self.reporters: dict[str, Callable[[str, Any], None]] = {KIND: self._on_progress}
         self.logs = runlog.RunLogs(store)
@@ -239,6 +241,7 @@ class Runner:
         active.event = start
         with self._lock:
             self._active[run_id] = active
+            self._beat_wanted.notify_all()
         secret_scope = redact.register(redact.sensitive_values(validated, script.inputs))
         self._ensure_heartbeat()
         ended = False
@@ -560,6 +563,8 @@ class Runner:
 
     def close(self) -> None:
         self._stop_heartbeat.set()
+        with self._lock:
+            self._beat_wanted.notify_all()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -833,7 +838,12 @@ class Runner:
     def _beat(self) -> None:
         """Renew leases and heartbeats of the active runs; stop the runs someone cancelled."""
         last_beat = self.clock.monotonic()
-        while not self._stop_heartbeat.wait(min(self.cancel_check_every, self._beat_every())):
+        while True:
+            with self._lock:
+                while not self._active and not self._stop_heartbeat.is_set():
+                    self._beat_wanted.wait()
+            if self._stop_heartbeat.wait(min(self.cancel_check_every, self._beat_every())):
+                return
             with self._lock:
                 actives = list(self._active.values())
             if not actives:

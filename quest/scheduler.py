@@ -373,8 +373,10 @@ class Serve:
                 log.exception("scheduler tick failed; retrying", extra={"action": "tick_error"})
                 self._stop.wait(1.0)
             self._sleep(self.seconds_until_next(self.clock.now()))
-        if self._waiter is not None:
-            self._waiter.close()
+        # Runs still ending wake this loop (_run_queued): from now on they only set the event.
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.close()
 
     def _sleep(self, seconds: float) -> None:
         """Wait *seconds*, or less when a run is enqueued or cancelled anywhere (the store's

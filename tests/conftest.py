@@ -64,3 +64,25 @@ def postgres_schema(base_url: str) -> Iterator[str]:
 def settings(tmp_path: Path, database_url: str) -> Settings:
     """Settings of this repository's project on the test's database."""
     return project_settings(ROOT, database_url=database_url, outbox_dir=tmp_path / "outbox")
+
+
+HEADER = b"SQLite format 3\x00"
+"""The first bytes of every SQLite database file."""
+
+
+def place_file_at(path: Path, numbers: tuple[int, ...]) -> list[int]:
+    """Open *path* on each of the descriptor *numbers* still free, as the process's next opens
+    would (the lowest free number first); the numbers it holds now."""
+    placed = []
+    for number in numbers:
+        try:
+            os.fstat(number)
+            continue  # taken meanwhile: not ours to replace
+        except OSError:
+            pass
+        fd = os.open(path, os.O_RDWR)
+        if fd != number:
+            os.dup2(fd, number)
+            os.close(fd)
+        placed.append(number)
+    return placed

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 
 import click
 
@@ -56,7 +58,36 @@ def dashboard(host: str, port: int, poll_seconds: float) -> None:
     with user_errors():
         app.store.ensure_schema()
     asgi = create_app(app, password=password, poll_seconds=poll_seconds)
+    listener = _listen(host, port)
     shown = f"[{host}]" if ":" in host else host
     click.secho(f"quest dashboard on http://{shown}:{port}/ (Ctrl-C to stop)", fg="green", err=True)
-    config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", access_log=False)
-    uvicorn.Server(config).run()
+    config = uvicorn.Config(asgi, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on *host*:*port*, bound before anything says the dashboard is up."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise click.BadParameter(
+            f"{host!r} is not an address here: {exc}", param_hint="'--host'"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(address)
+        listener.listen(128)
+    except OSError as exc:
+        listener.close()
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            + (
+                " (another program has that port: choose another with --port)"
+                if exc.errno == errno.EADDRINUSE
+                else ""
+            )
+        ) from None
+    listener.set_inheritable(True)
+    return listener

@@ -15,14 +15,21 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
@@ -61,12 +68,33 @@ NOTICES = {
     "discarded": "Discarded.",
     "not-queued": "That run is no longer queued; nothing was changed.",
     "retried": "Retry queued.",
-    "bulk": "Done.",
+    "bulk": "{done} of {of} selected runs {did}; the others were not eligible or are gone.",
 }
+BULK_DID = {"retry": "retried", "discard": "discarded"}
+
+
+#: What an unreachable database raises: a 503 page that retries by itself. Other database errors
+#: are bugs and stay 500s, not hidden behind "unreachable".
+UNREACHABLE = (
+    OperationalError,
+    InterfaceError,
+    DisconnectionError,
+    PendingRollbackError,
+    PoolTimeout,
+    DatabaseUnavailable,
+)
 
 
 class Forbidden(Exception):
     """The request may not do this."""
+
+
+class BadRequest(Exception):
+    """The request makes no sense: a 400 (or *status*) page saying why."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Dashboard:
@@ -86,6 +114,7 @@ class Dashboard:
         self.password = password
         self.authorize: Authorize = authorize or default_authorize(password)
         self.poll_seconds = poll_seconds
+        self.routes: list[Route | Mount] = []
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         install_filters(self.templates.env)
 
@@ -118,7 +147,7 @@ class Dashboard:
         status_code: int = 200,
         **context: Any,
     ) -> Response:
-        token = request.cookies.get(CSRF_COOKIE) or request.state.__dict__.get("csrf")
+        token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "csrf", None)
         if not token:
             token = request.state.csrf = new_token()
         context.update(
@@ -127,12 +156,33 @@ class Dashboard:
             csrf=token,
             poll=self.poll_seconds,
             now=self.now(),
-            notice=NOTICES.get(request.query_params.get("notice", "")),
+            notice=_notice(request),
             base=str(request.scope.get("root_path", "")).rstrip("/"),
         )
         return self.templates.TemplateResponse(request, template, context, status_code=status_code)
 
     def not_found(self, request: Request, grant: Grant, what: str) -> Response:
+        """A 404 page; a 405 for a GET of an action's address (``/runs/bulk`` would otherwise
+        be read as the run ``bulk``, ``/scripts/x/run`` as no page)."""
+        if request.method in ("GET", "HEAD"):
+            allowed = sorted(
+                {
+                    method
+                    for route in self.routes
+                    if isinstance(route, Route)
+                    and route.methods
+                    and "GET" not in route.methods
+                    and route.matches(request.scope)[0] is Match.PARTIAL
+                    for method in route.methods
+                }
+            )
+            if allowed:
+                return Response(
+                    "Method Not Allowed: this address takes a form (POST).",
+                    405,
+                    headers={"Allow": ", ".join(allowed)},
+                    media_type="text/plain",
+                )
         return self.render(request, "error.html", grant, 404, title="Not found", message=what)
 
 
@@ -156,6 +206,7 @@ def _guard(dashboard: Dashboard, handler: Handler, *, acts: bool) -> Callable[..
             )
         else:
             try:
+                _check_text(request)
                 if acts:
                     await _check_csrf(request)
                 response = await handler(request, grant)
@@ -163,7 +214,11 @@ def _guard(dashboard: Dashboard, handler: Handler, *, acts: bool) -> Callable[..
                 response = dashboard.render(
                     request, "error.html", grant, 403, title="Refused", message=str(exc)
                 )
-            except (SQLAlchemyError, DatabaseUnavailable) as exc:
+            except BadRequest as exc:
+                response = dashboard.render(
+                    request, "error.html", grant, exc.status, title="Bad request", message=str(exc)
+                )
+            except UNREACHABLE as exc:
                 response = _database_down(dashboard, request, grant, exc)
         token = getattr(request.state, "csrf", None)
         if token and not request.cookies.get(CSRF_COOKIE):
@@ -196,6 +251,13 @@ def _refused(dashboard: Dashboard, request: Request) -> Response:
     return Response("Access to this dashboard is not granted.", 403, media_type="text/plain")
 
 
+def _check_text(request: Request) -> None:
+    """Refuse a NUL character in the path or the query: no database stores one in text."""
+    params = request.query_params.multi_items()
+    if "\x00" in request.url.path or any("\x00" in k + v for k, v in params):
+        raise BadRequest("The address holds a NUL character (%00), which nothing here can match.")
+
+
 async def _check_csrf(request: Request) -> None:
     form = await read_form(request)
     given = request.headers.get(CSRF_HEADER) or _first(form, CSRF_FIELD)
@@ -208,17 +270,27 @@ async def _check_csrf(request: Request) -> None:
 
 async def read_form(request: Request) -> dict[str, list[str]]:
     """The request's url-encoded form (cached on the request); a body over 1 MB is refused."""
-    cached = request.state.__dict__.get("form")
+    cached = getattr(request.state, "form", None)
     if cached is not None:
         return dict(cached)
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise Forbidden("That form is too large.")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            raise BadRequest("That form is too large: at most 1 MB.", 413)
+        chunks.append(chunk)
     try:
-        text = body.decode("utf-8")
+        text = b"".join(chunks).decode("utf-8")
+        form = parse_qs(
+            text, keep_blank_values=True, max_num_fields=2000, encoding="utf-8", errors="strict"
+        )
     except UnicodeDecodeError:
-        raise Forbidden("That form is not UTF-8 text.") from None
-    form = parse_qs(text, keep_blank_values=True, max_num_fields=2000)
+        raise BadRequest("That form is not UTF-8 text.") from None
+    except ValueError:
+        raise BadRequest("That form has too many fields.") from None
+    if any("\x00" in k or any("\x00" in v for v in vs) for k, vs in form.items()):
+        raise BadRequest("That form holds a NUL character, which no field can take.")
     request.state.form = form
     return dict(form)
 
@@ -246,12 +318,25 @@ def _database_down(
     )
 
 
-def _redirect(request: Request, path: str, notice: str | None = None) -> Response:
+def _redirect(request: Request, path: str, notice: str | None = None, extra: str = "") -> Response:
     base = str(request.scope.get("root_path", "")).rstrip("/")
     url = base + path
     if notice:
         url += ("&" if "?" in url else "?") + urlencode({"notice": notice})
+    if extra:
+        url += ("&" if "?" in url else "?") + extra
     return RedirectResponse(url, status_code=303)
+
+
+def _notice(request: Request) -> str | None:
+    """The notice a redirect after an action asked for; bulk counts come as numbers only."""
+    params = request.query_params
+    key = params.get("notice", "")
+    text = NOTICES.get(key)
+    if text is None or key != "bulk":
+        return text
+    did = BULK_DID.get(params.get("did", ""), "changed")
+    return text.format(done=_int(params.get("done"), 0), of=_int(params.get("of"), 0), did=did)
 
 
 def _int(value: str | None, default: int) -> int:
@@ -419,15 +504,28 @@ def routes(dashboard: Dashboard) -> list[Route | Mount]:
         form = await read_form(request)
         action = _first(form, "action")
         ids = [value for value in form.get("ids", []) if value][:500]
-        if action not in ("retry", "discard"):
-            raise Forbidden("Choose retry or discard for the selected runs.")
+        if action not in BULK_DID:
+            raise BadRequest("Choose retry or discard for the selected runs.")
+        done = 0
         for run_id in ids:
-            if action == "retry":
-                await _retry(d, request, grant, run_id)
-            else:
-                await _discard(d, request, grant, run_id)
-        back = _first(form, "back") or ""
-        return _redirect(request, "/runs" + (f"?{back}" if back else ""), "bulk")
+            try:
+                if action == "retry":
+                    changed = await _retry(d, request, grant, run_id) is not None
+                else:
+                    changed = bool(await _discard(d, request, grant, run_id))
+            except Forbidden:
+                changed = False
+            done += changed
+        back = urlencode(
+            [
+                (k, v)
+                for k, v in parse_qsl(_first(form, "back") or "", keep_blank_values=True)
+                if k not in ("notice", "done", "of", "did")
+            ][:50]
+        )
+        path = "/runs" + (f"?{back}" if back else "")
+        extra = urlencode({"done": done, "of": len(ids), "did": action})
+        return _redirect(request, path, "bulk", extra)
 
     async def queue(request: Request, grant: Grant) -> Response:
         data = await run_in_threadpool(queries.queue, d.quest, d.now())
@@ -447,7 +545,7 @@ def routes(dashboard: Dashboard) -> list[Route | Mount]:
             methods=["POST"] if acts else ["GET", "HEAD"],
         )
 
-    return [
+    table: list[Route | Mount] = [
         page("/", overview),
         page("/scripts", scripts),
         page("/scripts/{name}", script),
@@ -466,6 +564,7 @@ def routes(dashboard: Dashboard) -> list[Route | Mount]:
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         page("/{rest:path}", missing),
     ]
+    return table
 
 
 async def _record(
@@ -543,6 +642,7 @@ def build(
     debug: bool = False,
 ) -> Starlette:
     dashboard = Dashboard(quest, authorize=authorize, password=password, poll_seconds=poll_seconds)
-    app = Starlette(debug=debug, routes=routes(dashboard))
+    dashboard.routes = routes(dashboard)
+    app = Starlette(debug=debug, routes=dashboard.routes)
     app.state.dashboard = dashboard
     return app

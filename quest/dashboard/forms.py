@@ -125,6 +125,8 @@ def _shown(value: Any) -> str:
 
 
 def _sentence(message: str) -> str:
+    if message == "is required":
+        return "Required."
     if message.startswith(("is ", "holds ", "has ", "expected ", "must ")):
         return f"The value given {message}."
     return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")

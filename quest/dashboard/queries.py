@@ -14,7 +14,7 @@ import json
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -67,6 +67,7 @@ class Overview:
     queued: int
     nodes_alive: int
     actions: list[dict[str, Any]] = field(default_factory=list)
+    scripts: ScriptPage | None = None
 
 
 def overview(app: Quest, now: datetime) -> Overview:
@@ -94,7 +95,7 @@ def overview(app: Quest, now: datetime) -> Overview:
     latest = latest_outcomes(app, app.registry.scripts)
     periods = _periods_of(app, now)
     last_success = _last_success(app, now, latest, gauges.paused, periods)
-    late = late_scripts(app, now, last_success, gauges.paused, periods)
+    late = late_scripts(app, now, last_success, gauges.paused, periods, latest)
     failing = failing_scripts(app, latest)
     ttl = timedelta(seconds=app.settings.lease_ttl)
     alive = sum(
@@ -114,6 +115,7 @@ def overview(app: Quest, now: datetime) -> Overview:
         queued=sum(gauges.queued.values()),
         nodes_alive=alive,
         actions=store.recent_actions(10),
+        scripts=scripts(app, now),
     )
 
 
@@ -284,14 +286,26 @@ def late_scripts(
     last_success: dict[str, datetime],
     paused: set[str],
     periods: list[tuple[str, timedelta]] | None = None,
+    finished: Container[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Scheduled, active scripts with no success for twice their period (or ever, when they
-    have been declared for that long: a script never run is late only if it has failed)."""
+    have been declared for that long: a script never run is late only if it has failed).
+
+    *periods* is :func:`_periods_of`'s answer and *finished* holds (at least) the scripts that
+    finished a run, when the caller has them already.
+    """
+    if periods is None:
+        periods = _periods_of(app, now)
+    if finished is None:
+        never = [name for name, _ in periods if name not in paused and name not in last_success]
+        finished = latest_outcomes(app, never)
     late = []
-    for name, period in _periods_of(app, now) if periods is None else periods:
+    for name, period in periods:
         if name in paused:
             continue
         last = last_success.get(name)
+        if last is None and name not in finished:
+            continue
         if last is None or now - last > 2 * period:
             late.append({"name": name, "last_success": last, "period": period})
     late.sort(key=lambda item: item["last_success"] or datetime.min.replace(tzinfo=UTC))
@@ -525,7 +539,9 @@ def scripts(
     elif state == "late":
         outcomes = latest_outcomes(app, (script.name for script in wanted))
         last_success = _last_success(app, now, outcomes, paused)
-        late = {item["name"] for item in late_scripts(app, now, last_success, paused)}
+        late = {
+            item["name"] for item in late_scripts(app, now, last_success, paused, finished=outcomes)
+        }
         wanted = [s for s in wanted if s.name in late]
     elif state == "paused":
         wanted = [s for s in wanted if s.name in paused]
@@ -596,6 +612,7 @@ class ScriptDetail:
     paused: bool
     last_success: datetime | None
     queued: int
+    path: str = ""
 
 
 def script_detail(app: Quest, name: str, now: datetime) -> ScriptDetail | None:
@@ -610,12 +627,23 @@ def script_detail(app: Quest, name: str, now: datetime) -> ScriptDetail | None:
     return ScriptDetail(
         script=script,
         declaration=declaration(app, script),
+        path=_shown_path(app, script.path),
         fires=[] if paused else next_fires(app, script, now, 10),
         history=store.history(name, limit=30),
         paused=paused,
         last_success=gauges.last_success.get(name),
         queued=gauges.queued.get(name, 0),
     )
+
+
+def _shown_path(app: Quest, path: str) -> str:
+    """*path* relative to the project's root when it is inside it."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path(app.settings.root).resolve()))
+    except (ValueError, OSError):
+        return path
 
 
 # -- runs -----------------------------------------------------------------------------------------
@@ -718,6 +746,11 @@ class RunDetail:
     node: dict[str, Any] | None
     cancel_requested_by: str | None
     script: Script | None
+
+    @property
+    def sensitive(self) -> bool:
+        """Whether the run's script takes sensitive inputs (which a retry cannot give again)."""
+        return self.script is not None and any(s.sensitive for s in self.script.inputs.values())
 
 
 def run_detail(app: Quest, run_id: str) -> RunDetail | None:
@@ -853,10 +886,11 @@ def parse_since(text: str, now: datetime) -> datetime | None:
     if not text:
         return None
     units = {"m": 60, "h": 3600, "d": 86400}
-    if text[-1:] in units and text[:-1].isdigit() and len(text) < 8:
-        return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
     try:
+        if text[-1:] in units and text[:-1].isdigit() and len(text) < 8:
+            return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
         instant = datetime.fromisoformat(text)
-    except ValueError:
+        instant = instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+        return instant.astimezone(UTC)  # out of range in UTC: OverflowError
+    except (ValueError, OverflowError):
         return None
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jinja2 import Environment
@@ -27,7 +27,7 @@ def when(value: datetime | None) -> str:
     """An instant in UTC, to the second."""
     if value is None:
         return "—"
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def ago(value: datetime | None, now: datetime) -> str:
@@ -50,8 +50,10 @@ def span(value: timedelta | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60:.0f} min"
     if seconds < 86400 * 2:
-        return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
-    return f"{seconds // 86400:.0f} days"
+        hours, minutes = seconds // 3600, seconds % 3600 // 60
+        return f"{hours:.0f} h {minutes:.0f} min" if minutes else f"{hours:.0f} h"
+    days, hours = seconds // 86400, seconds % 86400 // 3600
+    return f"{days:.0f} days {hours:.0f} h" if hours and days < 7 else f"{days:.0f} days"
 
 
 def duration(ms: float | None) -> str:

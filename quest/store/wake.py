@@ -44,26 +44,42 @@ class Waiter(Protocol):
 
 
 class _Bell:
-    """A self-pipe: what :meth:`Waiter.wake` rings and ``select`` watches."""
+    """A self-pipe: what :meth:`Waiter.wake` rings and ``select`` watches.
+
+    Ringing a closed bell does nothing. Its descriptor numbers are free again once it is closed,
+    and the next file the process opens may get one (a database file opened by another thread): a
+    late ring written to that number would land in that file. So a ring and the close exclude each
+    other, and a closed bell forgets its numbers.
+    """
 
     def __init__(self) -> None:
         self.read, self.write = os.pipe()
         os.set_blocking(self.read, False)
         os.set_blocking(self.write, False)
+        self._lock = threading.Lock()
 
     def ring(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self.write, b"!")
+        with self._lock:
+            if self.write < 0:
+                return
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self.write, b"!")
 
     def drain(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            while os.read(self.read, 512):
-                pass
+        with self._lock:
+            if self.read < 0:
+                return
+            with contextlib.suppress(BlockingIOError, OSError):
+                while os.read(self.read, 512):
+                    pass
 
     def close(self) -> None:
-        for fd in (self.read, self.write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:
+            fds, self.read, self.write = (self.read, self.write), -1, -1
+            for fd in fds:
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
 
 
 # -- SQLite ----------------------------------------------------------------------------------

@@ -269,3 +269,24 @@ def test_cli_error_messages_are_scrubbed(capsys: pytest.CaptureFixture[str]) -> 
     err = capsys.readouterr().err
     assert "could not reach ***" in err
     assert usage.value.message == 'bad value "***"'
+
+
+def test_quest_show_hides_the_value_a_quest_block_gives_a_sensitive_input(
+    tmp_path: Path,
+) -> None:
+    from quest import Input, script
+
+    @script(
+        inputs={"token": Input(str, sensitive=True), "limit": Input(int, default=5)},
+        quest={"interval": "1 hour", "inputs": {"token": "blk-9f2e71", "limit": 3}},
+    )
+    def nightly(inputs: Any, ctx: Any) -> None:
+        return None
+
+    with temporary_quest(tmp_path, scripts=[nightly]) as app:
+        for args in (["show", "nightly", "--json"], ["show", "nightly"]):
+            result = CliRunner().invoke(cli, args, obj=app)
+            assert result.exit_code == 0, result.output
+            assert "blk-9f2e71" not in result.output
+        data = json.loads(CliRunner().invoke(cli, ["show", "nightly", "--json"], obj=app).output)
+    assert data["quest"]["inputs"] == {"token": "***", "limit": 3}

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import OperationalError
 
 from quest.store import Store, make_engine
 
@@ -99,8 +99,8 @@ class Project:
         store = Store(make_engine(self.url))
         try:
             return store.history(name, limit=None)
-        except DatabaseError:
-            return []  # serve has not created the file or its tables yet
+        except OperationalError:
+            return []  # serve has not created the tables yet
         finally:
             store.dispose()
 

@@ -162,3 +162,21 @@ def test_a_sqlite_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path) ->
     assert result.exit_code == 1
     assert "cannot create the folder" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_idle_runner_s_heartbeat_waits_without_waking(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    with temporary_quest(tmp_path, scripts=[other]) as app:
+        assert app.run("other").ok
+        beat = app.runner._heartbeat
+        assert beat is not None and beat.is_alive()
+        wanted: threading.Condition = app.runner._beat_wanted
+        deadline = time.monotonic() + 10
+        while not getattr(wanted, "_waiters", None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # No run is active: the thread is parked on the condition until the next run starts.
+        assert getattr(wanted, "_waiters", None)
+        assert app.run("other").ok
+        assert app.runner._heartbeat is beat

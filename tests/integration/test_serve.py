@@ -7,6 +7,8 @@ calling thread, so ``tick(now)`` returns once everything due at *now* has been c
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import textwrap
 import threading
 import time
@@ -23,6 +25,7 @@ from quest.config import load_settings
 from quest.plan import plan
 from quest.scheduler import Serve
 from quest.testing import FrozenClock, captured_signals, temporary_quest
+from tests.conftest import HEADER, place_file_at
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 """A Monday, 09:00 UTC: 10:00 in Paris, 04:00 in New York."""
@@ -557,3 +560,42 @@ def test_shutdown_interrupts_runs_still_going_after_the_grace_period(
         assert [e.status for e in events.events("job:error")] == [RunStatus.interrupted]
         assert app.store.count_runs(status=RunStatus.running) == 0
         assert app.store.lease("long-async") is None
+
+
+def test_a_run_ending_after_the_loop_stopped_writes_into_no_file_that_took_the_waiter_s_place(
+    tmp_path: Path, database_url: str, clock: FrozenClock
+) -> None:
+    """The loop closes its waiter when it stops; a queued run still ending in the grace period
+    then wakes the loop. The waiter's descriptor numbers may by then belong to the database file
+    a pooled connection opened: the wake-up must not write into it."""
+    target = tmp_path / "reopened.sqlite3"
+    target.write_bytes(HEADER)
+    with quest_of(tmp_path / "app", database_url, clock, finishes_in_grace) as app:
+        run_id = app.enqueue("finishes-in-grace")
+        serve = Serve(app, grace=10)
+        loop = threading.Thread(target=serve.serve_forever, name="serve", daemon=True)
+        loop.start()
+        placed: list[int] = []
+        try:
+            assert entered.wait(10), "serve picked up the queued run"
+            deadline = time.monotonic() + 10
+            while serve._waiter is None:
+                assert time.monotonic() < deadline, "the loop never went to sleep on its waiter"
+                time.sleep(0.01)
+            bell = serve._waiter._bell  # type: ignore[attr-defined]
+            numbers = (bell.read, bell.write)
+            serve.stop()
+            loop.join(10)
+            assert not loop.is_alive()
+            placed = place_file_at(target, numbers)
+            assert placed, "the waiter's descriptor numbers were taken by something else"
+            release.set()
+            assert serve.shutdown() == []
+            assert target.read_bytes() == HEADER
+        finally:
+            release.set()
+            for number in placed:
+                with contextlib.suppress(OSError):
+                    os.close(number)
+        row = app.store.get_run(run_id)
+        assert row is not None and row["status"] is RunStatus.succeeded, row

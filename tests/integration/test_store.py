@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -10,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,8 +21,9 @@ from sqlalchemy import event, select
 
 from quest.enums import CancelOutcome, RunStatus, Trigger
 from quest.models import cancels, pending_secrets
+from quest.pool import _forget_connections
 from quest.store import Limits, Store, make_engine, node_state
-from tests.conftest import ROOT, postgres_schema
+from tests.conftest import HEADER, ROOT, place_file_at, postgres_schema
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -294,6 +299,72 @@ def test_a_cancel_request_wakes_a_waiter(store: Store) -> None:
         assert waiter.wait(60) is True
     finally:
         waiter.close()
+
+
+def test_a_wake_after_close_writes_into_no_file_that_took_its_descriptors(
+    store: Store, tmp_path: Path
+) -> None:
+    """A closed waiter's descriptor numbers are free again, and the next file the process opens
+    gets one: a database file a pooled connection opens in another thread. A wake-up that comes
+    after the close (a run ending during a shutdown) must not write into that file, and closing
+    the waiter again must not close it."""
+    waiter = store.waiter()
+    bell = waiter._bell  # type: ignore[attr-defined]
+    numbers = (bell.read, bell.write)
+    waiter.close()
+    target = tmp_path / "reopened.sqlite3"
+    target.write_bytes(HEADER)
+    placed = place_file_at(target, numbers)
+    try:
+        assert placed, "the waiter's descriptor numbers were taken by something else"
+        waiter.wake()
+        waiter.close()
+        assert target.read_bytes() == HEADER
+        assert all(os.path.samestat(os.fstat(number), target.stat()) for number in placed)
+    finally:
+        for number in placed:
+            with contextlib.suppress(OSError):
+                os.close(number)
+
+
+# -- forked processes ----------------------------------------------------------------------------
+
+
+def files_open_on(path: Path) -> set[int]:
+    """This process's descriptors open on *path*."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}") == str(path):
+                found.add(int(name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd")
+def test_a_forked_process_never_closes_the_sqlite_connections_it_inherited(tmp_path: Path) -> None:
+    """The worker template drops the supervisor's pooled connections and collects its garbage:
+    SQLite must not run on the supervisor's handles there (a collected connection closes its
+    own), so the inherited descriptors stay open, unused."""
+    path = tmp_path / "quest.sqlite3"
+    store = Store(make_engine(f"sqlite:///{path}"))
+    store.ensure_schema()
+    store.check()  # a connection waits in the pool
+    inherited = files_open_on(path)
+    assert inherited
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _forget_connections(SimpleNamespace(store=store))  # type: ignore[arg-type]
+            gc.collect()
+            code = 0 if files_open_on(path) == inherited else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child closed an inherited connection"
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    store.dispose()
 
 
 @pytest.mark.postgres

@@ -131,3 +131,20 @@ def test_a_malformed_batch_is_refused() -> None:
     logs = RunLogs(FakeStore())  # type: ignore[arg-type]
     with pytest.raises((TypeError, ValueError)):
         logs.receive("r", ["not", "a", "batch"])
+
+
+def _waiting_on(condition: threading.Condition) -> bool:
+    return bool(getattr(condition, "_waiters", ()))
+
+
+def test_the_flusher_waits_without_waking_while_no_run_captures() -> None:
+    with runlog.capture("run-idle", lambda batch: None):
+        log.info("a line")
+    import time
+
+    deadline = time.monotonic() + 10
+    while not _waiting_on(runlog._flusher_wanted) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not list(runlog._captures)
+    # Blocked on the condition: nothing but the next capture wakes it.
+    assert _waiting_on(runlog._flusher_wanted)
