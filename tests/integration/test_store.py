@@ -503,11 +503,44 @@ def test_the_schema_has_the_due_index_nodes_and_cancels(store: Store) -> None:
 
     from quest import migrate
 
-    assert "q0004" in migrate.current(store)
+    assert "q0005" in migrate.current(store)
     inspector = inspect(store.engine)
     assert {"quest_nodes", "quest_cancels"} <= set(inspector.get_table_names())
-    due = {ix["name"]: ix for ix in inspector.get_indexes("quest_job_log")}["ix_quest_job_log_due"]
-    assert due["column_names"] == ["run_after", "created_at", "id"]
+    indexes = {ix["name"]: ix for ix in inspector.get_indexes("quest_job_log")}
+    assert indexes["ix_quest_job_log_due"]["column_names"] == ["run_after", "created_at", "id"]
+    assert indexes["ix_quest_job_log_name_created"]["column_names"] == ["name", "created_at"]
+    assert indexes["ix_quest_job_log_finished"]["column_names"] == ["name", "created_at", "status"]
+    assert indexes["ix_quest_job_log_status_created"]["column_names"] == [
+        "status",
+        "created_at",
+        "duration_ms",
+    ]
+
+
+def test_the_finished_index_holds_finished_runs_only(store: Store) -> None:
+    """The partial index of finished runs is what the dashboard's lookups of each script's
+    latest outcome read; its condition must name every finished status and no other."""
+    from sqlalchemy import text
+
+    from quest.models import FINISHED_WHERE
+
+    names = {status.value for status in RunStatus if status.finished}
+    listed = ", ".join(f"'{s.value}'" for s in RunStatus if s.finished)
+    assert f"status IN ({listed})" == FINISHED_WHERE
+    for status_ in RunStatus:
+        queue(store, f"run-{status_.value}")
+        store.update_run(f"run-{status_.value}", {"status": status_})
+    with store.engine.connect() as connection:
+        if store.dialect == "sqlite":
+            plan = connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT status FROM quest_job_log WHERE name = 'x' AND "
+                f"{FINISHED_WHERE} ORDER BY created_at DESC LIMIT 1"
+            ).all()
+            assert "ix_quest_job_log_finished" in str(plan)
+        found = connection.execute(
+            text(f"SELECT status FROM quest_job_log WHERE {FINISHED_WHERE}")
+        ).scalars()
+        assert set(found) == names
 
 
 def test_migrations_do_not_import_the_store() -> None:

@@ -1,0 +1,155 @@
+"""The dashboard's lookups over many scripts give what the plain queries give: each script's
+latest outcome and latest success (read from the partial index of finished runs), a day's runs
+per status and hour (read from index ranges), and the periods of scheduled scripts (kept between
+views until each one's next fire)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+
+from quest import Quest, script
+from quest.dashboard import queries
+from quest.enums import RunStatus, Trigger
+from quest.testing import FrozenClock, temporary_quest
+from tests.dashboard._support import NOW
+
+
+def add(quest: Quest, name: str, status: RunStatus, at: datetime, **extra: Any) -> str:
+    run_id = uuid.uuid4().hex
+    row = {
+        "id": run_id,
+        "name": name,
+        "status": status,
+        "trigger": Trigger.scheduled,
+        "attempt": 1,
+        "max_attempts": 1,
+        "root_id": run_id,
+        "inputs": {},
+        "created_at": at,
+        "finished_at": at + timedelta(seconds=3) if status.finished else None,
+        **extra,
+    }
+    with quest.store.engine.begin() as connection:
+        connection.execute(insert(quest.store.runs), [row])
+    return run_id
+
+
+def test_latest_outcomes_and_last_runs_agree_with_the_store(quest: Quest) -> None:
+    hour = timedelta(hours=1)
+    # Newer queued and running runs are passed over; so are older finished ones.
+    add(quest, "cleanup", RunStatus.succeeded, NOW - 5 * hour)
+    add(quest, "cleanup", RunStatus.failed, NOW - 3 * hour)
+    add(quest, "cleanup", RunStatus.running, NOW - 1 * hour)
+    add(quest, "cleanup", RunStatus.queued, NOW - 0.5 * hour)
+    # The latest success is older than the latest outcome.
+    add(quest, "report", RunStatus.succeeded, NOW - 9 * hour)
+    add(quest, "report", RunStatus.timed_out, NOW - 8 * hour)
+    add(quest, "report", RunStatus.skipped, NOW - 7 * hour)
+    # Never finished a run; never succeeded.
+    add(quest, "ingest", RunStatus.queued, NOW - hour)
+    add(quest, "sync-api", RunStatus.cancelled, NOW - 2 * hour)
+    names = ["cleanup", "report", "ingest", "sync-api", "needs-count", "no-such-script"]
+
+    expected = quest.store.last_runs(names)
+    assert queries.last_runs(quest, names) == expected
+    assert set(expected) == {"cleanup", "report", "sync-api"}
+    outcomes = queries.latest_outcomes(quest, names)
+    assert {name: o.status for name, o in outcomes.items()} == {
+        name: row["status"] for name, row in expected.items()
+    }
+    assert outcomes["cleanup"] == (RunStatus.failed, NOW - 5 * hour)
+    assert outcomes["report"] == (RunStatus.skipped, NOW - 9 * hour)
+    assert outcomes["sync-api"] == (RunStatus.cancelled, None)
+    assert queries.latest_outcomes(quest, []) == {} and queries.last_runs(quest, []) == {}
+    failing = queries.failing_scripts(quest)
+    assert [item["name"] for item in failing] == ["cleanup"]
+
+
+def test_the_day_is_counted_as_a_count_of_its_rows_would(quest: Quest) -> None:
+    since = NOW - timedelta(hours=24)
+    rows = [
+        (RunStatus.succeeded, since - timedelta(microseconds=1), 10),  # a day and a moment ago
+        (RunStatus.succeeded, since, 20),  # exactly a day ago: counted
+        (RunStatus.failed, since + timedelta(minutes=1), None),
+        (RunStatus.timed_out, NOW - timedelta(hours=3), 600_000),
+        (RunStatus.succeeded, NOW.replace(minute=0) - timedelta(hours=3), 40),  # on an hour
+        (RunStatus.running, NOW - timedelta(minutes=2), None),
+        (RunStatus.queued, NOW - timedelta(minutes=1), None),
+        (RunStatus.succeeded, NOW + timedelta(hours=2), 5),  # another node's clock is ahead
+    ]
+    for status, at, duration in rows:
+        add(quest, "cleanup", status, at, duration_ms=duration)
+
+    data = queries.overview(quest, NOW)
+
+    counted = [(s, at, d) for s, at, d in rows if at >= since]
+    assert data.counts == dict(Counter(s.value for s, _, _ in counted))
+    assert data.total == len(counted)
+    start = since.replace(minute=0, second=0, microsecond=0)
+    for step, hour in enumerate(data.hours):
+        assert hour["hour"] == start + timedelta(hours=step)
+        inside = [
+            (s, d) for s, at, d in counted if hour["hour"] <= at < hour["hour"] + timedelta(hours=1)
+        ]
+        assert hour["runs"] == len(inside)
+        assert hour["failed"] == sum(1 for s, _ in inside if s in queries.FAILED)
+        timed = [d for _, d in inside if d is not None]
+        assert hour["duration"] == (sum(timed) / len(timed) if timed else None)
+    assert sum(hour["runs"] for hour in data.hours) == len(counted) - 1  # not the future one
+
+
+@script(quest={"cron": "0 9 * * 1-5"})
+def weekdays(inputs: Any, ctx: Any) -> None:
+    pass
+
+
+@script(quest={"interval": "15 minutes"})
+def often(inputs: Any, ctx: Any) -> None:
+    pass
+
+
+@script(quest={"cron": "30 6 * * *", "enabled": False})
+def switched_off(inputs: Any, ctx: Any) -> None:
+    pass
+
+
+def test_kept_periods_are_the_periods_at_every_instant(tmp_path: Path) -> None:
+    friday = datetime(2026, 3, 6, 8, 0, tzinfo=UTC)
+    with temporary_quest(
+        tmp_path, scripts=[weekdays, often, switched_off], clock=FrozenClock(friday)
+    ) as quest:
+        scheduled = dict(queries._scheduled(quest))
+        assert set(scheduled) == {"weekdays", "often"}
+        instants = [friday + timedelta(hours=h) for h in (0, 0.5, 1, 1.01, 30, 49, 73, 74, 100)]
+        # and back in time: what was kept is not used for an earlier instant
+        instants += [friday - timedelta(days=3), friday + timedelta(hours=1)]
+        for now in instants:
+            direct = [
+                (name, period)
+                for name, s in scheduled.items()
+                if (period := queries.period_of(quest, s, now)) is not None
+            ]
+            assert queries._periods_of(quest, now) == direct, now
+        # Before Friday's fire: Friday 09:00 to Monday 09:00; after it, Monday to Tuesday.
+        assert dict(queries._periods_of(quest, friday))["weekdays"] == timedelta(days=3)
+        later = friday + timedelta(hours=2)
+        assert dict(queries._periods_of(quest, later))["weekdays"] == timedelta(days=1)
+
+
+def test_late_scripts_of_the_overview_and_of_the_scripts_filter_agree(
+    quest: Quest, clock: FrozenClock
+) -> None:
+    # cleanup runs hourly: its success 3 hours ago is late; report (daily) is not.
+    add(quest, "cleanup", RunStatus.succeeded, NOW - timedelta(hours=3))
+    add(quest, "report", RunStatus.succeeded, NOW - timedelta(hours=20))
+    data = queries.overview(quest, NOW)
+    assert [item["name"] for item in data.late] == ["cleanup"]
+    assert data.late[0]["last_success"] == NOW - timedelta(hours=3) + timedelta(seconds=3)
+    page = queries.scripts(quest, NOW, state="late")
+    assert [row.script.name for row in page.rows] == ["cleanup"]
