@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import hashlib
 import html
 import json
@@ -708,13 +709,36 @@ def _resolve(client: Any, path: str) -> str:
     return path
 
 
-def _call(client: Any, path: str) -> tuple[float, float, int]:
+class _Collections:
+    """Milliseconds the cyclic garbage collector ran (all generations) since :meth:`take`."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._began = 0.0
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.total += (time.perf_counter() - self._began) * 1000
+
+    def take(self) -> float:
+        total, self.total = self.total, 0.0
+        return total
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._note)
+
+
+def _call(client: Any, path: str, collections: _Collections) -> tuple[float, float, float, int]:
+    collections.take()
     began = time.perf_counter()
     response = client.get(path)
     wall = (time.perf_counter() - began) * 1000
     found = _SERVER.search(response.headers.get("server-timing", ""))
     server = float(found.group(1)) if found else float("nan")
-    return server, wall, response.status_code
+    return server, wall, collections.take(), response.status_code
 
 
 def time_pages(url: str, folder: Path, data: Data, rounds: int) -> dict[str, Any]:
@@ -726,21 +750,26 @@ def time_pages(url: str, folder: Path, data: Data, rounds: int) -> dict[str, Any
 
     app = make_app(url, folder)
     results: dict[str, Any] = {}
-    with TestClient(app, base_url="http://bench") as client:
-        wanted = [(label, _resolve(client, path)) for label, path in pages(data)]
-        for label, path in wanted:
-            server, wall, status = _call(client, path)
-            if status != 200:
-                raise SystemExit(f"bench: GET {path} answered {status}")
-            results[label] = {"path": path, "server": [], "wall": []}
-        for r in range(rounds):
-            order = wanted[r % len(wanted) :] + wanted[: r % len(wanted)]
-            for label, path in order:
-                server, wall, status = _call(client, path)
+    collections = _Collections()
+    try:
+        with TestClient(app, base_url="http://bench") as client:
+            wanted = [(label, _resolve(client, path)) for label, path in pages(data)]
+            for label, path in wanted:
+                *_, status = _call(client, path, collections)
                 if status != 200:
                     raise SystemExit(f"bench: GET {path} answered {status}")
-                results[label]["server"].append(server)
-                results[label]["wall"].append(wall)
+                results[label] = {"path": path, "server": [], "wall": [], "gc": []}
+            for r in range(rounds):
+                order = wanted[r % len(wanted) :] + wanted[: r % len(wanted)]
+                for label, path in order:
+                    server, wall, collected, status = _call(client, path, collections)
+                    if status != 200:
+                        raise SystemExit(f"bench: GET {path} answered {status}")
+                    results[label]["server"].append(server)
+                    results[label]["wall"].append(wall)
+                    results[label]["gc"].append(collected)
+    finally:
+        collections.close()
     return results
 
 
@@ -752,12 +781,20 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def own_time(got: dict[str, Any]) -> list[float]:
+    """Each call's server time less the garbage collections that ran during it."""
+    return [max(0.0, s - g) for s, g in zip(got["server"], got["gc"], strict=True)]
+
+
 def report(backend: str, results: dict[str, Any], rows: int, scripts: int) -> str:
     lines = [
-        f"{backend}, {rows:,} JobLog rows, {scripts:,} scripts; server time (`Server-Timing`) "
-        "and wall time of the in-process call, ms",
+        f"{backend}, {rows:,} JobLog rows, {scripts:,} scripts, "
+        f"{len(next(iter(results.values()))['server'])} rounds; server time "
+        "(`Server-Timing: app;dur=`) in ms; wall: the whole in-process call; GC max: the most "
+        "garbage-collection time inside one call of the page; met: max ≤ 150 ms, "
+        "and in brackets whether it is met without the calls' garbage collections",
         "",
-        "| page | path | server median | p95 | max | wall median | target | met? |",
+        "| page | path | median | p95 | max | wall median | GC max | met? |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for label, got in results.items():
@@ -765,9 +802,11 @@ def report(backend: str, results: dict[str, Any], rows: int, scripts: int) -> st
         median, p95 = statistics.median(server), percentile(server, 95)
         path = got["path"] if len(got["path"]) < 48 else got["path"][:45] + "..."
         met = "yes" if max(server) <= TARGET_MS else "**NO**"
+        without = "yes" if max(own_time(got)) <= TARGET_MS else "no"
         lines.append(
             f"| {label} | `{path}` | {median:.1f} | {p95:.1f} | {max(server):.1f} | "
-            f"{statistics.median(got['wall']):.1f} | ≤ {TARGET_MS:.0f} | {met} |"
+            f"{statistics.median(got['wall']):.1f} | {max(got['gc']):.0f} | "
+            f"{met} ({without}) |"
         )
     return "\n".join(lines)
 
