@@ -18,10 +18,10 @@ Scripts differ in popularity (a few run very often); each ran on its schedule wi
 but for one in a hundred; some are failing lately, some are paused.
 
 The SQLite file and the PostgreSQL database are kept (``bench/.work/dashboard``) and reused while
-the generator, the sizes and quest's migrations are unchanged; on reuse every instant is moved
-forward by the time since generation, so "the last 24 h" is as dense as when it was made. SQLite is
-not ``ANALYZE``d (quest never does; a user's file has no statistics); PostgreSQL is, as autovacuum
-would do.
+the generator, the sizes and quest's migrations are unchanged; the dashboard's clock is then set
+back by the data's age (:class:`Behind`), so "the last 24 h" is as dense as when it was made.
+SQLite is not ``ANALYZE``d (quest never does; a user's file has no statistics); PostgreSQL is, as
+autovacuum would do.
 
 The pages are called in-process (Starlette's ``TestClient``) against ``create_app`` with full
 access: each page once to warm up, then ``--rounds`` rounds with the pages in a rotating order.
@@ -48,7 +48,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -89,22 +89,6 @@ COLUMNS = (
     "owner_host",
     "owner_pid",
 )
-INSTANTS = {
-    JOB_LOG: (
-        "scheduled_for",
-        "created_at",
-        "run_after",
-        "started_at",
-        "finished_at",
-        "heartbeat_at",
-    ),
-    "quest_nodes": ("started_at", "heartbeat_at", "stopped_at"),
-    "quest_run_progress": ("updated_at",),
-    "quest_run_logs": ("at",),
-    "quest_script_state": ("updated_at",),
-    "quest_leases": ("acquired_at", "expires_at"),
-    "quest_cancels": ("requested_at",),
-}
 HOSTS = ("worker-a", "worker-b", "worker-c", "worker-d")
 REGIONS = ("eu-west", "eu-central", "us-east", "us-west", "ap-south")
 ERRORS = (
@@ -556,31 +540,6 @@ def _insert_postgres(url: str, rows: Iterator[tuple[Any, ...]], tables: dict[str
         connection.execute("VACUUM ANALYZE")
 
 
-def _shift(url: str, seconds: int) -> None:
-    """Move every stored instant *seconds* forward (SQLite keeps its text format)."""
-    if url.startswith("sqlite"):
-        connection = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
-        connection.execute("BEGIN")
-        for table, columns in INSTANTS.items():
-            sets = ", ".join(
-                f"{c} = strftime('%Y-%m-%d %H:%M:%S', {c}, '+{seconds} seconds') || substr({c}, 20)"
-                for c in columns
-            )
-            connection.execute(f"UPDATE {table} SET {sets}")
-        connection.execute("COMMIT")
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        connection.close()
-        return
-    import psycopg
-
-    with psycopg.connect(url) as connection:
-        for table, columns in INSTANTS.items():
-            sets = ", ".join(f"{c} = {c} + make_interval(secs => {seconds})" for c in columns)
-            connection.execute(f"UPDATE {table} SET {sets}")
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute("VACUUM ANALYZE")
-
-
 def _postgres_admin(base: str) -> Any:
     import psycopg
 
@@ -614,16 +573,8 @@ def database(backend: str, rows: int, scripts: int) -> tuple[str, Path, Data]:
         present = _postgres_exists(base, name)
     now = time.time()
     if present and sidecar.exists():
-        made = json.loads(sidecar.read_text())
-        data = Data(**made["data"])
-        age = int(now - data.now)
-        if age > 300:
-            _say(f"dashboard: moving the cached {backend} data {age} s forward")
-            began = time.perf_counter()
-            _shift(url, age)
-            data.now += age
-            sidecar.write_text(json.dumps({"data": data.__dict__}))
-            _say(f"dashboard: moved in {time.perf_counter() - began:.1f} s")
+        data = Data(**json.loads(sidecar.read_text())["data"])
+        _say(f"dashboard: reusing the {backend} data made {(now - data.now) / 60:.0f} min ago")
         return url, folder, data
     _say(f"dashboard: generating {rows:,} JobLog rows over {scripts:,} scripts on {backend}")
     began = time.perf_counter()
@@ -681,11 +632,25 @@ def pages(data: Data) -> list[tuple[str, str]]:
     ]
 
 
-def make_app(url: str, folder: Path) -> Any:
+class Behind:
+    """The real clock, set back by a fixed number of seconds: the instant the data was made
+    passes for now, and time flows on from there as the pages are timed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.by = timedelta(seconds=seconds)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) - self.by
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def make_app(url: str, folder: Path, data: Data) -> Any:
     from quest.app import Quest
     from quest.dashboard import Access, create_app
 
-    quest_app = Quest(settings_for(folder, url))
+    quest_app = Quest(settings_for(folder, url), clock=Behind(time.time() - data.now))
     began = time.perf_counter()
     _ = quest_app.registry
     took = time.perf_counter() - began
@@ -748,7 +713,7 @@ def time_pages(url: str, folder: Path, data: Data, rounds: int) -> dict[str, Any
         warnings.simplefilter("ignore")  # starlette's notice about which httpx it prefers
         from starlette.testclient import TestClient
 
-    app = make_app(url, folder)
+    app = make_app(url, folder, data)
     results: dict[str, Any] = {}
     collections = _Collections()
     try:
