@@ -561,14 +561,15 @@ def database(backend: str, rows: int, scripts: int) -> tuple[str, Path, Data]:
     folder = project(scripts)
     key = _key(rows, scripts)
     CACHE.mkdir(parents=True, exist_ok=True)
-    sidecar = CACHE / f"{backend}-{key}.json"
+    size = f"{rows}-{scripts}"
+    sidecar = CACHE / f"{backend}-{size}-{key}.json"
     if backend == "sqlite":
-        path = CACHE / f"joblog-{key}.sqlite3"
+        path = CACHE / f"joblog-{size}-{key}.sqlite3"
         url = f"sqlite:///{path}"
         present = path.exists()
     else:
         base = os.environ.get("QUEST_BENCH_POSTGRES_URL") or POSTGRES_URL
-        name = f"quest_bench_dashboard_{key}"
+        name = f"quest_bench_dashboard_{rows}_{scripts}_{key}"
         url = _postgres_url(base, name)
         present = _postgres_exists(base, name)
     now = time.time()
@@ -578,15 +579,17 @@ def database(backend: str, rows: int, scripts: int) -> tuple[str, Path, Data]:
         return url, folder, data
     _say(f"dashboard: generating {rows:,} JobLog rows over {scripts:,} scripts on {backend}")
     began = time.perf_counter()
-    for stale in CACHE.glob(f"{backend}-*.json"):  # what earlier sizes and versions made
+    # What earlier versions made at these sizes goes.
+    for stale in CACHE.glob(f"{backend}-{size}-*.json"):
         stale.unlink()
     if backend == "sqlite":
-        for stale in CACHE.glob("joblog-*.sqlite3*"):
+        for stale in CACHE.glob(f"joblog-{size}-*.sqlite3*"):
             stale.unlink()
     else:
         with _postgres_admin(base) as admin:
             made = admin.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'quest\\_bench\\_dashboard\\_%'"
+                "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                (f"quest\\_bench\\_dashboard\\_{rows}\\_{scripts}\\_%",),
             ).fetchall()
             for (old,) in made:
                 admin.execute(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)')
