@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import socket
 
@@ -57,6 +58,11 @@ def dashboard(host: str, port: int, poll_seconds: float) -> None:
     app = get_app()
     with user_errors():
         app.store.ensure_schema()
+        app.registry  # noqa: B018  (loaded now, not on the first request)
+    # The scripts and their models live as long as the process: taken out of the collector's
+    # view, they no longer make every full collection (a pause inside some request) walk them.
+    gc.collect()
+    gc.freeze()
     asgi = create_app(app, password=password, poll_seconds=poll_seconds)
     listener = _listen(host, port)
     shown = f"[{host}]" if ":" in host else host

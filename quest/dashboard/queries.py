@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from ..definition import Script
 
 PAGE = 50
+SEARCH_SCAN = 20_000
+"""Runs a search in inputs reads per page, newest first."""
 STRIP = 30
 FAILED = (RunStatus.failed, RunStatus.timed_out, RunStatus.abandoned, RunStatus.interrupted)
 FINISHED = tuple(status for status in RunStatus if status.finished)
@@ -68,6 +70,7 @@ class Overview:
     nodes_alive: int
     actions: list[dict[str, Any]] = field(default_factory=list)
     scripts: ScriptPage | None = None
+    script_count: int = 0
 
 
 def overview(app: Quest, now: datetime) -> Overview:
@@ -115,7 +118,9 @@ def overview(app: Quest, now: datetime) -> Overview:
         queued=sum(gauges.queued.values()),
         nodes_alive=alive,
         actions=store.recent_actions(10),
-        scripts=scripts(app, now),
+        # A first page of a long list says little at a glance: many scripts get a link.
+        scripts=scripts(app, now) if len(app.registry.scripts) <= PAGE else None,
+        script_count=len(app.registry.scripts),
     )
 
 
@@ -677,6 +682,8 @@ class RunPage:
     rows: list[dict[str, Any]]
     older: str | None
     newer: bool
+    searched: int | None = None
+    """When a search found fewer than a page in the runs it read: how many it read."""
 
 
 def encode_cursor(row: dict[str, Any]) -> str:
@@ -714,9 +721,6 @@ def runs(app: Quest, where: RunFilter, *, before: str | None = None) -> RunPage:
         query = query.where(table.c.created_at >= where.since)
     if where.until is not None:
         query = query.where(table.c.created_at < where.until)
-    if where.q:
-        pattern = "%" + where.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(cast(table.c.inputs, String).like(pattern, escape="\\"))
     cursor = decode_cursor(before) if before else None
     if cursor is not None:
         created, run_id = cursor
@@ -726,15 +730,54 @@ def runs(app: Quest, where: RunFilter, *, before: str | None = None) -> RunPage:
                 and_(table.c.created_at == created, table.c.id < run_id),
             )
         )
-    query = query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(PAGE + 1)
+    newest_first = (table.c.created_at.desc(), table.c.id.desc())
+    searched = None
     with store.db.reading() as connection:
-        rows = [dict(row._mapping) for row in connection.execute(query)]
+        if where.q:
+            # No index finds text inside the inputs: a page searches the newest SEARCH_SCAN
+            # runs the other filters leave, and its "older" link goes on from the last of them.
+            pattern = "%" + where.q.replace("\\", "\\\\").replace("%", "\\%")
+            pattern = pattern.replace("_", "\\_") + "%"
+            window = (
+                query.with_only_columns(table.c.id, table.c.created_at)
+                .order_by(*newest_first)
+                .limit(SEARCH_SCAN)
+                .subquery("scanned")
+            )
+            found = (
+                select(table)
+                .join(window, table.c.id == window.c.id)
+                .where(cast(table.c.inputs, String).like(pattern, escape="\\"))
+                .order_by(*newest_first)
+                .limit(PAGE + 1)
+            )
+            rows = [dict(row._mapping) for row in connection.execute(found)]
+            if len(rows) <= PAGE:
+                scanned = connection.execute(select(func.count()).select_from(window)).scalar_one()
+                if scanned >= SEARCH_SCAN:
+                    oldest = (
+                        connection.execute(
+                            select(window.c.created_at, window.c.id)
+                            .order_by(window.c.created_at, window.c.id)
+                            .limit(1)
+                        )
+                        .one()
+                        ._asdict()
+                    )
+                    searched = int(scanned)
+        else:
+            rows = [
+                dict(row._mapping)
+                for row in connection.execute(query.order_by(*newest_first).limit(PAGE + 1))
+            ]
     older = encode_cursor(rows[PAGE - 1]) if len(rows) > PAGE else None
+    if searched is not None:
+        older = encode_cursor(oldest)
     rows = rows[:PAGE]
     progress = store.progress_of(row["id"] for row in rows if row["status"] is RunStatus.running)
     for row in rows:
         row["progress"] = progress.get(row["id"])
-    return RunPage(rows=rows, older=older, newer=cursor is not None)
+    return RunPage(rows=rows, older=older, newer=cursor is not None, searched=searched)
 
 
 @dataclass

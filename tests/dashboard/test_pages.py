@@ -552,3 +552,31 @@ def test_status_enum_values_are_all_filterable(web: Browser) -> None:
     page = web.get("/runs").text
     for status in RunStatus:
         assert f'<option value="{status.value}"' in page
+
+
+def test_a_search_reads_a_bounded_window_and_goes_on_from_its_end(
+    web: Browser, quest: Quest, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quest.dashboard import queries
+
+    monkeypatch.setattr(queries, "SEARCH_SCAN", 10)
+    made = []
+    for i in range(25):
+        clock.set(NOW - timedelta(minutes=100 - i))
+        made.append(quest.enqueue("cleanup", {"days_old": 7000 + i if i in (2, 20) else i}))
+    clock.set(NOW)
+    found: list[str] = []
+    url = "/runs?q=" + "70"
+    windows = 0
+    while url:
+        page = web.get(url)
+        assert page.status_code == 200
+        found += run_ids(page.text)
+        windows += 1
+        more = re.search(r'<a href="(\?[^"]*before=[^"]+)">search older runs', page.text)
+        if more:
+            assert "Searched the 10 newest runs" in page.text
+        url = "/runs" + unescape(more.group(1)) if more else ""
+    # 25 runs, 10 a window: three windows; the matches of each come back, newest first.
+    assert windows == 3
+    assert found == [made[20], made[2]]
