@@ -658,6 +658,9 @@ def make_app(url: str, folder: Path, data: Data) -> Any:
     _ = quest_app.registry
     took = time.perf_counter() - began
     _say(f"dashboard: {len(quest_app.registry)} scripts discovered in {took:.1f} s")
+    # As `quest dashboard` does once the scripts are loaded.
+    gc.collect()
+    gc.freeze()
     return create_app(quest_app, authorize=lambda request: Access.full)
 
 

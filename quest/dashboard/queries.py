@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ..definition import Script
 
 PAGE = 50
-SEARCH_SCAN = 20_000
+SEARCH_SCAN = 5_000
 """Runs a search in inputs reads per page, newest first."""
 STRIP = 30
 FAILED = (RunStatus.failed, RunStatus.timed_out, RunStatus.abandoned, RunStatus.interrupted)
