@@ -7,29 +7,27 @@ memory of its own. After each run a worker reports the modules that appeared in 
 before to the template, which imports them (:class:`Learner`), so that every worker forked
 afterwards shares those pages instead of holding a copy.
 
-Importing in the template must never make it unfit to fork: the names are first imported in a
-*probe*, a child process of the template, and a name whose import fails, starts a thread, crashes
-the probe or hangs it is never imported in the template, nor tried again.
+Importing in the template must never make it unfit to fork. A worker reports nothing after a run
+that left a thread running in it (it cannot tell which import, if any, started it): what it
+reports was imported by a single-threaded process, and did not crash nor hang it. The template
+skips a name whose import fails; names are sent to it once, never retried.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import importlib
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import NoReturn
 
 from .discovery import MODULE_PREFIX
 
-PROBE_TIMEOUT = 30.0
-"""Seconds a probe has to import its names; the names it has not answered for are refused."""
+THREAD_WAIT = 5.0
+"""Seconds a thread an import started in the template has to end before the template gives up."""
 
 
 class ModuleWatch:
@@ -41,12 +39,15 @@ class ModuleWatch:
         self._scripts = None if scripts_dir is None else f"{scripts_dir.resolve()}{os.sep}"
 
     def new(self) -> tuple[str, ...]:
-        """Names imported since the last call that the template could import too, in order."""
+        """Names imported since the last call that the template could import too, in order;
+        none while a thread other than the caller's and quest's own runs."""
         if len(sys.modules) == self._count:
             return ()
         names = [name for name in list(sys.modules) if name not in self._seen]
         self._seen.update(names)
         self._count = len(sys.modules)
+        if foreign_threads():
+            return ()
         return tuple(name for name in names if self._learnable(name))
 
     def _learnable(self, name: str) -> bool:
@@ -66,137 +67,35 @@ def thread_count() -> int:
         return threading.active_count()
 
 
-class Learner:
-    """The template's side: probe the names it is sent, then import those found safe.
+def foreign_threads() -> int:
+    """Threads of this process besides the calling one and quest's own (named ``quest-...``)."""
+    me = threading.current_thread()
+    own = sum(1 for t in threading.enumerate() if t is not me and t.name.startswith("quest-"))
+    return thread_count() - 1 - own
 
-    The template's loop watches :attr:`probe_fd` while a probe runs, calls :meth:`read` when it is
-    readable and :meth:`expire` when :meth:`timeout` passes; both return the names imported in
-    the template once the probe has ended (an empty list until then).
+
+def learn(names: Iterable[str]) -> list[str]:
+    """Import *names* in this process (the template); the names imported, in order.
+
+    A name whose import fails is skipped. Should an import leave a thread behind that has not ended
+    within ``THREAD_WAIT`` seconds, the process ends: a process with threads must not fork, and the
+    supervisor replaces a template that ended (and never sends it these names again).
     """
-
-    def __init__(self) -> None:
-        self._waiting: list[str] = []
-        self._tried: set[str] = set()
-        self.probe_pid: int | None = None
-        self.probe_fd: int | None = None
-        self._answer = b""
-        self._deadline = 0.0
-        self._probe_status: int | None = None
-        self._watch: Callable[[int | None], None] = lambda fd: None
-
-    def want(self, names: Iterable[str]) -> None:
-        """Queue *names* not tried before (tried: imported, refused, or queued)."""
-        for name in names:
-            if name not in self._tried:
-                self._tried.add(name)
-                self._waiting.append(name)
-
-    def start(self, in_child: Callable[[], None], watch: Callable[[int | None], None]) -> bool:
-        """Fork a probe for the names waiting, unless one runs; whether one was started.
-
-        *in_child* runs first in the probe (it closes what the template's loop holds); *watch* is
-        called with the descriptor the probe answers on, and with ``None`` once it has ended.
-        """
-        if self.probe_pid is not None or not self._waiting:
-            return False
-        names = [name for name in self._waiting if name not in sys.modules]
-        self._waiting.clear()
-        if not names:
-            return False
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_fd)
-            in_child()
-            _probe_main(names, write_fd)
-        os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        self.probe_pid, self.probe_fd = pid, read_fd
-        self._answer, self._probe_status = b"", None
-        self._deadline = time.monotonic() + PROBE_TIMEOUT
-        self._watch = watch
-        watch(read_fd)
-        return True
-
-    def owns(self, pid: int, status: int) -> bool:
-        """Whether *pid*, just reaped by the template, was the probe (its status is kept)."""
-        if pid != self.probe_pid:
-            return False
-        self._probe_status = status
-        return True
-
-    def timeout(self) -> float | None:
-        """Seconds until the running probe is given up on; ``None`` when none runs."""
-        if self.probe_pid is None:
-            return None
-        return max(0.0, self._deadline - time.monotonic())
-
-    def read(self) -> list[str]:
-        """Read the probe's answers; at its end, import what it found safe."""
-        assert self.probe_fd is not None
-        while True:
-            try:
-                chunk = os.read(self.probe_fd, 65536)
-            except BlockingIOError:
-                return []
-            if not chunk:
-                return self._finish()
-            self._answer += chunk
-
-    def expire(self) -> list[str]:
-        """Give up on a probe past its deadline: kill it; import what it answered for."""
-        if self.probe_pid is None or time.monotonic() < self._deadline:
-            return []
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.probe_pid, signal.SIGKILL)
-        with contextlib.suppress(BlockingIOError, OSError):
-            while chunk := os.read(self.probe_fd or -1, 65536):
-                self._answer += chunk
-        return self._finish()
-
-    def _finish(self) -> list[str]:
-        pid, fd = self.probe_pid, self.probe_fd
-        self.probe_pid = self.probe_fd = None
-        self._watch(None)
-        if fd is not None:
-            os.close(fd)
-        if pid is not None and self._probe_status is None:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-        safe = []
-        for line in self._answer.decode(errors="replace").splitlines():
-            verdict, _, name = line.partition(" ")
-            if verdict == "ok" and name:
-                safe.append(name)
-        return self._import(safe)
-
-    def _import(self, names: list[str]) -> list[str]:
-        learned = []
-        threads = thread_count()
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except BaseException:  # the probe imported it; the template lives on
-                continue
-            learned.append(name)
-        if thread_count() != threads:
-            # The probe found these safe, yet a thread started here: a process with threads must
-            # not fork. The template ends; the supervisor starts a new one (never taught these).
+    learned = []
+    threads = thread_count()
+    for name in names:
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except BaseException:  # a worker imported it; the template lives on without it
+            continue
+        learned.append(name)
+    deadline = time.monotonic() + THREAD_WAIT
+    while thread_count() > threads:
+        if time.monotonic() > deadline:
             os._exit(70)
-        # What was just imported is never collected, so that workers keep sharing its pages.
-        gc.freeze()
-        return learned
-
-
-def _probe_main(names: list[str], out: int) -> NoReturn:
-    """Import *names* one by one; write ``ok <name>`` or ``no <name>`` for each, then end."""
-    with contextlib.suppress(BaseException):
-        for name in names:
-            before = thread_count()
-            try:
-                importlib.import_module(name)
-                verdict = "ok" if thread_count() == before else "no"
-            except BaseException:  # a refusal, whatever the import raised
-                verdict = "no"
-            os.write(out, f"{verdict} {name}\n".encode())
-    os._exit(0)
+        time.sleep(0.05)
+    # What was just imported is never collected, so that workers keep sharing its pages.
+    gc.freeze()
+    return learned

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
 from .inputs import sensitive_values
-from .learning import Learner, ModuleWatch
+from .learning import ModuleWatch, learn
 from .worker import CANCEL, STOP, Done, Job, Report
 
 if TYPE_CHECKING:
@@ -609,23 +609,12 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
-    learner = Learner()
     scripts_dir = quest.settings.scripts_dir
     watch = ModuleWatch(scripts_dir)
-
-    def leave() -> None:
-        """In a forked child: let go of what the template's loop holds."""
-        selector.close()
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.close(wake_r)
-        os.close(wake_w)
-        if learner.probe_fd is not None:
-            os.close(learner.probe_fd)
-        control.close()
+    worker_module.prepare()
 
     def reap() -> None:
-        while children or learner.probe_pid is not None:
+        while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -633,52 +622,20 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
                 return
             if pid == 0:
                 return
-            if learner.owns(pid, status):
-                continue
             children.discard(pid)
             with contextlib.suppress(OSError):
                 control.send(pickle.dumps(("exit", pid, status)))
 
-    probing: list[int] = []
-
-    def watch_probe(fd: int | None) -> None:
-        if fd is not None:
-            selector.register(fd, selectors.EVENT_READ)
-            probing.append(fd)
-        else:
-            selector.unregister(probing.pop())
-
-    def probe() -> None:
-        learner.start(leave, watch_probe)
-
-    def learned(names: list[str]) -> None:
-        """If the probe ended (*names* imported, maybe none), tell the supervisor; probe more."""
-        nonlocal watch
-        if learner.probe_fd is not None:
-            return
-        if names:
-            watch = ModuleWatch(scripts_dir)  # what later workers import is new to it
-            for chunk in _chunks(names, MESSAGE_SIZE // 2):
-                with contextlib.suppress(OSError):
-                    control.send(pickle.dumps(("learned", chunk)))
-        probe()  # the names that came while this probe ran
-
     while True:
         try:
-            events = selector.select(learner.timeout())
+            events = selector.select()
         except InterruptedError:
             continue
-        if not events and learner.probe_fd is not None:
-            learned(learner.expire())
         for key, _ in events:
             if key.fileobj is wake_r:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 512)
                 reap()
-                continue
-            if key.fileobj is not control:
-                if key.fileobj == learner.probe_fd:
-                    learned(learner.read())
                 continue
             try:
                 data = control.recv(MESSAGE_SIZE)
@@ -690,8 +647,10 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
                 os._exit(0)
             message = pickle.loads(data)
             if message[0] == "learn":
-                learner.want(message[1])
-                probe()
+                names = learn(message[1])
+                watch = ModuleWatch(scripts_dir)  # what later workers import is new to it
+                with contextlib.suppress(OSError):
+                    control.send(pickle.dumps(("learned", names)))
                 continue
             if message[0] != "spawn":
                 continue
@@ -701,7 +660,12 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
                 # Each worker leads a process group of its own: see _kill_worker.
                 with contextlib.suppress(OSError):
                     os.setpgid(0, 0)
-                leave()
+                selector.close()
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.close(wake_r)
+                os.close(wake_w)
+                control.close()
                 ours.close()
                 worker_module.main(Connection(theirs.detach()), quest, watch)
             with contextlib.suppress(OSError):

@@ -242,17 +242,27 @@ def _rss() -> int:
         return 0
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker if the template process that forked it goes away."""
-    if not sys.platform.startswith("linux"):
+_PRCTL: list[Any] = []
+"""libc's ``prctl``, looked up by :func:`prepare` in the template, for every worker."""
+
+
+def prepare() -> None:
+    """Load what every worker needs before the template forks any (so they share it)."""
+    if _PRCTL or not sys.platform.startswith("linux"):
         return
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
     except (OSError, AttributeError):
         pass
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker if the template process that forked it goes away."""
+    prepare()
+    if _PRCTL:
+        _PRCTL[0](1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _exit(code: int) -> NoReturn:
