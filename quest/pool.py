@@ -609,9 +609,9 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
+    worker_module.prepare()
     scripts_dir = quest.settings.scripts_dir
     watch = ModuleWatch(scripts_dir)
-    worker_module.prepare()
 
     def reap() -> None:
         while children:
