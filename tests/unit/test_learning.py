@@ -16,7 +16,10 @@ from quest.learning import ModuleWatch, learn
 
 
 @pytest.fixture
-def fake_modules() -> Iterator[list[str]]:
+def fake_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Modules added to ``sys.modules`` by the test (removed after it); threads other tests left
+    in this process are not counted."""
+    monkeypatch.setattr(learning, "foreign_threads", lambda: 0)
     added: list[str] = []
     yield added
     for name in added:
@@ -51,26 +54,33 @@ def test_a_watch_never_reports_scripts_nor_main(fake_modules: list[str], tmp_pat
     assert watch.new() == ("quest_watch_library",)
 
 
-def test_a_watch_reports_nothing_while_a_foreign_thread_runs(fake_modules: list[str]) -> None:
-    watch = ModuleWatch()
-    stop = threading.Event()
-    foreign = threading.Thread(target=stop.wait, name="library-thread")
-    own = threading.Thread(target=stop.wait, name="quest-log-flush")
-    foreign.start()
-    try:
-        add(fake_modules, "quest_watch_during")
-        assert watch.new() == ()
-    finally:
-        stop.set()
-        foreign.join(10)
-    stop.clear()
-    own.start()
-    try:
-        add(fake_modules, "quest_watch_after")
-        assert watch.new() == ("quest_watch_after",), "quest's own threads do not count"
-    finally:
-        stop.set()
-        own.join(10)
+def test_a_watch_reports_nothing_while_a_foreign_thread_runs() -> None:
+    # In a child of its own: the test process may hold threads of other tests.
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            watch = ModuleWatch()
+            stop = threading.Event()
+            foreign = threading.Thread(target=stop.wait, name="library-thread")
+            own = threading.Thread(target=stop.wait, name="quest-log-flush")
+            foreign.start()
+            sys.modules["quest_watch_during"] = types.ModuleType("quest_watch_during")
+            during = watch.new()
+            stop.set()
+            foreign.join(10)
+            stop.clear()
+            own.start()
+            sys.modules["quest_watch_after"] = types.ModuleType("quest_watch_after")
+            after = watch.new()
+            stop.set()
+            own.join(10)
+            # quest's own threads do not count
+            code = 0 if (during, after) == ((), ("quest_watch_after",)) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def in_child(body: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
