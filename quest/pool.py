@@ -5,15 +5,19 @@ worker that segfaults, calls ``os._exit``, is killed by the OOM killer or hangs 
 badly, recorded by the supervisor, and a fresh worker takes its place.
 
 Workers are forked from a *template* process, itself forked once by the supervisor at start-up,
-before any thread exists, with the project's scripts already imported. Forking from the template
-is safe (it has one thread and no database connection) and cheap: every worker shares the
-template's memory pages, and the template shares the supervisor's. The template reaps its workers
-and reports how each one ended, so the supervisor can say ``worker process died: SIGSEGV``.
+before any thread exists, with the project's scripts already imported and their SQLAlchemy mappers
+configured. Forking from the template is safe (it has one thread and no database connection) and
+cheap: every worker shares the template's memory pages, and the template shares the supervisor's.
+The template reaps its workers and reports how each one ended, so the supervisor can say ``worker
+process died: SIGSEGV``. It also learns what the workers import while they run (see
+:mod:`quest.learning`): an idle worker holding its own copy of modules the template has since
+learned is replaced by a fresh fork, which shares them.
 
-One worker executes one run at a time. The pool keeps ``size`` workers warm; a scheduled fire that
-finds them all busy gets an extra worker, which retires once idle for a minute, so a busy queue
-never delays the schedule. A worker is replaced after ``max_runs`` runs, or after a run that left
-it above ``max_memory`` bytes.
+One worker executes one run at a time. The pool keeps one worker warm and forks more on demand,
+one for each run that finds every worker busy: up to ``size`` for queued runs, and beyond for a
+scheduled fire, so a busy queue never delays the schedule. Workers beyond the first retire once
+idle for ``IDLE_RETIRE`` seconds. A worker is replaced after ``max_runs`` runs, or after a run that
+left it above ``max_memory`` bytes.
 
 Each worker leads a process group of its own. A worker the supervisor ends (a timeout, a cancel,
 a shutdown's interrupt) or finds dead is ended with its whole group, so the processes a script
@@ -31,6 +35,7 @@ import pickle
 import selectors
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +45,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
 from .inputs import sensitive_values
+from .learning import ModuleWatch, learn
 from .worker import CANCEL, STOP, Done, Job, Report
 
 if TYPE_CHECKING:
@@ -57,8 +63,15 @@ EXIT_CHECK_EVERY = 0.25
 """Seconds between looks at the template's exit reports while a run is waited for: a worker's
 channel may outlive it (a process the script forked holds a copy), so its end-of-file alone
 cannot say that the worker died."""
-IDLE_EXTRA = 60.0
+WARM = 1
+"""Workers kept even when idle: a quiet schedule needs no more, and a fork is milliseconds."""
+IDLE_RETIRE = 90.0
+"""Seconds a worker beyond the ``WARM`` ones may stay idle; a worker a per-minute schedule uses
+stays."""
 SPAWN_TIMEOUT = 30.0
+MESSAGE_SIZE = 1 << 16
+"""The largest message between the supervisor and the template (a list of module names is cut
+into messages below it)."""
 
 
 @dataclass(eq=False)
@@ -71,6 +84,8 @@ class Worker:
     rss: int = 0
     idle_since: float = field(default_factory=time.monotonic)
     dead: bool = False
+    imported: set[str] = field(default_factory=set)
+    """Modules this worker imported itself, in memory of its own."""
 
 
 class WorkerPool:
@@ -86,6 +101,7 @@ class WorkerPool:
     ) -> None:
         self.quest = quest
         self.size = size
+        self.warm = min(size, WARM)
         self.max_runs = max_runs
         self.max_memory = max_memory
         self._lock = threading.Lock()
@@ -93,6 +109,9 @@ class WorkerPool:
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
         self._pending = 0
+        self._wanted = 0
+        self._taught: set[str] = set()
+        self._learned: dict[str, None] = {}
         self._exits: dict[int, int] = {}
         self._orphaned: set[int] = set()
         self._control: socket.socket | None = None
@@ -101,21 +120,23 @@ class WorkerPool:
         self._closed = False
         self.deaths = 0
         self.spawned = 0
+        self.recycled = 0
 
     # -- life cycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Fork the template and ask it for ``size`` workers. Call before starting any thread."""
+        """Fork the template and ask it for the warm workers. Call before starting any thread."""
+        _configure_mappers()
         self._fork_template()
         with self._lock:
-            for _ in range(self.size):
+            for _ in range(self.warm):
                 self._spawn_locked()
 
     def wait_ready(self, timeout: float = SPAWN_TIMEOUT) -> bool:
         """Wait until every warm worker has started; ``False`` if *timeout* passed first."""
         with self._changed:
             return self._changed.wait_for(
-                lambda: self._pending == 0 and len(self._idle) + len(self._busy) >= self.size,
+                lambda: self._pending == 0 and len(self._idle) + len(self._busy) >= self.warm,
                 timeout,
             )
 
@@ -146,6 +167,12 @@ class WorkerPool:
     @property
     def template_pid(self) -> int | None:
         return self._template_pid
+
+    @property
+    def learned(self) -> list[str]:
+        """Modules the template imported because workers had imported them, in order."""
+        with self._lock:
+            return list(self._learned)
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -181,6 +208,8 @@ class WorkerPool:
             healthy = done is not None
         finally:
             active.cancel = None
+            if done is not None and done.modules:
+                self._teach(worker, done.modules)
             self._give_back(worker, healthy, spent=done is not None and done.spent)
         if stop.reason is not None or done is None:
             raise self._why_stopped(active, stop, worker, timeout)
@@ -271,13 +300,17 @@ class WorkerPool:
     def _checkout(self) -> Worker:
         with self._changed:
             deadline = time.monotonic() + SPAWN_TIMEOUT
-            while not self._idle:
-                if self._closed:
-                    raise RunInterrupted("stopped by shutdown")
-                if self._pending == 0:
-                    self._spawn_locked()
-                if not self._changed.wait(max(0.0, deadline - time.monotonic())):
-                    raise WorkerDied("no worker process could be started")
+            self._wanted += 1
+            try:
+                while not self._idle:
+                    if self._closed:
+                        raise RunInterrupted("stopped by shutdown")
+                    if self._pending < self._wanted:
+                        self._spawn_locked()  # one fork for each run waiting
+                    if not self._changed.wait(max(0.0, deadline - time.monotonic())):
+                        raise WorkerDied("no worker process could be started")
+            finally:
+                self._wanted -= 1
             worker = self._idle.pop()
             self._busy.add(worker)
             return worker
@@ -292,10 +325,13 @@ class WorkerPool:
         )
         with self._changed:
             self._busy.discard(worker)
+            if not retire and not self._closed and self._stale(worker):
+                self._recycle_locked(worker)
+                return
             if not retire and not self._closed:
                 worker.idle_since = time.monotonic()
                 self._idle.append(worker)
-                self._retire_extra_locked()
+                self._retire_idle_locked()
                 self._changed.notify_all()
                 return
             if self._closed:
@@ -308,8 +344,7 @@ class WorkerPool:
                     worker.rss / 2**20,
                     extra={"action": "worker_recycle"},
                 )
-            if len(self._idle) + len(self._busy) + self._pending < self.size:
-                self._spawn_locked()
+            self._top_up_locked()
         if healthy:
             _send(worker.channel, STOP)
         else:
@@ -317,21 +352,81 @@ class WorkerPool:
             _kill_worker(worker.pid)
         worker.channel.close()
 
-    def _retire_extra_locked(self) -> None:
-        """Let workers beyond ``size`` that have been idle for a while go."""
-        extra = len(self._idle) + len(self._busy) - self.size
-        if extra <= 0:
+    def _top_up_locked(self) -> None:
+        """Ask for workers until the warm ones are there (or on their way)."""
+        while self._control is not None and (
+            len(self._idle) + len(self._busy) + self._pending < self.warm
+        ):
+            self._spawn_locked()
+
+    def _retire_idle_locked(self) -> None:
+        """Let workers beyond the warm ones that have been idle for a while go, oldest first."""
+        count = len(self._idle) + len(self._busy)
+        if count <= self.warm:
             return
         now = time.monotonic()
-        for worker in [w for w in self._idle if now - w.idle_since > IDLE_EXTRA][:extra]:
+        for worker in [w for w in self._idle if now - w.idle_since > IDLE_RETIRE]:
+            if count <= self.warm:
+                break
             self._idle.remove(worker)
+            count -= 1
             _send(worker.channel, STOP)
             worker.channel.close()
 
     def trim(self) -> None:
-        """Retire extra workers idle for longer than a minute (called from housekeeping)."""
+        """Retire workers beyond the warm ones idle for a while (called from housekeeping)."""
         with self._lock:
-            self._retire_extra_locked()
+            self._retire_idle_locked()
+
+    # -- learning ---------------------------------------------------------------------------------
+
+    def _teach(self, worker: Worker, modules: tuple[str, ...]) -> None:
+        """Note what *worker* imported; send the template the names it was never sent."""
+        with self._lock:
+            worker.imported.update(modules)
+            new = [name for name in modules if name not in self._taught]
+            self._taught.update(new)
+            if new:
+                self._send_learn_locked(new)
+
+    def _send_learn_locked(self, names: list[str]) -> None:
+        control = self._control
+        if control is None:
+            return
+        for chunk in _chunks(names, MESSAGE_SIZE // 2):
+            try:
+                control.send(pickle.dumps(("learn", chunk)))
+            except OSError:
+                return  # the reader sees the template gone
+
+    def _stale(self, worker: Worker) -> bool:
+        """Whether *worker* holds its own copy of modules the template has learned since."""
+        return not worker.imported.isdisjoint(self._learned)
+
+    def _recycle_locked(self, worker: Worker) -> None:
+        """Replace idle *worker* by a fork of the template as it is now (it shares more)."""
+        self.recycled += 1
+        log.debug(
+            "replacing worker %d: the template now holds modules it imported",
+            worker.pid,
+            extra={"action": "worker_refresh"},
+        )
+        _send(worker.channel, STOP)
+        worker.channel.close()
+        self._top_up_locked()
+        self._changed.notify_all()
+
+    def _learned_locked(self, names: list[str]) -> None:
+        self._learned.update(dict.fromkeys(names))
+        log.debug(
+            "the worker template imported %d module(s) the workers had imported: %s",
+            len(names),
+            " ".join(names),
+            extra={"action": "template_learned"},
+        )
+        for worker in [w for w in self._idle if self._stale(w)]:
+            self._idle.remove(worker)
+            self._recycle_locked(worker)
 
     def _spawn_locked(self) -> None:
         if self._control is None:
@@ -364,7 +459,9 @@ class WorkerPool:
             extra={"action": "template_restart"},
         )
         self._fork_template()
-        for _ in range(self.size - len(self._busy)):
+        if self._learned:
+            self._send_learn_locked(list(self._learned))
+        for _ in range(self.warm - len(self._busy)):
             self._spawn_locked()
 
     def _fork_template(self) -> None:
@@ -387,7 +484,7 @@ class WorkerPool:
     def _read_template(self, control: socket.socket) -> None:
         while True:
             try:
-                data, fds, _, _ = socket.recv_fds(control, 1024, 1)
+                data, fds, _, _ = socket.recv_fds(control, MESSAGE_SIZE, 1)
             except OSError:
                 data, fds = b"", []
             if not data:
@@ -408,6 +505,8 @@ class WorkerPool:
                         worker.channel.close()
                     else:
                         self._idle.append(worker)
+                elif message[0] == "learned":
+                    self._learned_locked(message[1])
                 elif message[0] == "exit":
                     pid, status = message[1], message[2]
                     self._exits[pid] = status
@@ -419,7 +518,7 @@ class WorkerPool:
                         worker.channel.close()
                         self.deaths += 1
                         if not self._closed:
-                            self._spawn_locked()
+                            self._top_up_locked()
                 self._changed.notify_all()
 
 
@@ -494,7 +593,8 @@ def _reap(pid: int, timeout: float) -> None:
 
 
 def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
-    """Fork workers on request and report how each ended; end with the supervisor."""
+    """Fork workers on request and report how each ended; learn the modules it is sent; end
+    with the supervisor."""
     from . import worker as worker_module
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -509,6 +609,9 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
+    worker_module.prepare()
+    scripts_dir = quest.settings.scripts_dir
+    watch = ModuleWatch(scripts_dir)
 
     def reap() -> None:
         while children:
@@ -535,14 +638,21 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
                 reap()
                 continue
             try:
-                data = control.recv(1024)
+                data = control.recv(MESSAGE_SIZE)
             except OSError:
                 data = b""
             if not data:
                 for pid in children:
                     _kill_worker(pid)
                 os._exit(0)
-            if pickle.loads(data)[0] != "spawn":
+            message = pickle.loads(data)
+            if message[0] == "learn":
+                names = learn(message[1])
+                watch = ModuleWatch(scripts_dir)  # what later workers import is new to it
+                with contextlib.suppress(OSError):
+                    control.send(pickle.dumps(("learned", names)))
+                continue
+            if message[0] != "spawn":
                 continue
             ours, theirs = socket.socketpair()
             pid = os.fork()
@@ -557,7 +667,7 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
                 os.close(wake_w)
                 control.close()
                 ours.close()
-                worker_module.main(Connection(theirs.detach()), quest)
+                worker_module.main(Connection(theirs.detach()), quest, watch)
             with contextlib.suppress(OSError):
                 os.setpgid(pid, pid)  # also here, so that it holds before the fork returns
             children.add(pid)
@@ -567,6 +677,35 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
             except OSError:
                 _kill_worker(pid)
             ours.close()
+
+
+def _chunks(names: list[str], size: int) -> list[list[str]]:
+    """*names* cut into lists whose names add up to fewer than *size* characters each."""
+    chunks: list[list[str]] = [[]]
+    length = 0
+    for name in names:
+        if chunks[-1] and length + len(name) + 8 > size:
+            chunks.append([])
+            length = 0
+        chunks[-1].append(name)
+        length += len(name) + 8
+    return [chunk for chunk in chunks if chunk]
+
+
+def _configure_mappers() -> None:
+    """Configure the SQLAlchemy ORM mappers the project declared, before anything is forked.
+
+    Configuring happens on the first query otherwise, in each worker, into memory of its own
+    (several MB for a few dozen models); done here, its pages are shared. A mapper that cannot
+    be configured is left for the run that uses it to report.
+    """
+    orm = sys.modules.get("sqlalchemy.orm")
+    if orm is None:
+        return
+    try:
+        orm.configure_mappers()
+    except Exception:
+        log.debug("the ORM mappers could not be configured before forking", exc_info=True)
 
 
 def ignore_signal(signum: int, frame: Any) -> None:

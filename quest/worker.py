@@ -31,6 +31,7 @@ from .results import capture
 if TYPE_CHECKING:
     from .app import Quest
     from .definition import Script
+    from .learning import ModuleWatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class Done:
     rss: int = 0
     spent: bool = False
     """The run left the worker unfit for another (it closed a standard stream): replace it."""
+    modules: tuple[str, ...] = ()
+    """Modules the worker imported since its last answer (see :mod:`quest.learning`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +73,12 @@ CANCEL = "cancel"
 STOP = "stop"
 
 
-def main(channel: Connection, quest: Quest) -> NoReturn:
-    """The worker's loop; it ends the process when the supervisor goes away or says stop."""
+def main(channel: Connection, quest: Quest, watch: ModuleWatch | None = None) -> NoReturn:
+    """The worker's loop; it ends the process when the supervisor goes away or says stop.
+
+    *watch* (the template's, taken over) tells which modules each run imported: they are reported
+    with its answer, so that the template can learn them.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _ignore_signal)
     _die_with_parent()
@@ -89,6 +96,8 @@ def main(channel: Connection, quest: Quest) -> NoReturn:
                 _exit(0)
             if not _streams_open():
                 done = replace(done, spent=True)
+            if watch is not None and (modules := watch.new()):
+                done = replace(done, modules=modules)
             try:
                 worker.send(done)
             except (OSError, ValueError):
@@ -233,17 +242,27 @@ def _rss() -> int:
         return 0
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker if the template process that forked it goes away."""
-    if not sys.platform.startswith("linux"):
+_PRCTL: list[Any] = []
+"""libc's ``prctl``, looked up by :func:`prepare` in the template, for every worker."""
+
+
+def prepare() -> None:
+    """Load what every worker needs before the template forks any (so they share it)."""
+    if _PRCTL or not sys.platform.startswith("linux"):
         return
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
     except (OSError, AttributeError):
         pass
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker if the template process that forked it goes away."""
+    prepare()
+    if _PRCTL:
+        _PRCTL[0](1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _exit(code: int) -> NoReturn:

@@ -144,15 +144,15 @@ def test_a_killed_template_is_replaced_and_runs_go_on(tmp_path: Path, served: li
 
     def template() -> psutil.Process | None:
         children = supervisor.children()
-        return children[0] if len(children) == 1 and len(children[0].children()) == 2 else None
+        return children[0] if len(children) == 1 and len(children[0].children()) >= 1 else None
 
-    first = poll(template, 20, "the template and its two workers")
+    first = poll(template, 20, "the template and its warm worker")
     first.kill()
     first.wait(10)
     second = poll(
         lambda: (t := template()) is not None and t.pid != first.pid and t,
         20,
-        "a new template with two workers",
+        "a new template with a warm worker",
     )
     assert second.pid != first.pid
     assert project.quest("enqueue", "quick").returncode == 0
