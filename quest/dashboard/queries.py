@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from ..definition import Script
 
 PAGE = 50
+OVERVIEW_LIST = 20
+"""Failing (and late) scripts the overview names; a link leads to the rest."""
 SEARCH_SCAN = 5_000
 """Runs a search in inputs reads per page, newest first."""
 STRIP = 30
@@ -71,6 +73,7 @@ class Overview:
     actions: list[dict[str, Any]] = field(default_factory=list)
     scripts: ScriptPage | None = None
     script_count: int = 0
+    failing_count: int = 0
 
 
 def overview(app: Quest, now: datetime) -> Overview:
@@ -99,7 +102,8 @@ def overview(app: Quest, now: datetime) -> Overview:
     periods = _periods_of(app, now)
     last_success = _last_success(app, now, latest, gauges.paused, periods)
     late = late_scripts(app, now, last_success, gauges.paused, periods, latest)
-    failing = failing_scripts(app, latest)
+    failing = failing_scripts(app, latest, limit=OVERVIEW_LIST)
+    failing_count = sum(1 for outcome in latest.values() if outcome.status in FAILED)
     ttl = timedelta(seconds=app.settings.lease_ttl)
     alive = sum(
         1
@@ -115,6 +119,7 @@ def overview(app: Quest, now: datetime) -> Overview:
         running=running,
         late=late,
         failing=failing,
+        failing_count=failing_count,
         queued=sum(gauges.queued.values()),
         nodes_alive=alive,
         actions=store.recent_actions(10),
@@ -350,16 +355,24 @@ def _last_success(
     return found
 
 
-def failing_scripts(app: Quest, latest: dict[str, Outcome] | None = None) -> list[dict[str, Any]]:
-    """Scripts whose latest finished run failed, timed out, was abandoned or interrupted."""
+def failing_scripts(
+    app: Quest, latest: dict[str, Outcome] | None = None, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Scripts whose latest finished run failed, timed out, was abandoned or interrupted, the
+    most recent failure first; the first *limit* of them when given."""
     if latest is None:
         latest = latest_outcomes(app, app.registry.scripts)
-    last = last_runs(app, [name for name, outcome in latest.items() if outcome.status in FAILED])
+    names = [name for name, outcome in latest.items() if outcome.status in FAILED]
+    names.sort(key=lambda name: latest[name].latest_at or _EPOCH, reverse=True)
+    last = last_runs(app, names[:limit] if limit is not None else names)
     failing: list[dict[str, Any]] = [
         {"name": name, "run": row} for name, row in last.items() if row["status"] in FAILED
     ]
     failing.sort(key=lambda item: item["run"]["created_at"], reverse=True)
     return failing
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 # -- the latest runs of many scripts ---------------------------------------------------------------
@@ -373,6 +386,8 @@ class Outcome(NamedTuple):
 
     status: RunStatus
     succeeded_at: datetime | None
+    latest_at: datetime | None = None
+    """When that latest finished run was created."""
 
 
 def _names(dialect: str, names: Sequence[str]) -> dict[str, Any]:
@@ -467,11 +482,11 @@ def latest_outcomes(app: Quest, names: Iterable[str]) -> dict[str, Outcome]:
             if latest is None:
                 continue
             status, _, instant = latest.partition("|")
+            created = datetime.fromisoformat(instant).replace(tzinfo=UTC)
             if status == RunStatus.succeeded:
-                created = datetime.fromisoformat(instant).replace(tzinfo=UTC)
-                found[name] = Outcome(RunStatus.succeeded, created)
+                found[name] = Outcome(RunStatus.succeeded, created, created)
             else:
-                found[name] = Outcome(_STATUSES[status], None)
+                found[name] = Outcome(_STATUSES[status], None, created)
                 others.append(name)
         if others:
             starts = _lookup(store.runs, dialect, "success_starts")
