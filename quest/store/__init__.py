@@ -125,6 +125,8 @@ class Store:
             ) from None
 
     def dispose(self) -> None:
+        if self.db.group is not None:
+            self.db.group.close()
         self.engine.dispose()
 
     # -- units of work -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
@@ -538,12 +539,17 @@ class _Group:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._pid = os.getpid()
         self._ready = threading.Condition(threading.Lock())
         self._waiting: list[_Entry] = []
         self._leading = False
+        self._connection: Connection | None = None
+        """The leaders' connection, kept between groups (only a leader uses it)."""
 
     def commit(self, entry: _Entry) -> bool:
         """Commit *entry* with whatever else is waiting; ``False`` if that failed."""
+        if os.getpid() != self._pid:
+            self._after_fork()
         with self._ready:
             self._waiting.append(entry)
             while entry.state is None and self._leading:
@@ -564,26 +570,52 @@ class _Group:
     def _write(self, batch: list[_Entry]) -> None:
         results: list[tuple[_Take, list[Any]]] = []
         try:
-            with self.db.writer.connect() as connection, connection.begin():
+            if self._connection is None:
+                self._connection = self.db.writer.connect()
+            connection = self._connection
+            with connection.begin():
                 for entry in batch:
                     for write in entry.kept:
                         write(connection)
                 results = _take_together([t for entry in batch for t in entry.takes], connection)
                 pinged = bool(connection.info.pop(PING, False))
-        except Exception:
+        except BaseException as exc:
             for entry in batch:
                 entry.state = False
+            self._drop()
+            if not isinstance(exc, Exception):
+                raise
             log.debug("a group commit failed; each of its units commits on its own", exc_info=True)
             return
-        except BaseException:
-            for entry in batch:
-                entry.state = False
-            raise
         for take, items in results:
             take.taken.items = items
         for entry in batch:
             entry.pinged = pinged
             entry.state = True
+
+    def _drop(self) -> None:
+        """Let the leaders' connection go after a failure: the next group takes a fresh one."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:
+                log.debug("closing a failed group connection failed", exc_info=True)
+
+    def close(self) -> None:
+        """Give the leaders' connection back to the pool."""
+        with self._ready:
+            if not self._leading:
+                self._drop()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's leader, waiters and connection are not this process's
+        (the connection is left alone, never closed here)."""
+        self._pid = os.getpid()
+        self._ready = threading.Condition(threading.Lock())
+        self._waiting = []
+        self._leading = False
+        self._connection = None
 
 
 def _take_together(takes: list[_Take], connection: Connection) -> list[tuple[_Take, list[Any]]]:
