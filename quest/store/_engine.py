@@ -227,15 +227,21 @@ class Database:
         return None
 
     def take(
-        self, key: Hashable, count: int, take: Callable[[Connection, int], list[Any]]
+        self,
+        key: Hashable,
+        count: int,
+        take: Callable[[Connection, int], list[Any]],
+        *,
+        at: Any = None,
     ) -> Taken:
         """Take up to *count* items (claimed rows) in this thread's unit of work, after its kept
         writes, just before it commits; what was taken is in the :class:`Taken` once it has.
 
         Takes of one *key* that commit together (a group commit) run as one ``take(connection,
-        total)`` whose items are dealt out in order. A take that fails, or whose transaction does
-        not commit, takes nothing. Outside a unit of work it runs at once, in a transaction of
-        its own.
+        total)``, the *take* given with the latest *at* (a claim's instant: rows claimed together
+        start at the latest of them, never before an end recorded with them), and the items are
+        dealt out in order. A take that fails, or whose transaction does not commit, takes
+        nothing. Outside a unit of work it runs at once, in a transaction of its own.
         """
         taken = Taken()
         unit = self.current()
@@ -244,7 +250,7 @@ class Database:
                 items = take(connection, count)
             taken.items = items
             return taken
-        unit.takes.append(_Take(key, count, take, taken))
+        unit.takes.append(_Take(key, count, take, taken, at))
         return taken
 
     @contextmanager
@@ -495,7 +501,7 @@ class Taken:
 
 
 class _Take:
-    __slots__ = ("count", "key", "take", "taken")
+    __slots__ = ("at", "count", "key", "take", "taken")
 
     def __init__(
         self,
@@ -503,11 +509,13 @@ class _Take:
         count: int,
         take: Callable[[Connection, int], list[Any]],
         taken: Taken,
+        at: Any = None,
     ) -> None:
         self.key = key
         self.count = count
         self.take = take
         self.taken = taken
+        self.at = at
 
 
 class _Entry:
@@ -625,7 +633,11 @@ def _take_together(takes: list[_Take], connection: Connection) -> list[tuple[_Ta
         by_key.setdefault(take.key, []).append(take)
     dealt: list[tuple[_Take, list[Any]]] = []
     for same in by_key.values():
-        items = same[0].take(connection, sum(take.count for take in same))
+        latest = same[0]
+        for take in same:
+            if take.at is not None and (latest.at is None or take.at > latest.at):
+                latest = take
+        items = latest.take(connection, sum(take.count for take in same))
         start = 0
         for take in same:
             dealt.append((take, items[start : start + take.count]))

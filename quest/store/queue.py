@@ -237,7 +237,7 @@ class Queue:
             )
             return taken
         key = ("claim", owner_host, owner_pid, owner, _frozen(limits), _frozen(leases))
-        return self.db.take(key, limit, take)
+        return self.db.take(key, limit, take, at=now)
 
     def _attempt(self, plan: _Claim, *, adopt: bool) -> list[dict[str, Any]]:
         plain = True

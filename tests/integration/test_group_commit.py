@@ -103,7 +103,13 @@ class Group:
         with self.store.unit():
             self.store.db.write(hold)
 
-    def end(self, run_id: str, write: Callable[[Connection], None] | None = None) -> None:
+    def end(
+        self,
+        run_id: str,
+        write: Callable[[Connection], None] | None = None,
+        *,
+        now: datetime = NOW,
+    ) -> None:
         """Commit, behind the leader, the end of *run_id* and the claim of a next run."""
 
         def unit() -> None:
@@ -113,7 +119,7 @@ class Group:
                     if write is not None:
                         self.store.db.write(write)
                     self.taken[run_id] = self.store.claim_queued_at_commit(
-                        now=NOW, limit=1, owner_host="h1", owner_pid=7
+                        now=now, limit=1, owner_host="h1", owner_pid=7
                     )
             except BaseException as exc:
                 self.errors[run_id] = exc
@@ -156,6 +162,22 @@ def test_units_committed_while_a_group_commits_share_the_next(
     assert [row["id"] for row in group.taken[first["id"]].items] == ["run-2"]
     assert group.taken[second["id"]].items == [], "one run left: dealt to the first to end"
     assert store.get_run("run-2")["status"] is RunStatus.running  # type: ignore[index]
+
+
+def test_runs_claimed_together_start_at_the_latest_claim_s_instant(
+    statements: tuple[Store, list[str]],
+) -> None:
+    store, _ = statements
+    [first, second] = store.claim_queued(now=NOW, limit=2, owner_host="h1", owner_pid=7)
+    later = NOW + timedelta(seconds=1)
+    group = Group(store)
+    group.end(first["id"], now=NOW)
+    group.end(second["id"], now=later)
+    group.finish()
+
+    [row] = group.taken[first["id"]].items
+    assert row["started_at"] == later, "never before an end recorded in the same transaction"
+    assert store.get_run(row["id"])["started_at"] == later  # type: ignore[index]
 
 
 def test_a_group_whose_transaction_fails_commits_each_unit_on_its_own(
