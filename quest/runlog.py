@@ -138,7 +138,9 @@ class Capture:
                 self._last_flush = time.monotonic()
                 self._closed = final
                 seen, total = self.seq, self.total_bytes
-            if not lines and not final:
+            if not lines and (not final or seen == 0):
+                # Nothing to send: the receiver of a run that logged nothing has nothing to keep,
+                # and forgets the run when it ends.
                 return
             batch = {
                 "lines": [line.wire() for line in lines],

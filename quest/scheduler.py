@@ -22,7 +22,7 @@ from .definition import Script
 from .enums import CatchUp, Isolation, RunStatus, SkipReason, Trigger
 from .plan import Planned, inactive_reason, plan
 from .runner import HOST, RunOutcome, RunRequest, new_run_id
-from .store import Limits, Waiter
+from .store import Limits, Taken, Waiter
 
 if TYPE_CHECKING:
     from .app import Quest
@@ -125,21 +125,32 @@ class Fire:
 
 
 class _Next:
-    """The follow-up of a queued run's end: claim this worker's next run in the same
-    transaction."""
+    """The follow-up of a queued run's end: claim this worker's next run in the transaction that
+    records the end (with the other ends committed together, on SQLite)."""
 
-    __slots__ = ("rows", "serve")
+    __slots__ = ("serve", "taken")
 
     def __init__(self, serve: Serve) -> None:
         self.serve = serve
-        self.rows: list[dict[str, Any]] = []
+        self.taken: Taken | None = None
 
     def claim(self) -> None:
         if not self.serve.stopping:
-            self.rows = self.serve._claim(self.serve.clock.now(), 1)
+            self.taken = self.serve._claim_at_commit(self.serve.clock.now(), 1)
 
     def discard(self) -> None:
-        self.rows = []
+        self.taken = None
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """What the claim took, once the end has committed."""
+        if self.taken is None:
+            return []
+        rows: list[dict[str, Any]] = self.taken.items
+        self.taken = None
+        if rows and self.serve.metrics is not None:
+            self.serve.metrics.claimed(rows)
+        return rows
 
 
 @dataclass
@@ -346,6 +357,17 @@ class Serve:
         if rows and self.metrics is not None:
             self.metrics.claimed(rows)
         return rows
+
+    def _claim_at_commit(self, now: datetime, limit: int) -> Taken:
+        return self.quest.store.claim_queued_at_commit(
+            now=now,
+            limit=limit,
+            owner_host=HOST,
+            owner_pid=os.getpid(),
+            limits=self._limits,
+            leases=self._leases,
+            owner=self.quest.runner.owner,
+        )
 
     def seconds_until_next(self, now: datetime) -> float:
         limit = min(self.maintenance_every, self.poll_every, self._recovery_every)
@@ -562,8 +584,9 @@ class Serve:
                     current["name"],
                     extra={"script": current["name"], "run_id": current["id"]},
                 )
-            if follow is not None and follow.rows:
-                next_row = follow.rows[0]
+            if follow is not None:
+                rows = follow.rows
+                next_row = rows[0] if rows else None
         with self._lock:
             self._queued_active -= 1
         self._wake()

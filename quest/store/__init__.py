@@ -23,7 +23,15 @@ from ..enums import CancelOutcome, RunStatus
 from ..errors import DatabaseUnavailable
 from ..models import metadata as quest_metadata
 from . import wake
-from ._engine import CHANNEL, Database, Unit, fallback_job_log, load_models, make_engine
+from ._engine import (
+    CHANNEL,
+    Database,
+    Taken,
+    Unit,
+    fallback_job_log,
+    load_models,
+    make_engine,
+)
 from .actions import Actions
 from .cancels import CancelResult, Cancels
 from .gauges import GaugeReader, Gauges
@@ -117,6 +125,8 @@ class Store:
             ) from None
 
     def dispose(self) -> None:
+        if self.db.group is not None:
+            self.db.group.close()
         self.engine.dispose()
 
     # -- units of work -------------------------------------------------------------------------
@@ -239,6 +249,30 @@ class Store:
             limits=limits,
             leases=leases,
             run_id=run_id,
+            owner=owner,
+        )
+
+    def claim_queued_at_commit(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        owner_host: str,
+        owner_pid: int,
+        limits: Mapping[str, Limits] | None = None,
+        leases: Mapping[str, timedelta] | None = None,
+        owner: str | None = None,
+    ) -> Taken:
+        """:meth:`claim_queued`, run as this thread's unit of work commits (at once outside
+        one); the rows are in the :class:`Taken` after the commit. Claims of one owner committed
+        together (a group commit, SQLite) are one statement."""
+        return self._queue.claim_at_commit(
+            now=now,
+            limit=limit,
+            owner_host=owner_host,
+            owner_pid=owner_pid,
+            limits=limits,
+            leases=leases,
             owner=owner,
         )
 
@@ -482,6 +516,7 @@ __all__ = [
     "Gauges",
     "Limits",
     "Store",
+    "Taken",
     "Waiter",
     "load_models",
     "make_engine",

@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,6 +135,10 @@ class Database:
         self.ping = ping
         self._local = threading.local()
         self._prepared: dict[tuple[int, frozenset[str]], _Prepared] = {}
+        self._results: dict[int, list[tuple[str, Callable[[Any], Any] | None]]] = {}
+        # SQLite runs one writing transaction at a time: the units of work that several threads
+        # commit together go in one (group commit).
+        self.group: _Group | None = _Group(self) if self.dialect == "sqlite" else None
 
     # -- units of work -------------------------------------------------------------------------
 
@@ -176,8 +181,15 @@ class Database:
 
     def _commit(self, unit: Unit) -> None:
         kept, unit.kept = unit.kept, []
+        takes, unit.takes = unit.takes, []
+        if self.group is not None and unit.connection is None and (kept or takes):
+            entry = _Entry(kept, takes)
+            if self.group.commit(entry):
+                if entry.pinged:
+                    self._ping()
+                return
         try:
-            pinged = unit.commit(self.writer, kept)
+            pinged = unit.commit(self.writer, kept, takes)
         except (DBAPIError, PendingRollbackError) as exc:
             # PendingRollbackError: the connection died under an earlier statement of the unit
             # (a follow-up claim whose failure was handled); the kept writes still count.
@@ -213,6 +225,33 @@ class Database:
             return write(unit.connection_for(self.writer))
         unit.kept.append(write)
         return None
+
+    def take(
+        self,
+        key: Hashable,
+        count: int,
+        take: Callable[[Connection, int], list[Any]],
+        *,
+        at: Any = None,
+    ) -> Taken:
+        """Take up to *count* items (claimed rows) in this thread's unit of work, after its kept
+        writes, just before it commits; what was taken is in the :class:`Taken` once it has.
+
+        Takes of one *key* that commit together (a group commit) run as one ``take(connection,
+        total)``, the *take* given with the latest *at* (a claim's instant: rows claimed together
+        start at the latest of them, never before an end recorded with them), and the items are
+        dealt out in order. A take that fails, or whose transaction does not commit, takes
+        nothing. Outside a unit of work it runs at once, in a transaction of its own.
+        """
+        taken = Taken()
+        unit = self.current()
+        if unit is None:
+            with self.transaction() as connection:
+                items = take(connection, count)
+            taken.items = items
+            return taken
+        unit.takes.append(_Take(key, count, take, taken, at))
+        return taken
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -293,6 +332,40 @@ class Database:
             ) from exc
         return cursor
 
+    def rows(
+        self, connection: Connection, statement: Any, values: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The rows a hot statement returns (``RETURNING``), as dicts of processed values."""
+        cursor = self.run(connection, statement, values)
+        try:
+            raw = cursor.fetchall()
+            names = [column[0] for column in cursor.description or ()]
+        finally:
+            cursor.close()
+        processors = self._results.get(id(statement))
+        if processors is None:
+            processors = self._results[id(statement)] = self._processors(statement, names)
+        return [
+            {
+                name: value if process is None else process(value)
+                for (name, process), value in zip(processors, row, strict=True)
+            }
+            for row in raw
+        ]
+
+    def _processors(
+        self, statement: Any, names: list[str]
+    ) -> list[tuple[str, Callable[[Any], Any] | None]]:
+        dialect = self.engine.dialect
+        kinds = {
+            column["name"]: column["type"] for column in statement.returning_column_descriptions
+        }
+        found: list[tuple[str, Callable[[Any], Any] | None]] = []
+        for name in names:
+            kind = kinds[name].dialect_impl(dialect)
+            found.append((name, kind.result_processor(dialect, None)))
+        return found
+
     def first(self, connection: Connection, statement: Any, values: Mapping[str, Any]) -> Any:
         cursor = self.run(connection, statement, values)
         try:
@@ -356,13 +429,14 @@ class _Prepared:
 class Unit:
     """The open transaction of one thread's unit of work, and the writes kept for its end."""
 
-    __slots__ = ("about", "connection", "durable", "kept", "replayed")
+    __slots__ = ("about", "connection", "durable", "kept", "replayed", "takes")
 
     def __init__(self, durable: bool, about: dict[str, Any]) -> None:
         self.durable = durable
         self.about = about
         self.connection: Connection | None = None
         self.kept: list[Callable[[Connection], Any]] = []
+        self.takes: list[_Take] = []
         self.replayed = False
         """Whether a commit failed and the kept writes were replayed one by one: what else ran
         on the unit's transaction (a claim) was rolled back."""
@@ -373,20 +447,36 @@ class Unit:
             self.connection.begin()
         return self.connection
 
-    def commit(self, engine: Engine, kept: list[Callable[[Connection], Any]]) -> bool:
-        """Run the kept writes and commit; whether the transaction asked to wake waiters."""
-        if self.connection is None and not kept:
+    def commit(
+        self,
+        engine: Engine,
+        kept: list[Callable[[Connection], Any]],
+        takes: list[_Take] | None = None,
+    ) -> bool:
+        """Run the kept writes, then the takes, and commit; whether the transaction asked to
+        wake waiters. A take that fails takes nothing; the writes still commit."""
+        takes = takes or []
+        if self.connection is None and not kept and not takes:
             return False
         connection = self.connection_for(engine)
         try:
             for write in kept:
                 write(connection)
+            found = []
+            for take in takes:
+                try:
+                    found.append(take.take(connection, take.count))
+                except Exception:
+                    log.warning("a take at commit failed; it takes nothing", exc_info=True)
+                    found.append([])
             pinged = bool(connection.info.pop(PING, False))
             connection.commit()
         except BaseException:
             self.close(commit=False)
             raise
         self.close(commit=True)
+        for take, items in zip(takes, found, strict=True):
+            take.taken.items = items
         return pinged
 
     def close(self, *, commit: bool) -> None:
@@ -399,6 +489,160 @@ class Unit:
             self.connection.info.pop(PING, None)
             self.connection.close()
             self.connection = None
+
+
+class Taken:
+    """What a :meth:`Database.take` took: empty until its transaction has committed."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+
+class _Take:
+    __slots__ = ("at", "count", "key", "take", "taken")
+
+    def __init__(
+        self,
+        key: Hashable,
+        count: int,
+        take: Callable[[Connection, int], list[Any]],
+        taken: Taken,
+        at: Any = None,
+    ) -> None:
+        self.key = key
+        self.count = count
+        self.take = take
+        self.taken = taken
+        self.at = at
+
+
+class _Entry:
+    """One unit of work's part of a group commit."""
+
+    __slots__ = ("kept", "pinged", "state", "takes")
+
+    def __init__(self, kept: list[Callable[[Connection], Any]], takes: list[_Take]) -> None:
+        self.kept = kept
+        self.takes = takes
+        self.state: bool | None = None
+        """``True`` once committed with the group, ``False`` if the group's transaction failed
+        (the unit then commits on its own)."""
+        self.pinged = False
+
+
+class _Group:
+    """Group commit (SQLite): units of work that several threads commit at about the same time
+    are written in one transaction, one write lock and one commit instead of one each.
+
+    The first thread to commit leads: it takes every unit waiting, runs their kept writes, then
+    their takes (the takes of one key as one), and commits; the others wait for it, and whoever
+    arrived meanwhile goes in the next one. Each unit still learns that its writes committed before
+    its thread goes on. If the group's transaction fails, nothing of it is committed and every
+    unit in it commits again on its own, as it would have without the group.
+    """
+
+    LARGEST = 64
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pid = os.getpid()
+        self._ready = threading.Condition(threading.Lock())
+        self._waiting: list[_Entry] = []
+        self._leading = False
+        self._connection: Connection | None = None
+        """The leaders' connection, kept between groups (only a leader uses it)."""
+
+    def commit(self, entry: _Entry) -> bool:
+        """Commit *entry* with whatever else is waiting; ``False`` if that failed."""
+        if os.getpid() != self._pid:
+            self._after_fork()
+        with self._ready:
+            self._waiting.append(entry)
+            while entry.state is None and self._leading:
+                self._ready.wait()
+            if entry.state is not None:
+                return entry.state
+            self._leading = True
+            batch = self._waiting[: self.LARGEST]
+            del self._waiting[: self.LARGEST]
+        try:
+            self._write(batch)
+        finally:
+            with self._ready:
+                self._leading = False
+                self._ready.notify_all()
+        return bool(entry.state)
+
+    def _write(self, batch: list[_Entry]) -> None:
+        results: list[tuple[_Take, list[Any]]] = []
+        try:
+            if self._connection is None:
+                self._connection = self.db.writer.connect()
+            connection = self._connection
+            with connection.begin():
+                for entry in batch:
+                    for write in entry.kept:
+                        write(connection)
+                results = _take_together([t for entry in batch for t in entry.takes], connection)
+                pinged = bool(connection.info.pop(PING, False))
+        except BaseException as exc:
+            for entry in batch:
+                entry.state = False
+            self._drop()
+            if not isinstance(exc, Exception):
+                raise
+            log.debug("a group commit failed; each of its units commits on its own", exc_info=True)
+            return
+        for take, items in results:
+            take.taken.items = items
+        for entry in batch:
+            entry.pinged = pinged
+            entry.state = True
+
+    def _drop(self) -> None:
+        """Let the leaders' connection go after a failure: the next group takes a fresh one."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:
+                log.debug("closing a failed group connection failed", exc_info=True)
+
+    def close(self) -> None:
+        """Give the leaders' connection back to the pool."""
+        with self._ready:
+            if not self._leading:
+                self._drop()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's leader, waiters and connection are not this process's
+        (the connection is left alone, never closed here)."""
+        self._pid = os.getpid()
+        self._ready = threading.Condition(threading.Lock())
+        self._waiting = []
+        self._leading = False
+        self._connection = None
+
+
+def _take_together(takes: list[_Take], connection: Connection) -> list[tuple[_Take, list[Any]]]:
+    """Run *takes*, those of one key as one, and deal out what each took (in order)."""
+    by_key: dict[Hashable, list[_Take]] = {}
+    for take in takes:
+        by_key.setdefault(take.key, []).append(take)
+    dealt: list[tuple[_Take, list[Any]]] = []
+    for same in by_key.values():
+        latest = same[0]
+        for take in same:
+            if take.at is not None and (latest.at is None or take.at > latest.at):
+                latest = take
+        items = latest.take(connection, sum(take.count for take in same))
+        start = 0
+        for take in same:
+            dealt.append((take, items[start : start + take.count]))
+            start += take.count
+    return dealt
 
 
 def upsert_for(dialect: str) -> Any:

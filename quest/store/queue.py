@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ..enums import RunStatus, Trigger
-from ._engine import Database
+from ._engine import Database, Taken
 from .leases import Leases
 from .runs import Runs
 from .secrets import Secrets
@@ -191,6 +191,53 @@ class Queue:
                 extra={"action": "claim_retry"},
             )
             return self._attempt(fresh(), adopt=True)
+
+    def claim_at_commit(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        owner_host: str,
+        owner_pid: int,
+        limits: Mapping[str, Limits] | None = None,
+        leases: Mapping[str, timedelta] | None = None,
+        owner: str | None = None,
+    ) -> Taken:
+        """Claim like :meth:`claim`, in this thread's unit of work as it commits (see
+        :meth:`Database.take`): claims of one owner that commit together run as one statement.
+        The rows are in the returned :class:`Taken` once the unit has committed."""
+        limits = limits or {}
+        leases = leases or {}
+        owner = owner or f"{owner_host}:{owner_pid}"
+
+        def take(connection: Connection, count: int) -> list[dict[str, Any]]:
+            plan = _Claim(
+                now=now,
+                limit=count,
+                owner_host=owner_host,
+                owner_pid=owner_pid,
+                owner=owner,
+                limits=limits,
+                leases=leases,
+                run_id=None,
+            )
+            self._claim(connection, plan, not (limits or leases))
+            return plan.claimed
+
+        if self.db.current() is None:
+            taken = Taken()
+            taken.items = self.claim(
+                now=now,
+                limit=limit,
+                owner_host=owner_host,
+                owner_pid=owner_pid,
+                limits=limits,
+                leases=leases,
+                owner=owner,
+            )
+            return taken
+        key = ("claim", owner_host, owner_pid, owner, _frozen(limits), _frozen(leases))
+        return self.db.take(key, limit, take, at=now)
 
     def _attempt(self, plan: _Claim, *, adopt: bool) -> list[dict[str, Any]]:
         plain = True
@@ -355,10 +402,21 @@ class Queue:
     def _first_page_sqlite(self, connection: Connection, plan: _Claim) -> None:
         """One statement inside ``BEGIN IMMEDIATE``: start the first due unchecked rows."""
         statement = self._statement("sqlite", plan)
-        rows = sorted(
-            (dict(r._mapping) for r in connection.execute(statement, plan.params)),
-            key=lambda row: (row["run_after"], row["created_at"]),
-        )
+        if plan.limits or plan.leases or not self.runs.plain:
+            found = [dict(r._mapping) for r in connection.execute(statement, plan.params)]
+        else:
+            # Through the driver's cursor: this runs at the end of every queued run.
+            found = self.db.rows(
+                connection,
+                statement,
+                {
+                    "_now": plan.now,
+                    "_limit": plan.wanted,
+                    "_host": plan.owner_host,
+                    "_pid": plan.owner_pid,
+                },
+            )
+        rows = sorted(found, key=lambda row: (row["run_after"], row["created_at"]))
         plan.claimed += rows
         self._remember(plan.now, [row["id"] for row in rows])
 
@@ -496,6 +554,10 @@ class Queue:
         found = [dict(r._mapping) for r in rows if r.id not in known][: plan.limit]
         self._remember(plan.now, [row["id"] for row in found])
         return found
+
+
+def _frozen(mapping: Mapping[str, Any]) -> frozenset[tuple[str, Any]]:
+    return frozenset(mapping.items())
 
 
 def _per_key(rule: Limits) -> bool:

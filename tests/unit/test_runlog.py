@@ -44,6 +44,22 @@ def test_only_what_the_run_s_thread_logs_while_captured_is_the_run_s() -> None:
     assert batches[-1]["seen"] == 1
 
 
+def test_a_run_that_logs_nothing_sends_nothing() -> None:
+    batches: list[dict[str, Any]] = []
+    with runlog.capture("run-quiet", batches.append):
+        pass
+    assert batches == [], "no batch, not even a final empty one"
+
+
+def test_a_run_whose_lines_were_sent_still_ends_with_a_final_batch() -> None:
+    batches: list[dict[str, Any]] = []
+    with runlog.capture("run-sent", batches.append) as run:
+        log.info("one line")
+        run.flush()
+    assert [batch["final"] for batch in batches] == [False, True]
+    assert batches[-1]["lines"] == [] and batches[-1]["seen"] == 1
+
+
 def test_a_process_capture_takes_every_thread_s_lines() -> None:
     batches: list[dict[str, Any]] = []
     with runlog.capture("run-2", batches.append, process=True):

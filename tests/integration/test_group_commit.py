@@ -1,0 +1,291 @@
+"""Group commit on SQLite: units of work that threads commit at the same time share one
+transaction, and a queued run's follow-up claim runs as its end commits.
+
+A unit whose kept write blocks holds the group's leadership, so the units committed meanwhile
+wait together and go in the next group: every test below is deterministic.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, event
+from sqlalchemy.exc import OperationalError
+
+from quest import RunStatus, script
+from quest.enums import Trigger
+from quest.scheduler import Serve
+from quest.signals import job_complete, job_error
+from quest.store import Store, Taken, make_engine
+from quest.testing import temporary_quest
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+DEADLINE = 10.0
+
+
+@pytest.fixture
+def statements(tmp_path: Path) -> Iterator[tuple[Store, list[str]]]:
+    """A SQLite store, and every statement its connections run."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'quest.sqlite3'}")
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def trace(sql: str) -> None:
+        with lock:
+            seen.append(" ".join(sql.split()))
+
+    @event.listens_for(engine, "connect")
+    def _traced(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.set_trace_callback(trace)
+
+    store = Store(engine)
+    store.ensure_schema()
+    for n in range(3):
+        store.enqueue_run(
+            {
+                "id": f"run-{n}",
+                "name": "work",
+                "status": RunStatus.queued,
+                "trigger": Trigger.enqueued,
+                "attempt": 1,
+                "max_attempts": 1,
+                "root_id": f"run-{n}",
+                "created_at": NOW - timedelta(seconds=3 - n),
+                "run_after": NOW - timedelta(seconds=3 - n),
+            }
+        )
+    seen.clear()
+    yield store, seen
+    store.dispose()
+
+
+def begins(seen: list[str]) -> int:
+    return sum(1 for sql in seen if sql == "BEGIN IMMEDIATE")
+
+
+def claims(seen: list[str]) -> int:
+    return sum(1 for sql in seen if sql.startswith("UPDATE quest_job_log SET status='running'"))
+
+
+def wait_until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not check():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.005)
+
+
+class Group:
+    """A leader stuck in its commit, and the units committed behind it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.inside = threading.Event()
+        self.release = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.errors: dict[str, BaseException] = {}
+        self.taken: dict[str, Taken] = {}
+        leader = threading.Thread(target=self._lead)
+        leader.start()
+        self.threads.append(leader)
+        assert self.inside.wait(DEADLINE), "the leader never began its commit"
+
+    def _lead(self) -> None:
+        def hold(connection: Connection) -> None:
+            self.inside.set()
+            assert self.release.wait(DEADLINE)
+
+        with self.store.unit():
+            self.store.db.write(hold)
+
+    def end(
+        self,
+        run_id: str,
+        write: Callable[[Connection], None] | None = None,
+        *,
+        now: datetime = NOW,
+    ) -> None:
+        """Commit, behind the leader, the end of *run_id* and the claim of a next run."""
+
+        def unit() -> None:
+            try:
+                with self.store.unit():
+                    self.store.update_run(run_id, {"status": RunStatus.succeeded})
+                    if write is not None:
+                        self.store.db.write(write)
+                    self.taken[run_id] = self.store.claim_queued_at_commit(
+                        now=now, limit=1, owner_host="h1", owner_pid=7
+                    )
+            except BaseException as exc:
+                self.errors[run_id] = exc
+
+        waiting = len(self.waiting)
+        thread = threading.Thread(target=unit)
+        thread.start()
+        self.threads.append(thread)
+        wait_until(lambda: len(self.waiting) == waiting + 1, f"{run_id} waits for the leader")
+
+    @property
+    def waiting(self) -> list[Any]:
+        group = self.store.db.group
+        assert group is not None
+        return group._waiting
+
+    def finish(self) -> None:
+        self.release.set()
+        for thread in self.threads:
+            thread.join(DEADLINE)
+            assert not thread.is_alive()
+
+
+def test_units_committed_while_a_group_commits_share_the_next(
+    statements: tuple[Store, list[str]],
+) -> None:
+    store, seen = statements
+    [first, second] = store.claim_queued(now=NOW, limit=2, owner_host="h1", owner_pid=7)
+    seen.clear()
+    group = Group(store)
+    group.end(first["id"])
+    group.end(second["id"])
+    group.finish()
+
+    assert group.errors == {}
+    assert begins(seen) == 2, "the leader's group, then one for both ends"
+    assert claims(seen) == 1, "both follow-up claims in one statement"
+    assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+    assert store.get_run(second["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+    assert [row["id"] for row in group.taken[first["id"]].items] == ["run-2"]
+    assert group.taken[second["id"]].items == [], "one run left: dealt to the first to end"
+    assert store.get_run("run-2")["status"] is RunStatus.running  # type: ignore[index]
+
+
+def test_runs_claimed_together_start_at_the_latest_claim_s_instant(
+    statements: tuple[Store, list[str]],
+) -> None:
+    store, _ = statements
+    [first, second] = store.claim_queued(now=NOW, limit=2, owner_host="h1", owner_pid=7)
+    later = NOW + timedelta(seconds=1)
+    group = Group(store)
+    group.end(first["id"], now=NOW)
+    group.end(second["id"], now=later)
+    group.finish()
+
+    [row] = group.taken[first["id"]].items
+    assert row["started_at"] == later, "never before an end recorded in the same transaction"
+    assert store.get_run(row["id"])["started_at"] == later  # type: ignore[index]
+
+
+def test_a_group_whose_transaction_fails_commits_each_unit_on_its_own(
+    statements: tuple[Store, list[str]],
+) -> None:
+    store, seen = statements
+    [first, second] = store.claim_queued(now=NOW, limit=2, owner_host="h1", owner_pid=7)
+    failures = [OperationalError("UPDATE", {}, Exception("disk I/O error"))]
+    written: list[str] = []
+
+    def flaky(connection: Connection) -> None:
+        written.append("attempt")
+        if failures:
+            raise failures.pop()
+
+    seen.clear()
+    group = Group(store)
+    group.end(first["id"], flaky)
+    group.end(second["id"])
+    group.finish()
+
+    assert group.errors == {}
+    assert written == ["attempt", "attempt"], "the failed group, then its unit alone"
+    assert begins(seen) == 4, "the leader, the failed group, then each unit alone"
+    for row in (first, second):
+        assert store.get_run(row["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+    taken = [row["id"] for t in group.taken.values() for row in t.items]
+    assert taken == ["run-2"], "the next run claimed once, by one of the ends"
+    assert store.get_run("run-2")["status"] is RunStatus.running  # type: ignore[index]
+
+
+def test_a_unit_whose_write_is_refused_fails_alone(statements: tuple[Store, list[str]]) -> None:
+    store, _ = statements
+    [first, second] = store.claim_queued(now=NOW, limit=2, owner_host="h1", owner_pid=7)
+
+    def broken(connection: Connection) -> None:
+        raise ValueError("not a write")
+
+    group = Group(store)
+    group.end(first["id"], broken)
+    group.end(second["id"])
+    group.finish()
+
+    assert isinstance(group.errors.pop(first["id"]), ValueError), "raised in its own thread"
+    assert group.errors == {}
+    assert store.get_run(first["id"])["status"] is RunStatus.running  # type: ignore[index]
+    assert store.get_run(second["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+    assert [row["id"] for row in group.taken[second["id"]].items] == ["run-2"]
+    assert group.taken[first["id"]].items == [], "the refused unit took nothing"
+
+
+def test_a_take_outside_a_unit_of_work_runs_at_once(statements: tuple[Store, list[str]]) -> None:
+    store, _ = statements
+    taken = store.claim_queued_at_commit(now=NOW, limit=2, owner_host="h1", owner_pid=7)
+    assert [row["id"] for row in taken.items] == ["run-0", "run-1"]
+    assert all(row["status"] is RunStatus.running for row in taken.items)
+
+
+def test_a_take_that_fails_takes_nothing_and_the_unit_still_commits(
+    statements: tuple[Store, list[str]],
+) -> None:
+    store, _ = statements
+
+    def refused(connection: Connection, count: int) -> list[Any]:
+        raise OperationalError("UPDATE", {}, Exception("database is locked"))
+
+    store.db.group = None  # the unit's own commit
+    with store.unit():
+        store.update_run("run-0", {"status": RunStatus.discarded})
+        taken = store.db.take("claim", 1, refused)
+    assert taken.items == []
+    assert store.get_run("run-0")["status"] is RunStatus.discarded  # type: ignore[index]
+
+
+# -- a serve draining its queue ------------------------------------------------------------------
+
+
+@script
+def tally(inputs: Any, ctx: Any) -> str:
+    return ctx.run_id
+
+
+def test_a_drain_ends_each_run_once_and_receivers_find_its_row_finished(
+    tmp_path: Path, database_url: str
+) -> None:
+    with temporary_quest(tmp_path, scripts=[tally], database_url=database_url) as app:
+        ids = [app.enqueue("tally") for _ in range(40)]
+        heard: list[tuple[str, Any]] = []
+        lock = threading.Lock()
+
+        def receiver(sender: object, event: Any) -> None:
+            row = app.store.get_run(event.run_id)
+            with lock:
+                heard.append((event.run_id, row["status"] if row else None))
+
+        job_complete.connect(receiver)
+        job_error.connect(receiver)
+        try:
+            serve = Serve(app, concurrency=4)
+            serve.start()
+            serve.drain()
+            wait_until(lambda: len(heard) >= len(ids), "every run ends")
+            serve.join(DEADLINE)
+        finally:
+            job_complete.disconnect(receiver)
+            job_error.disconnect(receiver)
+        assert sorted(run_id for run_id, _ in heard) == sorted(ids), "one end signal per run"
+        assert {status for _, status in heard} == {RunStatus.succeeded}, "finished before"
+        assert app.store.count_runs("tally", RunStatus.succeeded) == len(ids)
+        for row in app.store.history("tally", limit=None):
+            assert row["result"] == row["id"]
