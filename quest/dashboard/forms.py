@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from ..inputs import Input
 
 MAX_FIELD = 100_000
+NUL = "\x00"
+_NUL_ERROR = "It holds a NUL character, which no input takes."
 
 
 @dataclass
@@ -137,13 +139,20 @@ def parse_run_now(script: Script, form: dict[str, list[str]]) -> RunNowForm:
     result = RunNowForm.blank(script)
     result.delay = (form.get("delay") or [""])[0].strip()[:100]
     result.key = (form.get("key") or [""])[0].strip()
-    if len(result.key) > 200:
-        result.delay_error = None
+    if NUL in result.delay:
+        result.delay, result.delay_error = "", _NUL_ERROR
+    if NUL in result.key:
+        result.key, result.error = "", "The key holds a NUL character, which no key can."
+    elif len(result.key) > 200:
         result.error = "A key is at most 200 characters."
     for item in result.fields:
         text = (form.get(f"input.{item.key}") or [""])[0]
         if len(text) > MAX_FIELD:
             item.error = f"At most {MAX_FIELD:,} characters."
+            continue
+        if NUL in text:
+            # No command line can pass one, and no database column of text stores one.
+            item.error = _NUL_ERROR
             continue
         item.text = "" if item.spec.sensitive else text
         if text == "":
