@@ -63,12 +63,17 @@ def test_latest_outcomes_and_last_runs_agree_with_the_store(quest: Quest) -> Non
     assert {name: o.status for name, o in outcomes.items()} == {
         name: row["status"] for name, row in expected.items()
     }
-    assert outcomes["cleanup"] == (RunStatus.failed, NOW - 5 * hour)
-    assert outcomes["report"] == (RunStatus.skipped, NOW - 9 * hour)
-    assert outcomes["sync-api"] == (RunStatus.cancelled, None)
+    # (status of the latest finished run, latest success created, latest finished created)
+    assert outcomes["cleanup"] == (RunStatus.failed, NOW - 5 * hour, NOW - 3 * hour)
+    assert outcomes["report"] == (RunStatus.skipped, NOW - 9 * hour, NOW - 7 * hour)
+    assert outcomes["sync-api"] == (RunStatus.cancelled, None, NOW - 2 * hour)
     assert queries.latest_outcomes(quest, []) == {} and queries.last_runs(quest, []) == {}
     failing = queries.failing_scripts(quest)
     assert [item["name"] for item in failing] == ["cleanup"]
+    add(quest, "report", RunStatus.failed, NOW - 2 * hour)
+    # The most recent failure first; a limit reads only the first ones whole.
+    assert [item["name"] for item in queries.failing_scripts(quest)] == ["report", "cleanup"]
+    assert [item["name"] for item in queries.failing_scripts(quest, limit=1)] == ["report"]
 
 
 def test_the_day_is_counted_as_a_count_of_its_rows_would(quest: Quest) -> None:
