@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from quest.app import Quest
     from quest.definition import Script
+    from quest.inputs import Input
     from quest.schedule import Schedule
 
 
@@ -158,3 +159,31 @@ def portable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     return value
+
+
+def input_facts(spec: Input) -> list[str]:
+    """What the help of an input says beside its description: type, required or default (a
+    sensitive one's as ``***``), bounds, pattern, sensitive. The command line's ``--help`` and
+    the dashboard's Run-now form show the same."""
+    import json
+
+    from quest.inputs import MISSING
+
+    facts = [spec.type_name]
+    if spec.is_required:
+        facts.append("required")
+    elif spec.default is not MISSING:
+        try:
+            shown = "***" if spec.sensitive else json.dumps(spec.default, default=str)
+        except ValueError:
+            shown = repr(spec.default)
+        facts.append(f"default: {shown[:200]}")
+    if spec.min is not None:
+        facts.append(f"min {spec.min:g}")
+    if spec.max is not None:
+        facts.append(f"max {spec.max:g}")
+    if spec.pattern:
+        facts.append(f"pattern {spec.pattern}")
+    if spec.sensitive:
+        facts.append("sensitive")
+    return facts

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -76,23 +75,11 @@ def _param_type(spec: Input) -> Any:
 
 
 def _help(spec: Input) -> str:
-    from quest.inputs import MISSING
+
+    from quest.describe import input_facts
 
     parts = [spec.description.rstrip(".") + "." if spec.description else ""]
-    facts = [spec.type_name]
-    if spec.is_required:
-        facts.append("required")
-    elif spec.default is not MISSING:
-        shown = "***" if spec.sensitive else json.dumps(spec.default, default=str)
-        facts.append(f"default: {shown}")
-    if spec.min is not None:
-        facts.append(f"min {spec.min:g}")
-    if spec.max is not None:
-        facts.append(f"max {spec.max:g}")
-    if spec.pattern:
-        facts.append(f"pattern {spec.pattern}")
-    if spec.sensitive:
-        facts.append("sensitive")
+    facts = input_facts(spec)
     parts.append(f"[{'; '.join(facts)}]")
     return " ".join(p for p in parts if p)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..describe import input_facts
 from ..inputs import MISSING, describe_value, parse_text
 
 if TYPE_CHECKING:
@@ -36,20 +37,9 @@ class Field:
 
     @property
     def hint(self) -> str:
-        spec = self.spec
-        facts = [spec.type_name]
-        if spec.is_required:
-            facts.append("required")
-        elif spec.default is not MISSING:
-            facts.append("default: ***" if spec.sensitive else f"default: {_shown(spec.default)}")
-        if spec.min is not None:
-            facts.append(f"min {spec.min:g}")
-        if spec.max is not None:
-            facts.append(f"max {spec.max:g}")
-        if spec.pattern:
-            facts.append(f"pattern {spec.pattern}")
-        if spec.sensitive:
-            facts.append("sensitive: never stored in the JobLog")
+        facts = input_facts(self.spec)
+        if self.spec.sensitive:
+            facts[-1] = "sensitive: never stored in the JobLog"
         return "; ".join(facts)
 
 
@@ -117,13 +107,6 @@ def _default_text(spec: Input) -> str:
     if isinstance(value, date | datetime):
         return value.isoformat()
     return str(value)
-
-
-def _shown(value: Any) -> str:
-    try:
-        return json.dumps(value, default=str)[:200]
-    except ValueError:
-        return repr(value)[:200]
 
 
 def _sentence(message: str) -> str:
