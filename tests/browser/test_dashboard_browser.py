@@ -215,12 +215,14 @@ def test_live_updates_wait_while_runs_are_ticked_for_a_bulk_action(demo: Demo, p
 SCREENSHOTS = os.environ.get("QUEST_SCREENSHOTS")
 
 
-@pytest.mark.skipif(not SCREENSHOTS, reason="set QUEST_SCREENSHOTS=docs/dashboard to write them")
-def test_screenshots_for_the_docs(demo: Demo, page: Page) -> None:
-    """PNGs of every page, for docs/dashboard.md (run last: it uses the runs of the tests
-    above, and leaves a run of counting going for the run page)."""
-    assert SCREENSHOTS
-    folder = ROOT / SCREENSHOTS if not Path(SCREENSHOTS).is_absolute() else Path(SCREENSHOTS)
+def test_screenshots_for_the_docs(demo: Demo, page: Page, tmp_path: Path) -> None:
+    """PNGs of every page: into QUEST_SCREENSHOTS (docs/dashboard for docs/dashboard.md) when it
+    is set, else into a temporary folder (run last: it uses the runs of the tests above, and
+    leaves a run of counting going for the run page)."""
+    if SCREENSHOTS:
+        folder = ROOT / SCREENSHOTS if not Path(SCREENSHOTS).is_absolute() else Path(SCREENSHOTS)
+    else:
+        folder = tmp_path / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
 
     def shoot(name: str) -> None:
@@ -270,3 +272,6 @@ def test_screenshots_for_the_docs(demo: Demo, page: Page) -> None:
     ):
         page.goto(path)
         shoot(name)
+    for name in ("script", "overview", "run", "scripts", "runs", "queue", "nodes"):
+        shot = (folder / f"{name}.png").read_bytes()
+        assert shot.startswith(b"\x89PNG\r\n\x1a\n") and len(shot) > 10_000, name
