@@ -54,6 +54,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from . import _projects
+from .cases.history import COLUMNS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -65,30 +66,6 @@ GENERATOR = "5"
 TARGET_MS = 150.0
 DAY = 86_400.0
 JOB_LOG = "quest_job_log"
-COLUMNS = (
-    "id",
-    "name",
-    "status",
-    "trigger",
-    "attempt",
-    "max_attempts",
-    "root_id",
-    "key",
-    "inputs",
-    "scheduled_for",
-    "created_at",
-    "run_after",
-    "started_at",
-    "finished_at",
-    "heartbeat_at",
-    "duration_ms",
-    "result",
-    "error",
-    "traceback",
-    "reason",
-    "owner_host",
-    "owner_pid",
-)
 HOSTS = ("worker-a", "worker-b", "worker-c", "worker-d")
 REGIONS = ("eu-west", "eu-central", "us-east", "us-west", "ap-south")
 ERRORS = (

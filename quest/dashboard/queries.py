@@ -209,15 +209,9 @@ def _scheduled(app: Quest) -> Iterable[tuple[str, Script]]:
 
 def period_of(app: Quest, script: Script, now: datetime) -> timedelta | None:
     """How often *script* fires: its interval, or the gap between its next two fire times."""
-    from ..describe import next_fires
-
-    block = script.quest
-    if block is None:
+    if script.quest is None:
         return None
-    if block.interval is not None:
-        return block.interval
-    fires = next_fires(app, script, now, 2)
-    return fires[1] - fires[0] if len(fires) == 2 else None
+    return _period_until(app, script, now)[0]
 
 
 @dataclass
@@ -318,7 +312,7 @@ def late_scripts(
             continue
         if last is None or now - last > 2 * period:
             late.append({"name": name, "last_success": last, "period": period})
-    late.sort(key=lambda item: item["last_success"] or datetime.min.replace(tzinfo=UTC))
+    late.sort(key=lambda item: item["last_success"] or _EPOCH)
     return late
 
 
