@@ -8,7 +8,7 @@ script state, pending secrets, nodes and cancel requests are quest's own Core ta
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -176,6 +176,22 @@ script_state = Table(
     Column("paused", Boolean, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Each script's latest finished run, kept by a trigger on the JobLog (migration q0006): its
+# status, id and created_at, and when its latest success was created. Exact on SQLite; on
+# PostgreSQL the two instants may lag the JobLog by up to OUTCOME_LAG while the outcome stays.
+outcomes = Table(
+    "quest_outcomes",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("status", status_enum(RunStatus), nullable=False),
+    Column("run_id", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("succeeded_at", UTCDateTime),
+)
+OUTCOME_LAG = {"postgresql": timedelta(seconds=10)}
+"""How far behind the JobLog the instants of :data:`outcomes` may be, per dialect (none on the
+others)."""
 
 # Sensitive inputs of a queued run chain, kept only until it ends.
 pending_secrets = Table(

@@ -32,13 +32,13 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    type_coerce,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..enums import RunStatus, Trigger
 from ..models import FINISHED_WHERE
+from ..store import Outcome
 
 if TYPE_CHECKING:
     from ..app import Quest
@@ -98,7 +98,7 @@ def overview(app: Quest, now: datetime) -> Overview:
     rate = succeeded / (succeeded + failed) if succeeded + failed else None
     running = store.running_runs()[:50]
     gauges = store.gauges(())
-    latest = latest_outcomes(app, app.registry.scripts)
+    latest = latest_outcomes(app)
     periods = _periods_of(app, now)
     last_success = _last_success(app, now, latest, gauges.paused, periods)
     late = late_scripts(app, now, last_success, gauges.paused, periods, latest)
@@ -355,7 +355,7 @@ def failing_scripts(
     """Scripts whose latest finished run failed, timed out, was abandoned or interrupted, the
     most recent failure first; the first *limit* of them when given."""
     if latest is None:
-        latest = latest_outcomes(app, app.registry.scripts)
+        latest = latest_outcomes(app)
     names = [name for name, outcome in latest.items() if outcome.status in FAILED]
     names.sort(key=lambda name: latest[name].latest_at or _EPOCH, reverse=True)
     last = last_runs(app, names[:limit] if limit is not None else names)
@@ -370,18 +370,6 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 # -- the latest runs of many scripts ---------------------------------------------------------------
-
-
-_STATUSES = {status.value: status for status in RunStatus}
-
-
-class Outcome(NamedTuple):
-    """How a script's latest finished run ended, and when its latest success was created."""
-
-    status: RunStatus
-    succeeded_at: datetime | None
-    latest_at: datetime | None = None
-    """When that latest finished run was created."""
 
 
 def _names(dialect: str, names: Sequence[str]) -> dict[str, Any]:
@@ -400,10 +388,8 @@ def _lookup(runs: Table, dialect: str, kind: str) -> Select[Any]:
     :func:`_names`), what one of its latest runs says: one statement for any number of scripts,
     each walking the partial index of finished runs backwards from its newest entry.
 
-    ``outcomes``: name, ``status|created_at`` of its latest finished run (the instant as
-    ``YYYY-MM-DD HH:MM:SS.ffffff`` UTC); ``success_starts``: name, its latest success's
-    created_at; both from the index alone. ``success_ends``: name, the latest success's finished_at.
-    ``rows``: the latest finished run of each, whole.
+    ``success_ends``: name, the latest success's finished_at; ``rows``: the latest finished run
+    of each, whole.
     """
     kept = _lookups.setdefault(runs, {})
     statement = kept.get((dialect, kind))
@@ -417,7 +403,7 @@ def _lookup(runs: Table, dialect: str, kind: str) -> Select[Any]:
         wanted = wanted.alias("wanted")
     walked = runs.alias("walked")
 
-    def newest(column: str | Any, succeeded: bool = False) -> Any:
+    def newest(column: str, succeeded: bool = False) -> Any:
         # The text of the partial index's condition, repeated, is what lets SQLite use it; the
         # success is tested through coalesce() so that no index on the status applies instead.
         condition: list[Any] = [walked.c.name == wanted.c.value, text(FINISHED_WHERE)]
@@ -425,7 +411,7 @@ def _lookup(runs: Table, dialect: str, kind: str) -> Select[Any]:
             status = func.coalesce(walked.c.status, RunStatus.succeeded)
             condition.append(status == RunStatus.succeeded)
         return (
-            select(walked.c[column] if isinstance(column, str) else column)
+            select(walked.c[column])
             .where(*condition)
             .order_by(walked.c.created_at.desc())
             .limit(1)
@@ -433,22 +419,7 @@ def _lookup(runs: Table, dialect: str, kind: str) -> Select[Any]:
             .scalar_subquery()
         )
 
-    if kind == "outcomes":
-        # Status and created_at of one index entry in one value: one walk per script.
-        instant: Any
-        if dialect == "postgresql":
-            instant = func.to_char(
-                func.timezone("UTC", walked.c.created_at), "YYYY-MM-DD HH24:MI:SS.US"
-            )
-        else:  # SQLite keeps the instant as that text already
-            instant = type_coerce(walked.c.created_at, String)
-        both = type_coerce(walked.c.status, String).concat("|").concat(instant)
-        statement = select(wanted.c.value.label("name"), newest(both).label("latest"))
-    elif kind == "success_starts":
-        statement = select(
-            wanted.c.value.label("name"), newest("created_at", succeeded=True).label("started")
-        )
-    elif kind == "success_ends":
+    if kind == "success_ends":
         statement = select(
             wanted.c.value.label("name"), newest("finished_at", succeeded=True).label("finished")
         )
@@ -458,36 +429,12 @@ def _lookup(runs: Table, dialect: str, kind: str) -> Select[Any]:
     return statement
 
 
-def latest_outcomes(app: Quest, names: Iterable[str]) -> dict[str, Outcome]:
-    """Of each of *names* that has finished a run: :class:`Outcome`, a few index entries read
-    for each."""
-    store = app.store
-    wanted = list(dict.fromkeys(names))
-    if not wanted:
-        return {}
-    found: dict[str, Outcome] = {}
-    others: list[str] = []
-    dialect = store.dialect
-    with store.db.reading() as connection:
-        outcomes = connection.execute(
-            _lookup(store.runs, dialect, "outcomes"), _names(dialect, wanted)
-        )
-        for name, latest in outcomes:
-            if latest is None:
-                continue
-            status, _, instant = latest.partition("|")
-            created = datetime.fromisoformat(instant).replace(tzinfo=UTC)
-            if status == RunStatus.succeeded:
-                found[name] = Outcome(RunStatus.succeeded, created, created)
-            else:
-                found[name] = Outcome(_STATUSES[status], None, created)
-                others.append(name)
-        if others:
-            starts = _lookup(store.runs, dialect, "success_starts")
-            for name, started in connection.execute(starts, _names(dialect, others)):
-                if started is not None:
-                    found[name] = found[name]._replace(succeeded_at=started)
-    return found
+def latest_outcomes(app: Quest, names: Iterable[str] | None = None) -> dict[str, Outcome]:
+    """Of each of *names* (every registered script when ``None``) that has finished a run: its
+    :class:`~quest.store.Outcome`, one row per script as the database keeps it."""
+    kept = app.store.outcomes()
+    wanted = app.registry.scripts if names is None else dict.fromkeys(names)
+    return {name: outcome for name, outcome in kept.items() if name in wanted}
 
 
 def last_runs(app: Quest, names: Iterable[str]) -> dict[str, dict[str, Any]]:

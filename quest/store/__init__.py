@@ -38,6 +38,7 @@ from .gauges import GaugeReader, Gauges
 from .leases import Leases
 from .logs import Logs
 from .nodes import Nodes, node_state
+from .outcomes import Outcome, Outcomes
 from .pauses import Pauses
 from .progress import Progress
 from .queue import Limits, Queue
@@ -81,6 +82,7 @@ class Store:
         self._progress = Progress(self.db, self.runs)
         self._gauges = GaugeReader(self.db, self.runs)
         self._actions = Actions(self.db, self.runs, self._secrets)
+        self._outcomes = Outcomes(self.db)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -191,6 +193,16 @@ class Store:
     def last_runs(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The latest finished run of each script in *names*."""
         return self._runs.last(names)
+
+    def outcomes(self, statuses: Iterable[RunStatus] = ()) -> dict[str, Outcome]:
+        """Each script's latest finished run as the database keeps it (every script that ever
+        finished one), or only those that ended in one of *statuses*."""
+        return self._outcomes.read(statuses)
+
+    @property
+    def outcome_lag(self) -> timedelta:
+        """How far behind the JobLog the instants of :meth:`outcomes` may be on this database."""
+        return self._outcomes.lag
 
     def count_runs(self, name: str | None = None, status: RunStatus | None = None) -> int:
         return self._runs.count(name, status)
@@ -515,6 +527,7 @@ __all__ = [
     "CancelResult",
     "Gauges",
     "Limits",
+    "Outcome",
     "Store",
     "Taken",
     "Waiter",

@@ -1,0 +1,208 @@
+"""Each script's latest outcome, kept by the JobLog's trigger: whatever order runs are written and
+end in, it says what the JobLog says (exactly on SQLite; on PostgreSQL the outcome exactly and
+its instants at most ``Store.outcome_lag`` behind), and an upgrade fills it from the runs there."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import insert, text, update
+
+from quest.enums import RunStatus, Trigger
+from quest.migrate import config
+from quest.store import Store, make_engine
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+FINISHED = [status for status in RunStatus if status.finished]
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    instance = Store(make_engine(database_url))
+    instance.ensure_schema()
+    yield instance
+    instance.dispose()
+
+
+def row(name: str, status: RunStatus, at: datetime) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex
+    return {
+        "id": run_id,
+        "name": name,
+        "status": status,
+        "trigger": Trigger.enqueued,
+        "attempt": 1,
+        "max_attempts": 1,
+        "root_id": run_id,
+        "created_at": at,
+        "finished_at": at if status.finished else None,
+    }
+
+
+def write(store: Store, values: dict[str, Any]) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(insert(store.runs), [values])
+
+
+def end(store: Store, run_id: str, status: RunStatus) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(
+            update(store.runs).where(store.runs.c.id == run_id).values(status=status)
+        )
+
+
+def truth(rows: list[dict[str, Any]]) -> dict[str, tuple[RunStatus, datetime, datetime | None]]:
+    """Per script: the latest finished run's status and created_at, the latest success's."""
+    found: dict[str, tuple[RunStatus, datetime, datetime | None]] = {}
+    for name in {r["name"] for r in rows}:
+        done = [r for r in rows if r["name"] == name and r["status"].finished]
+        if not done:
+            continue
+        latest = max(done, key=lambda r: r["created_at"])
+        successes = [r["created_at"] for r in done if r["status"] is RunStatus.succeeded]
+        found[name] = (latest["status"], latest["created_at"], max(successes, default=None))
+    return found
+
+
+def agrees(store: Store, rows: list[dict[str, Any]]) -> None:
+    kept = store.outcomes()
+    expected = truth(rows)
+    assert set(kept) == set(expected)
+    lag = store.outcome_lag
+    for name, (status, latest_at, succeeded_at) in expected.items():
+        outcome = kept[name]
+        assert outcome.status is status, name
+        assert latest_at - lag <= outcome.latest_at <= latest_at, name
+        if succeeded_at is None:
+            assert outcome.succeeded_at is None, name
+        else:
+            assert outcome.succeeded_at is not None, name
+            assert succeeded_at - lag <= outcome.succeeded_at <= succeeded_at, name
+        if not lag:
+            assert outcome.latest_at == latest_at
+            run = next(r for r in rows if r["name"] == name and r["created_at"] == latest_at)
+            assert outcome.run_id == run["id"]
+
+
+def test_the_latest_finished_run_by_creation_is_the_outcome(store: Store) -> None:
+    minute = timedelta(minutes=1)
+    rows = [
+        row("cleanup", RunStatus.succeeded, NOW - 50 * minute),
+        row("cleanup", RunStatus.running, NOW - 40 * minute),
+        row("cleanup", RunStatus.queued, NOW - 30 * minute),
+        row("report", RunStatus.failed, NOW - 20 * minute),
+        row("ingest", RunStatus.queued, NOW),
+    ]
+    for values in rows:
+        write(store, values)
+    agrees(store, rows)
+    assert "ingest" not in store.outcomes()
+    # The running run ends after a newer one failed: the newer one still decides.
+    newer = row("cleanup", RunStatus.failed, NOW - 35 * minute)
+    write(store, newer)
+    rows.append(newer)
+    end(store, rows[1]["id"], RunStatus.succeeded)
+    rows[1]["status"] = RunStatus.succeeded
+    agrees(store, rows)
+    assert store.outcomes()["cleanup"].status is RunStatus.failed
+    assert store.outcomes()["cleanup"].succeeded_at == NOW - 40 * minute
+    # The queued one is claimed and times out: it is the newest, it decides.
+    end(store, rows[2]["id"], RunStatus.running)
+    end(store, rows[2]["id"], RunStatus.timed_out)
+    rows[2]["status"] = RunStatus.timed_out
+    agrees(store, rows)
+    assert set(store.outcomes([RunStatus.timed_out, RunStatus.failed])) == {"cleanup", "report"}
+    assert set(store.outcomes([RunStatus.succeeded])) == set()
+
+
+def test_an_outcome_outlives_the_rows_pruned_under_it(store: Store) -> None:
+    old = row("cleanup", RunStatus.failed, NOW - timedelta(days=90))
+    write(store, old)
+    store.prune_runs("cleanup", [RunStatus.failed], older_than=NOW - timedelta(days=30), keep=None)
+    assert store.get_run(old["id"]) is None
+    assert store.outcomes()["cleanup"].status is RunStatus.failed
+
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),
+        st.integers(min_value=0, max_value=600),  # created, seconds after NOW: ties are rare
+        st.sampled_from(FINISHED),
+        st.booleans(),  # written queued and ended later, or written finished
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(plan=steps, data=st.data())
+def test_any_order_of_writes_and_ends_keeps_the_outcome(
+    store: Store, plan: list[tuple[str, int, RunStatus, bool]], data: st.DataObject
+) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(store.runs.delete())
+        connection.execute(text("DELETE FROM quest_outcomes"))
+    rows: list[dict[str, Any]] = []
+    seen: set[datetime] = set()
+    later: list[tuple[dict[str, Any], RunStatus]] = []
+    for name, offset, status, deferred in plan:
+        at = NOW + timedelta(seconds=offset, microseconds=len(rows))
+        if at in seen:
+            continue
+        seen.add(at)
+        values = row(name, RunStatus.running if deferred else status, at)
+        write(store, values)
+        rows.append(values)
+        if deferred:
+            later.append((values, status))
+    for values, status in data.draw(st.permutations(later)):
+        end(store, values["id"], status)
+        values["status"] = status
+    agrees(store, rows)
+
+
+def test_an_upgrade_fills_the_outcomes_from_the_runs_there(database_url: str) -> None:
+    from alembic import command
+
+    store = Store(make_engine(database_url))
+    try:
+        with store.writer.begin() as connection:
+            command.upgrade(config(store, None, connection), "q0005")
+        rows = [
+            row("cleanup", RunStatus.succeeded, NOW - timedelta(hours=3)),
+            row("cleanup", RunStatus.failed, NOW - timedelta(hours=2)),
+            row("cleanup", RunStatus.running, NOW - timedelta(hours=1)),
+            row("report", RunStatus.skipped, NOW - timedelta(hours=5)),
+            row("report", RunStatus.succeeded, NOW - timedelta(hours=6)),
+            row("ingest", RunStatus.queued, NOW),
+        ]
+        for values in rows:
+            write(store, values)
+        store.ensure_schema()
+        kept = store.outcomes()
+        assert {name: o.status for name, o in kept.items()} == {
+            "cleanup": RunStatus.failed,
+            "report": RunStatus.skipped,
+        }
+        assert kept["cleanup"].succeeded_at == NOW - timedelta(hours=3)
+        assert kept["report"].succeeded_at == NOW - timedelta(hours=6)
+        assert kept["report"].latest_at == NOW - timedelta(hours=5)
+        assert kept["cleanup"].run_id == rows[1]["id"]
+        # The trigger is in place: the running run ends and is the outcome.
+        end(store, rows[2]["id"], RunStatus.succeeded)
+        assert store.outcomes()["cleanup"].status is RunStatus.succeeded
+        # And the downgrade takes it all away again.
+        with store.writer.begin() as connection:
+            command.downgrade(config(store, None, connection), "q0005")
+        end(store, rows[0]["id"], RunStatus.failed)
+    finally:
+        store.dispose()
