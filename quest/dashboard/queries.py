@@ -14,7 +14,7 @@ import json
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -98,12 +98,9 @@ def overview(app: Quest, now: datetime) -> Overview:
     rate = succeeded / (succeeded + failed) if succeeded + failed else None
     running = store.running_runs()[:50]
     gauges = store.gauges(())
-    latest = latest_outcomes(app)
-    periods = _periods_of(app, now)
-    last_success = _last_success(app, now, latest, gauges.paused, periods)
-    late = late_scripts(app, now, last_success, gauges.paused, periods, latest)
-    failing = failing_scripts(app, latest, limit=OVERVIEW_LIST)
-    failing_count = sum(1 for outcome in latest.values() if outcome.status in FAILED)
+    failing_now = latest_outcomes(app, statuses=FAILED)
+    late = late_scripts(app, now, gauges.paused)
+    failing = failing_scripts(app, failing_now, limit=OVERVIEW_LIST)
     ttl = timedelta(seconds=app.settings.lease_ttl)
     alive = sum(
         1
@@ -119,7 +116,7 @@ def overview(app: Quest, now: datetime) -> Overview:
         running=running,
         late=late,
         failing=failing,
-        failing_count=failing_count,
+        failing_count=len(failing_now),
         queued=sum(gauges.queued.values()),
         nodes_alive=alive,
         actions=store.recent_actions(10),
@@ -287,77 +284,55 @@ def _periods_of(app: Quest, now: datetime) -> list[tuple[str, timedelta]]:
 def late_scripts(
     app: Quest,
     now: datetime,
-    last_success: dict[str, datetime],
     paused: set[str],
     periods: list[tuple[str, timedelta]] | None = None,
-    finished: Container[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Scheduled, active scripts with no success for twice their period (or ever, when they
-    have been declared for that long: a script never run is late only if it has failed).
+    have finished a run: a script never run is not late), the longest without first.
 
-    *periods* is :func:`_periods_of`'s answer and *finished* holds (at least) the scripts that
-    finished a run, when the caller has them already.
+    The database names the scripts whose latest success was created before twice their period
+    ago (one statement for all of them); the ends of those successes are then read, the few
+    that can be late.
     """
     if periods is None:
         periods = _periods_of(app, now)
-    if finished is None:
-        never = [name for name, _ in periods if name not in paused and name not in last_success]
-        finished = latest_outcomes(app, never)
-    late = []
+    cuts: dict[timedelta, datetime] = {}
+    wanted = {}
     for name, period in periods:
-        if name in paused:
-            continue
-        last = last_success.get(name)
-        if last is None and name not in finished:
-            continue
-        if last is None or now - last > 2 * period:
-            late.append({"name": name, "last_success": last, "period": period})
-    late.sort(key=lambda item: item["last_success"] or _EPOCH)
+        if name not in paused:
+            cut = cuts.get(period)
+            if cut is None:
+                cut = cuts[period] = now - 2 * period
+            wanted[name] = cut
+    store = app.store
+    unsucceeded = store.unsucceeded_since(wanted)
+    ends: dict[str, datetime] = {}
+    succeeded = [name for name, at in unsucceeded.items() if at is not None]
+    if succeeded:
+        statement = _lookup(store.runs, store.dialect, "success_ends")
+        with store.db.reading() as connection:
+            for name, finished in connection.execute(statement, _names(store.dialect, succeeded)):
+                if finished is not None:
+                    ends[name] = finished
+    period_of_name = dict(periods)
+    late = []
+    for name in unsucceeded:
+        last = ends.get(name)
+        if last is None or now - last > 2 * period_of_name[name]:
+            late.append({"name": name, "last_success": last, "period": period_of_name[name]})
+    late.sort(key=lambda item: (item["last_success"] or _EPOCH, item["name"]))
     return late
 
 
-def _last_success(
-    app: Quest,
-    now: datetime,
-    latest: dict[str, Outcome],
-    paused: set[str],
-    periods: list[tuple[str, timedelta]] | None = None,
-) -> dict[str, datetime]:
-    """What :func:`late_scripts` needs of each scheduled, active script's latest success.
-
-    A run ends after it was created: a script whose latest success was created within twice
-    its period cannot be late, so that instant stands for the end, which is not read. The
-    others' ends are read (a script whose success has no end is late).
-    """
-    wanted: list[str] = []
-    found: dict[str, datetime] = {}
-    for name, period in _periods_of(app, now) if periods is None else periods:
-        outcome = latest.get(name)
-        if name in paused or outcome is None or outcome.succeeded_at is None:
-            continue
-        if now - outcome.succeeded_at > 2 * period:
-            wanted.append(name)
-        else:
-            found[name] = outcome.succeeded_at
-    store = app.store
-    if wanted:
-        statement = _lookup(store.runs, store.dialect, "success_ends")
-        with store.db.reading() as connection:
-            for name, finished in connection.execute(statement, _names(store.dialect, wanted)):
-                if finished is not None:
-                    found[name] = finished
-    return found
-
-
 def failing_scripts(
-    app: Quest, latest: dict[str, Outcome] | None = None, *, limit: int | None = None
+    app: Quest, failed: dict[str, Outcome] | None = None, *, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """Scripts whose latest finished run failed, timed out, was abandoned or interrupted, the
-    most recent failure first; the first *limit* of them when given."""
-    if latest is None:
-        latest = latest_outcomes(app)
-    names = [name for name, outcome in latest.items() if outcome.status in FAILED]
-    names.sort(key=lambda name: latest[name].latest_at or _EPOCH, reverse=True)
+    most recent failure first; the first *limit* of them when given. *failed* is what
+    ``latest_outcomes(app, statuses=FAILED)`` gives, when the caller has it."""
+    if failed is None:
+        failed = latest_outcomes(app, statuses=FAILED)
+    names = sorted(failed, key=lambda name: failed[name].latest_at, reverse=True)
     last = last_runs(app, names[:limit] if limit is not None else names)
     failing: list[dict[str, Any]] = [
         {"name": name, "run": row} for name, row in last.items() if row["status"] in FAILED
@@ -429,10 +404,13 @@ def _lookup(runs: Table, dialect: str, kind: str) -> Select[Any]:
     return statement
 
 
-def latest_outcomes(app: Quest, names: Iterable[str] | None = None) -> dict[str, Outcome]:
-    """Of each of *names* (every registered script when ``None``) that has finished a run: its
+def latest_outcomes(
+    app: Quest, names: Iterable[str] | None = None, *, statuses: Iterable[RunStatus] = ()
+) -> dict[str, Outcome]:
+    """Of each of *names* (every registered script when ``None``) that has finished a run, or
+    only those whose latest finished run ended in one of *statuses*: its
     :class:`~quest.store.Outcome`, one row per script as the database keeps it."""
-    kept = app.store.outcomes()
+    kept = app.store.outcomes(statuses)
     wanted = app.registry.scripts if names is None else dict.fromkeys(names)
     return {name: outcome for name, outcome in kept.items() if name in wanted}
 
@@ -489,20 +467,14 @@ def scripts(
         for script in registry
         if not q or q.lower() in script.name.lower() or q.lower() in script.friendly_name.lower()
     ]
-    if state in ("failing", "never"):
-        outcomes = latest_outcomes(app, (script.name for script in wanted))
-        if state == "failing":
-            wanted = [
-                s for s in wanted if (o := outcomes.get(s.name)) is not None and o.status in FAILED
-            ]
-        else:
-            wanted = [s for s in wanted if s.name not in outcomes]
+    if state == "failing":
+        failed = app.store.outcomes(FAILED)
+        wanted = [s for s in wanted if s.name in failed]
+    elif state == "never":
+        finished = app.store.outcomes()
+        wanted = [s for s in wanted if s.name not in finished]
     elif state == "late":
-        outcomes = latest_outcomes(app, (script.name for script in wanted))
-        last_success = _last_success(app, now, outcomes, paused)
-        late = {
-            item["name"] for item in late_scripts(app, now, last_success, paused, finished=outcomes)
-        }
+        late = {item["name"] for item in late_scripts(app, now, paused)}
         wanted = [s for s in wanted if s.name in late]
     elif state == "paused":
         wanted = [s for s in wanted if s.name in paused]

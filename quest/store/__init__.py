@@ -199,6 +199,12 @@ class Store:
         finished one), or only those that ended in one of *statuses*."""
         return self._outcomes.read(statuses)
 
+    def unsucceeded_since(self, cuts: Mapping[str, datetime]) -> dict[str, datetime | None]:
+        """Of the scripts in *cuts* (name: instant) that finished a run, those whose latest
+        success was created before their instant, or that never succeeded: name, that
+        success's created_at or ``None`` (as :meth:`outcomes` keeps it)."""
+        return self._outcomes.unsucceeded_since(cuts)
+
     @property
     def outcome_lag(self) -> timedelta:
         """How far behind the JobLog the instants of :meth:`outcomes` may be on this database."""

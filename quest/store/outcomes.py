@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime, timedelta
-from typing import NamedTuple
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import text
 
 from ..enums import RunStatus
 from ..models import OUTCOME_LAG, outcomes
@@ -24,25 +25,83 @@ class Outcome(NamedTuple):
     run_id: str
 
 
+_STATUSES = {status.value: status for status in RunStatus}
+
+
+def _instant(value: Any) -> datetime:
+    """An instant as the driver gives it, aware and in UTC: SQLite's text (naive UTC) or
+    PostgreSQL's aware datetime."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.utcoffset() else value
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
 class Outcomes:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.lag = OUTCOME_LAG.get(db.dialect, timedelta(0))
         """How far behind the JobLog the kept instants may be (see :data:`OUTCOME_LAG`)."""
-        self._all = select(
-            outcomes.c.name,
-            outcomes.c.status,
-            outcomes.c.created_at,
-            outcomes.c.succeeded_at,
-            outcomes.c.run_id,
-        )
 
     def read(self, statuses: Iterable[RunStatus] = ()) -> dict[str, Outcome]:
-        """Every script's outcome, or only those that ended in one of *statuses*."""
-        wanted = list(statuses)
-        query = self._all.where(outcomes.c.status.in_(wanted)) if wanted else self._all
+        """Every script's outcome, or only those that ended in one of *statuses*.
+
+        One row per script that ever finished a run, read through the driver: thousands of
+        scripts cost milliseconds, not the type processing of every value.
+        """
+        table = outcomes.name
+        sql = f"SELECT name, status, created_at, succeeded_at, run_id FROM {table}"
+        wanted = sorted({RunStatus(status).value for status in statuses})
+        if wanted:
+            sql += f" WHERE status IN ({', '.join(repr(status) for status in wanted)})"
+        known, instant = _STATUSES, _instant
         with self.db.reading() as connection:
+            rows = connection.exec_driver_sql(sql)
             return {
-                name: Outcome(status, latest_at, succeeded_at, run_id)
-                for name, status, latest_at, succeeded_at, run_id in connection.execute(query)
+                name: Outcome(
+                    known[status],
+                    instant(latest),
+                    None if succeeded is None else instant(succeeded),
+                    run_id,
+                )
+                for name, status, latest, succeeded, run_id in rows
             }
+
+    def unsucceeded_since(self, cuts: Mapping[str, datetime]) -> dict[str, datetime | None]:
+        """Of the scripts in *cuts* (name: instant) that finished a run, those with no success
+        created since their instant: name, its latest success's created_at (``None``: never).
+
+        The instants go to the database as one JSON object: one statement, a primary-key lookup
+        per script, and only the scripts found are sent back.
+        """
+        if not cuts:
+            return {}
+        postgresql = self.db.dialect == "postgresql"
+        spelled: dict[datetime, str] = {}
+        pairs = {}
+        for name, cut in cuts.items():
+            word = spelled.get(cut)
+            if word is None:
+                if postgresql:
+                    word = cut.isoformat()
+                else:
+                    word = cut.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+                spelled[cut] = word
+            pairs[name] = word
+        statement = self._unsucceeded_postgres if postgresql else self._unsucceeded_sqlite
+        instant = _instant
+        with self.db.reading() as connection:
+            rows = connection.execute(statement, {"cuts": json.dumps(pairs)})
+            return {
+                name: None if succeeded is None else instant(succeeded) for name, succeeded in rows
+            }
+
+    _unsucceeded_sqlite = text(
+        f"SELECT kept.name, kept.succeeded_at FROM json_each(:cuts) AS cut "
+        f"JOIN {outcomes.name} AS kept ON kept.name = cut.key "
+        "WHERE kept.succeeded_at IS NULL OR kept.succeeded_at < cut.value"
+    )
+    _unsucceeded_postgres = text(
+        f"SELECT kept.name, kept.succeeded_at FROM jsonb_each_text(CAST(:cuts AS jsonb)) AS cut "
+        f"JOIN {outcomes.name} AS kept ON kept.name = cut.key "
+        "WHERE kept.succeeded_at IS NULL OR kept.succeeded_at < CAST(cut.value AS timestamptz)"
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -206,3 +206,36 @@ def test_an_upgrade_fills_the_outcomes_from_the_runs_there(database_url: str) ->
         end(store, rows[0]["id"], RunStatus.failed)
     finally:
         store.dispose()
+
+
+def test_scripts_without_a_success_since_their_instant(store: Store) -> None:
+    hour = timedelta(hours=1)
+    rows = [
+        row("stale", RunStatus.succeeded, NOW - 3 * hour),
+        row("stale", RunStatus.failed, NOW - 1 * hour),
+        row("broken", RunStatus.failed, NOW - 1 * hour),
+        row("fresh", RunStatus.succeeded, NOW - 1 * hour),
+        row("waiting", RunStatus.queued, NOW),
+        row("o'quote\"s", RunStatus.succeeded, NOW - 5 * hour),
+    ]
+    for values in rows:
+        write(store, values)
+    cuts = {
+        "stale": NOW - 2 * hour,
+        "broken": NOW - 2 * hour,
+        "fresh": NOW - 2 * hour,
+        "waiting": NOW - 2 * hour,
+        "never-declared-run": NOW,
+        "o'quote\"s": (NOW - 4 * hour).astimezone(timezone(timedelta(hours=-5))),
+    }
+    assert store.unsucceeded_since(cuts) == {
+        "stale": NOW - 3 * hour,
+        "broken": None,
+        "o'quote\"s": NOW - 5 * hour,
+    }
+    # A cut at the very instant of the success is not after it.
+    assert store.unsucceeded_since({"fresh": NOW - hour}) == {}
+    assert store.unsucceeded_since({"fresh": NOW - hour + timedelta(microseconds=1)}) == {
+        "fresh": NOW - hour
+    }
+    assert store.unsucceeded_since({}) == {}
