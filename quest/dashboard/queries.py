@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
-    Connection,
     Select,
     String,
     Table,
@@ -43,6 +42,7 @@ from ..store import Outcome
 if TYPE_CHECKING:
     from ..app import Quest
     from ..definition import Script
+    from ..store import Store
 
 PAGE = 50
 OVERVIEW_LIST = 20
@@ -80,8 +80,7 @@ def overview(app: Quest, now: datetime) -> Overview:
     store = app.store
     since = now - timedelta(hours=24)
     start = since.replace(minute=0, second=0, microsecond=0)
-    with store.db.reading() as connection:
-        counts, slots = _day(connection, store.runs, since, start)
+    counts, slots = _day(store, since, start, now)
     hours = []
     for step in range(25):
         found = slots.get(step)
@@ -137,14 +136,37 @@ _DAY_SLOTS = 26
 """The 25 hours the overview charts (the first from the cut-off), and the rest up to the end of
 time: runs created after the clock of this process are counted too."""
 _END = datetime(9999, 12, 31, tzinfo=UTC)
-_day_statements: weakref.WeakKeyDictionary[Table, Select[Any]] = weakref.WeakKeyDictionary()
+SETTLED_AFTER = timedelta(minutes=5)
+"""How long after an hour ends its counts may be kept: rows created in it by a clock a little
+behind, or by a writer slow to commit, have arrived by then."""
+SETTLED_FOR = timedelta(minutes=10)
+"""How long the counts of a settled hour are kept before they are read again (a prune, or a
+run ended by hand, shows within this)."""
+_UNSETTLED = (RunStatus.queued.value, RunStatus.running.value)
+
+_day_statements: weakref.WeakKeyDictionary[Table, dict[int, Select[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _day_statement(runs: Table) -> Select[Any]:
-    """Per status and per hour slot, the runs created in it and their durations: each term a
-    range of the (status, created_at, duration_ms) index, read from the index alone, so no row is
-    visited and nothing is sorted however many runs the day had."""
-    statement = _day_statements.get(runs)
+@dataclass
+class _Hour:
+    """The counts of an hour whose runs have all ended, kept until *until*."""
+
+    by_status: dict[str, tuple[int, float, int]]
+    until: datetime
+
+
+_settled: weakref.WeakKeyDictionary[Store, dict[datetime, _Hour]] = weakref.WeakKeyDictionary()
+_settled_lock = threading.Lock()
+
+
+def _day_statement(runs: Table, ranges: int) -> Select[Any]:
+    """Per status and per time range (``from_N``, ``until_N``), the runs created in it and their
+    durations: each term a range of the (status, created_at, duration_ms) index, read from the
+    index alone, so no row is visited and nothing is sorted however many runs the day had."""
+    kept = _day_statements.setdefault(runs, {})
+    statement = kept.get(ranges)
     if statement is None:
         terms = [
             select(
@@ -159,42 +181,73 @@ def _day_statement(runs: Table) -> Select[Any]:
                 runs.c.created_at < bindparam(f"until_{slot}", type_=runs.c.created_at.type),
             )
             for status in RunStatus
-            for slot in range(_DAY_SLOTS)
+            for slot in range(ranges)
         ]
-        statement = _day_statements[runs] = union_all(*terms).subquery().select()
+        statement = kept[ranges] = union_all(*terms).subquery().select()
     return statement
 
 
 def _day(
-    connection: Connection, runs: Table, since: datetime, start: datetime
+    store: Store, since: datetime, start: datetime, now: datetime
 ) -> tuple[dict[str, int], dict[int, _Slot]]:
-    """Runs created since *since*: their count per status, and per hour slot from *start*."""
-    bounds: dict[str, datetime] = {}
+    """Runs created since *since*: their count per status, and per hour slot from *start*.
+
+    An hour that ended more than :data:`SETTLED_AFTER` ago and held no queued or running run
+    when it was read is kept (for :data:`SETTLED_FOR`, each hour on its own schedule): a view
+    reads the index ranges of the hours still moving only, the first and the last ones.
+    """
+    bounds: list[tuple[int, datetime, datetime]] = []
     for slot in range(_DAY_SLOTS):
-        bounds[f"from_{slot}"] = since if slot == 0 else start + timedelta(hours=slot)
-        last = slot == _DAY_SLOTS - 1
-        bounds[f"until_{slot}"] = _END if last else start + timedelta(hours=slot + 1)
+        begins = since if slot == 0 else start + timedelta(hours=slot)
+        ends = _END if slot == _DAY_SLOTS - 1 else start + timedelta(hours=slot + 1)
+        bounds.append((slot, begins, ends))
+    found: dict[int, dict[str, tuple[int, float, int]]] = {}
+    with _settled_lock:
+        kept = _settled.setdefault(store, {})
+        for hour in [hour for hour, entry in kept.items() if entry.until <= now or hour < since]:
+            del kept[hour]
+        for slot, begins, _ in bounds[1:-1]:
+            entry = kept.get(begins)
+            if entry is not None:
+                found[slot] = entry.by_status
+    wanted = [bound for bound in bounds if bound[0] not in found]
+    values: dict[str, datetime] = {}
+    for place, (_, begins, ends) in enumerate(wanted):
+        values[f"from_{place}"] = begins
+        values[f"until_{place}"] = ends
+    read: dict[int, dict[str, tuple[int, float, int]]] = {slot: {} for slot, _, _ in wanted}
+    with store.db.reading() as connection:
+        if connection.dialect.name == "postgresql":
+            # Many small index ranges: workers cost more to start than they save.
+            connection.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+        for row in connection.execute(_day_statement(store.runs, len(wanted)), values):
+            if row.runs:
+                slot = wanted[int(row.slot)][0]
+                figures = (int(row.runs), float(row.duration_ms or 0), int(row.timed))
+                read[slot][row.status] = figures
+    with _settled_lock:
+        for slot, begins, ends in wanted:
+            settled = not any(status in read[slot] for status in _UNSETTLED)
+            if 0 < slot < _DAY_SLOTS - 1 and settled and ends + SETTLED_AFTER <= now:
+                # Each hour is read again on its own schedule, not all of them at once.
+                until = now + SETTLED_FOR + timedelta(seconds=17 * begins.hour)
+                kept[begins] = _Hour(read[slot], until)
+    found.update(read)
     counts: Counter[str] = Counter()
-    slots: dict[int, list[float]] = {}
-    if connection.dialect.name == "postgresql":
-        # Hundreds of small index ranges: workers cost more to start than they save.
-        connection.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-    for row in connection.execute(_day_statement(runs), bounds):
-        if not row.runs:
-            continue
-        counts[row.status] += int(row.runs)
-        found = slots.setdefault(int(row.slot), [0, 0, 0.0, 0])
-        found[0] += int(row.runs)
-        if row.status in FAILED:
-            found[1] += int(row.runs)
-        found[2] += float(row.duration_ms or 0)
-        found[3] += int(row.timed)
-    by_status = {status.value: counts[status.value] for status in RunStatus if counts[status.value]}
-    return by_status, {
-        slot: _Slot(int(v[0]), int(v[1]), float(v[2]), int(v[3]))
-        for slot, v in slots.items()
-        if slot < _DAY_SLOTS - 1
-    }
+    slots: dict[int, _Slot] = {}
+    for slot, by_status in found.items():
+        runs_in = failed = timed = 0
+        duration = 0.0
+        for status, (count, duration_ms, timed_count) in by_status.items():
+            counts[status] += count
+            runs_in += count
+            failed += count if status in FAILED else 0
+            duration += duration_ms
+            timed += timed_count
+        if runs_in and slot < _DAY_SLOTS - 1:
+            slots[slot] = _Slot(runs_in, failed, duration, timed)
+    totals = {status.value: counts[status.value] for status in RunStatus if counts[status.value]}
+    return totals, slots
 
 
 def _scheduled(app: Quest) -> Iterable[tuple[str, Script]]:

@@ -161,3 +161,58 @@ def test_late_scripts_of_the_overview_and_of_the_scripts_filter_agree(
     assert data.late[0]["last_success"] == NOW - timedelta(hours=3) + timedelta(seconds=3)
     page = queries.scripts(quest, NOW, state="late")
     assert [row.script.name for row in page.rows] == ["cleanup"]
+
+
+def hour_of(data: queries.Overview, at: datetime) -> dict[str, Any]:
+    return next(h for h in data.hours if h["hour"] <= at < h["hour"] + timedelta(hours=1))
+
+
+def test_ended_hours_are_kept_and_moving_hours_are_read_again(quest: Quest) -> None:
+    hour = timedelta(hours=1)
+    settled_at = NOW.replace(minute=0, second=0, microsecond=0) - 5 * hour + timedelta(minutes=10)
+    moving_at = settled_at + hour
+    add(quest, "cleanup", RunStatus.succeeded, settled_at, duration_ms=100)
+    running = add(quest, "cleanup", RunStatus.running, moving_at)
+    first = queries.overview(quest, NOW)
+    assert hour_of(first, settled_at)["runs"] == 1
+    assert hour_of(first, moving_at)["runs"] == 1 and first.counts["running"] == 1
+
+    # The running run ends: its hour held a running run, so it is read again and shows it.
+    with quest.store.engine.begin() as connection:
+        runs = quest.store.runs
+        connection.execute(
+            runs.update().where(runs.c.id == running).values(status=RunStatus.failed)
+        )
+    # A run written late into the settled hour is not read until the hour is read again.
+    add(quest, "cleanup", RunStatus.failed, settled_at + timedelta(minutes=1))
+    later = queries.overview(quest, NOW + timedelta(minutes=1))
+    assert hour_of(later, moving_at)["failed"] == 1 and "running" not in later.counts
+    assert hour_of(later, settled_at) == {**hour_of(first, settled_at)}
+    assert later.counts == {"succeeded": 1, "failed": 1}
+
+    # Kept for SETTLED_FOR (and a few seconds per hour of the day), then read again.
+    again = NOW + queries.SETTLED_FOR + timedelta(minutes=10)
+    fresh = queries.overview(quest, again)
+    assert hour_of(fresh, settled_at)["runs"] == 2 and hour_of(fresh, settled_at)["failed"] == 1
+    assert fresh.counts == {"succeeded": 1, "failed": 2}
+
+
+def test_an_hour_just_ended_is_read_again(quest: Quest) -> None:
+    top = NOW.replace(minute=0, second=0, microsecond=0)
+    at = top - timedelta(minutes=30)  # in the hour that ended at *top*
+    add(quest, "cleanup", RunStatus.succeeded, at)
+    just_after = top + timedelta(minutes=1)  # less than SETTLED_AFTER after the hour's end
+    assert hour_of(queries.overview(quest, just_after), at)["runs"] == 1
+    add(quest, "cleanup", RunStatus.succeeded, at + timedelta(minutes=1))
+    assert hour_of(queries.overview(quest, just_after), at)["runs"] == 2
+
+
+def test_two_databases_keep_their_own_hours(tmp_path: Path) -> None:
+    at = NOW - timedelta(hours=5)
+    counted = []
+    for count in (1, 3):
+        with temporary_quest(tmp_path / str(count), scripts=[often], clock=FrozenClock(NOW)) as app:
+            for step in range(count):
+                add(app, "often", RunStatus.succeeded, at + timedelta(seconds=step))
+            counted.append(hour_of(queries.overview(app, NOW), at)["runs"])
+    assert counted == [1, 3]
