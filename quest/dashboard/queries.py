@@ -569,20 +569,44 @@ def _has_schedule(script: Script) -> bool:
     return block is not None and bool(block.interval or block.cron or block.at)
 
 
+_strips: weakref.WeakKeyDictionary[Table, dict[int, Select[Any]]] = weakref.WeakKeyDictionary()
+
+
+def _strip_statement(runs: Table, count: int) -> Select[Any]:
+    """The last :data:`STRIP` finished runs of each of *count* scripts (``n0`` ...): one
+    statement, each script's part a walk back along the partial index of finished runs."""
+    kept = _strips.setdefault(runs, {})
+    statement = kept.get(count)
+    if statement is None:
+        parts = [
+            select(runs.c.name, runs.c.id, runs.c.status, runs.c.created_at, runs.c.duration_ms)
+            .where(runs.c.name == bindparam(f"n{i}", type_=String), text(FINISHED_WHERE))
+            .order_by(runs.c.created_at.desc())
+            .limit(STRIP)
+            .subquery()
+            .select()
+            for i in range(count)
+        ]
+        statement = kept[count] = union_all(*parts).subquery().select()
+    return statement
+
+
 def outcome_strips(app: Quest, names: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """The last :data:`STRIP` finished runs of each of *names*, oldest first."""
     store = app.store
-    runs = store.runs
-    found: dict[str, list[dict[str, Any]]] = {}
+    wanted = list(dict.fromkeys(names))
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in wanted}
+    if not wanted:
+        return found
+    statement = _strip_statement(store.runs, len(wanted))
     with store.db.reading() as connection:
-        for name in names:
-            rows = connection.execute(
-                select(runs.c.id, runs.c.status, runs.c.created_at, runs.c.duration_ms)
-                .where(runs.c.name == name, runs.c.status.in_(FINISHED))
-                .order_by(runs.c.created_at.desc())
-                .limit(STRIP)
-            ).all()
-            found[name] = [dict(row._mapping) for row in reversed(rows)]
+        rows = connection.execute(statement, {f"n{i}": name for i, name in enumerate(wanted)})
+        for name, run_id, status, created_at, duration_ms in rows:
+            run = {"id": run_id, "status": status, "created_at": created_at}
+            run["duration_ms"] = duration_ms
+            found[name].append(run)
+    for strip in found.values():
+        strip.sort(key=lambda run: run["created_at"])
     return found
 
 

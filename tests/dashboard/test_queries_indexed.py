@@ -216,3 +216,24 @@ def test_two_databases_keep_their_own_hours(tmp_path: Path) -> None:
                 add(app, "often", RunStatus.succeeded, at + timedelta(seconds=step))
             counted.append(hour_of(queries.overview(app, NOW), at)["runs"])
     assert counted == [1, 3]
+
+
+def test_the_strips_of_many_scripts_are_read_at_once(quest: Quest) -> None:
+    made: dict[str, list[str]] = {"cleanup": [], "report": []}
+    for step in range(35):
+        status = RunStatus.failed if step % 4 == 0 else RunStatus.succeeded
+        made["cleanup"].append(add(quest, "cleanup", status, NOW - timedelta(minutes=100 - step)))
+    made["report"].append(add(quest, "report", RunStatus.skipped, NOW - timedelta(hours=2)))
+    add(quest, "report", RunStatus.running, NOW - timedelta(hours=1))
+    add(quest, "ingest", RunStatus.queued, NOW)
+
+    strips = queries.outcome_strips(quest, ["cleanup", "report", "ingest", "cleanup"])
+    assert list(strips) == ["cleanup", "report", "ingest"]
+    assert [run["id"] for run in strips["cleanup"]] == made["cleanup"][-queries.STRIP :]
+    assert [run["id"] for run in strips["report"]] == made["report"]
+    assert strips["ingest"] == []
+    first = strips["cleanup"][0]
+    assert set(first) == {"id", "status", "created_at", "duration_ms"}
+    assert first["created_at"] == NOW - timedelta(minutes=100 - 5)
+    assert first["status"] == RunStatus.succeeded
+    assert queries.outcome_strips(quest, []) == {}
