@@ -541,16 +541,27 @@ class _Group:
     arrived meanwhile goes in the next one. Each unit still learns that its writes committed before
     its thread goes on. If the group's transaction fails, nothing of it is committed and every
     unit in it commits again on its own, as it would have without the group.
+
+    A leader first waits, for up to ``LINGER`` seconds, for the units of the other threads that
+    committed through the group within the last ``PEERS_FOR`` seconds: threads running short runs
+    one after another (a serve draining its queue, each run's end in a unit) then commit together
+    instead of one after the other, each paying a transaction of its own. A thread with nothing to
+    commit lately is not waited for, so a lone unit commits at once.
     """
 
     LARGEST = 64
+    LINGER = 0.002
+    PEERS_FOR = 0.05
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self._pid = os.getpid()
         self._ready = threading.Condition(threading.Lock())
+        self._arrived = threading.Condition(self._ready._lock)  # type: ignore[attr-defined]
         self._waiting: list[_Entry] = []
         self._leading = False
+        self._peers: dict[int, float] = {}
+        """The threads that committed through the group lately, and when they last did."""
         self._connection: Connection | None = None
         """The leaders' connection, kept between groups (only a leader uses it)."""
 
@@ -559,12 +570,16 @@ class _Group:
         if os.getpid() != self._pid:
             self._after_fork()
         with self._ready:
+            arrived = time.monotonic()
+            self._peers[threading.get_ident()] = arrived
             self._waiting.append(entry)
+            self._arrived.notify()
             while entry.state is None and self._leading:
                 self._ready.wait()
             if entry.state is not None:
                 return entry.state
             self._leading = True
+            self._linger(arrived)
             batch = self._waiting[: self.LARGEST]
             del self._waiting[: self.LARGEST]
         try:
@@ -574,6 +589,18 @@ class _Group:
                 self._leading = False
                 self._ready.notify_all()
         return bool(entry.state)
+
+    def _linger(self, now: float) -> None:
+        """As the leader, wait a moment for the units of the threads that committed lately."""
+        for ident in [i for i, at in self._peers.items() if now - at > self.PEERS_FOR]:
+            del self._peers[ident]
+        expected = min(len(self._peers), self.LARGEST)
+        deadline = now + self.LINGER
+        while len(self._waiting) < expected:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._arrived.wait(left)
 
     def _write(self, batch: list[_Entry]) -> None:
         results: list[tuple[_Take, list[Any]]] = []
@@ -621,8 +648,10 @@ class _Group:
         (the connection is left alone, never closed here)."""
         self._pid = os.getpid()
         self._ready = threading.Condition(threading.Lock())
+        self._arrived = threading.Condition(self._ready._lock)  # type: ignore[attr-defined]
         self._waiting = []
         self._leading = False
+        self._peers = {}
         self._connection = None
 
 
