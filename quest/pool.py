@@ -71,6 +71,11 @@ IDLE_RETIRE = 90.0
 """Seconds a worker beyond the ``WARM`` ones may stay idle; a worker a per-minute schedule uses
 stays."""
 SPAWN_TIMEOUT = 30.0
+BRIEF = 0.002
+"""Runs taking less than this, from hand-off to answer, are brief: a run handed to a worker
+while runs are this brief is expected to end in time to commit with the ends of the others (see
+:meth:`quest.store.Database.expect`), so that a serve draining a queue of short runs records their
+ends in one transaction rather than one each."""
 MESSAGE_SIZE = 1 << 16
 """The largest message between the supervisor and the template (a list of module names is cut
 into messages below it)."""
@@ -123,6 +128,8 @@ class WorkerPool:
         self.deaths = 0
         self.spawned = 0
         self.recycled = 0
+        self._typical = BRIEF
+        """How long runs have taken lately, from hand-off to answer (a moving average)."""
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -200,14 +207,21 @@ class WorkerPool:
             secrets=tuple(sensitive_values(inputs, script.inputs)),
         )
         worker = self._hand(job)
+        handed = time.monotonic()
+        db = self.quest.store.db
+        if self._typical < BRIEF:
+            db.expect()  # its end is likely to come before a group commit under way is written
         stop = _Stop(worker, script.is_async, job.run_id, ctx._report)
         active.cancel = stop
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else handed + timeout
         healthy = False
         done: Done | None = None
         try:
             done = self._await(worker, stop, deadline, timeout)
             healthy = done is not None
+            answered = time.monotonic()
+            self._typical += (answered - handed - self._typical) * 0.2
+            db.expect()  # this thread records the run's end next
         finally:
             active.cancel = None
             if done is not None and done.modules:
