@@ -587,7 +587,7 @@ class _Group:
         with self._ready:
             self._waiting.append(entry)
             if self._coming.pop(threading.get_ident(), None) is not None and self._lingering:
-                self._arrived.notify()
+                self._last_awaited()
             while entry.state is None and self._leading:
                 self._ready.wait()
             if entry.state is not None:
@@ -603,6 +603,14 @@ class _Group:
                 self._leading = False
                 self._ready.notify_all()
         return bool(entry.state)
+
+    def _last_awaited(self) -> None:
+        """Wake the lingering leader once no other unit it waits for is still coming."""
+        now = time.monotonic()
+        if len(self._waiting) >= self.LARGEST or all(
+            now - at > self.COMING_FOR for at in self._coming.values()
+        ):
+            self._arrived.notify()
 
     def _linger(self) -> None:
         """As the leader, wait a moment for the units of the threads that said they are coming
