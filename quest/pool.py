@@ -32,9 +32,11 @@ import gc
 import logging
 import os
 import pickle
+import select
 import selectors
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -69,6 +71,11 @@ IDLE_RETIRE = 90.0
 """Seconds a worker beyond the ``WARM`` ones may stay idle; a worker a per-minute schedule uses
 stays."""
 SPAWN_TIMEOUT = 30.0
+BRIEF = 0.002
+"""Runs taking less than this, from hand-off to answer, are brief: a run handed to a worker
+while runs are this brief is expected to end in time to commit with the ends of the others (see
+:meth:`quest.store.Database.expect`), so that a serve draining a queue of short runs records their
+ends in one transaction rather than one each."""
 MESSAGE_SIZE = 1 << 16
 """The largest message between the supervisor and the template (a list of module names is cut
 into messages below it)."""
@@ -79,7 +86,7 @@ class Worker:
     """The supervisor's handle on one worker process."""
 
     pid: int
-    channel: Connection
+    channel: Channel
     runs: int = 0
     rss: int = 0
     idle_since: float = field(default_factory=time.monotonic)
@@ -121,6 +128,8 @@ class WorkerPool:
         self.deaths = 0
         self.spawned = 0
         self.recycled = 0
+        self._typical = BRIEF
+        """How long runs have taken lately, from hand-off to answer (a moving average)."""
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -198,14 +207,21 @@ class WorkerPool:
             secrets=tuple(sensitive_values(inputs, script.inputs)),
         )
         worker = self._hand(job)
+        handed = time.monotonic()
+        db = self.quest.store.db
+        if self._typical < BRIEF:
+            db.expect()  # its end is likely to come before a group commit under way is written
         stop = _Stop(worker, script.is_async, job.run_id, ctx._report)
         active.cancel = stop
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else handed + timeout
         healthy = False
         done: Done | None = None
         try:
             done = self._await(worker, stop, deadline, timeout)
             healthy = done is not None
+            answered = time.monotonic()
+            self._typical += (answered - handed - self._typical) * 0.2
+            db.expect()  # this thread records the run's end next
         finally:
             active.cancel = None
             if done is not None and done.modules:
@@ -499,7 +515,7 @@ class WorkerPool:
                 if message[0] == "spawned" and fds:
                     self._pending -= 1
                     self._exits.pop(message[1], None)  # an earlier process's, if pids wrapped
-                    worker = Worker(message[1], Connection(fds[0]))
+                    worker = Worker(message[1], Channel(fds[0]))
                     if self._closed:
                         _send(worker.channel, STOP)
                         worker.channel.close()
@@ -520,6 +536,90 @@ class WorkerPool:
                         if not self._closed:
                             self._top_up_locked()
                 self._changed.notify_all()
+
+
+class Channel:
+    """The supervisor's end of a worker's socket.
+
+    Messages are framed as :class:`multiprocessing.connection.Connection` frames them (a 4-byte
+    big-endian length, then a pickle), which is what the worker reads and writes. Frames are read
+    through a buffer, so one read usually brings a whole answer (and a log batch sent just before
+    it), and the socket is watched by a poll object of its own rather than a selector set up for
+    each wait.
+    """
+
+    __slots__ = ("_buffer", "_missing", "_poll", "_socket")
+
+    def __init__(self, fd: int) -> None:
+        self._socket = socket.socket(fileno=fd)
+        self._buffer = bytearray()
+        self._missing = 0
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+
+    def send(self, message: Any) -> None:
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        size = len(data)
+        if size > 0x7FFFFFFF:
+            self._socket.sendall(_HEADER.pack(-1) + _LARGE.pack(size))
+            self._socket.sendall(data)
+        elif size <= SMALL_FRAME:
+            self._socket.sendall(_HEADER.pack(size) + data)
+        else:
+            self._socket.sendall(_HEADER.pack(size))
+            self._socket.sendall(data)
+
+    def poll(self, timeout: float) -> bool:
+        """Whether a message (or the end of the channel) can be read within *timeout* seconds."""
+        if self._frame() is not None:
+            return True
+        return bool(self._poll.poll(max(0, round(timeout * 1000))))
+
+    def recv(self) -> Any:
+        """The next message; ``EOFError`` once the worker's end is closed."""
+        while True:
+            frame = self._frame()
+            if frame is not None:
+                start, end = frame
+                with memoryview(self._buffer) as view, view[start:end] as body:
+                    message = pickle.loads(body)
+                del self._buffer[:end]
+                return message
+            chunk = self._socket.recv(max(READ_SIZE, self._missing))
+            if not chunk:
+                raise EOFError
+            self._buffer += chunk
+
+    def _frame(self) -> tuple[int, int] | None:
+        """Where the first whole message in the buffer starts and ends, if there is one."""
+        buffer = self._buffer
+        self._missing = 0
+        if len(buffer) < 4:
+            return None
+        (size,) = _HEADER.unpack_from(buffer)
+        start = 4
+        if size == -1:
+            if len(buffer) < 12:
+                return None
+            (size,) = _LARGE.unpack_from(buffer, 4)
+            start = 12
+        if len(buffer) < start + size:
+            self._missing = start + size - len(buffer)
+            return None
+        return start, start + size
+
+    def fileno(self) -> int:
+        return self._socket.fileno()
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+_HEADER = struct.Struct("!i")
+_LARGE = struct.Struct("!Q")
+SMALL_FRAME = 1 << 14
+"""Frames up to this size are written with their header in one write."""
+READ_SIZE = 1 << 16
 
 
 class _Stop:
@@ -553,7 +653,7 @@ class _Stop:
             _kill_worker(self.worker.pid)
 
 
-def _send(channel: Connection, message: Any) -> bool:
+def _send(channel: Channel, message: Any) -> bool:
     try:
         channel.send(message)
         return True

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pickle
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from . import redact, runlog
 from .failures import Failure
@@ -34,8 +34,7 @@ if TYPE_CHECKING:
     from .learning import ModuleWatch
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(NamedTuple):
     """One run for a worker: the script, its validated inputs, its context's identity
     (:meth:`~quest.context.Context.identity`) and the values to scrub while it runs."""
 
@@ -43,11 +42,10 @@ class Job:
     name: str
     inputs: dict[str, Any]
     context: dict[str, Any]
-    secrets: tuple[Any, ...] = field(default=())
+    secrets: tuple[Any, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Done:
+class Done(NamedTuple):
     """A worker's answer: the run's result or its failure, and the worker's resident memory."""
 
     run_id: str
@@ -60,8 +58,7 @@ class Done:
     """Modules the worker imported since its last answer (see :mod:`quest.learning`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
+class Report(NamedTuple):
     """Something a run reports while it runs (progress, log lines), for the supervisor."""
 
     run_id: str
@@ -95,9 +92,9 @@ def main(channel: Connection, quest: Quest, watch: ModuleWatch | None = None) ->
                 # The script forked and this is its child returning: only the worker answers.
                 _exit(0)
             if not _streams_open():
-                done = replace(done, spent=True)
+                done = done._replace(spent=True)
             if watch is not None and (modules := watch.new()):
-                done = replace(done, modules=modules)
+                done = done._replace(modules=modules)
             try:
                 worker.send(done)
             except (OSError, ValueError):
@@ -115,8 +112,9 @@ class _Worker:
 
     def send(self, message: Any) -> None:
         """Send *message* to the supervisor; a script's own threads may report at once."""
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         with self._sending:
-            self.channel.send(message)
+            self.channel.send_bytes(data)
 
     def reporter(self, run_id: str) -> Callable[[str, Any], None]:
         me = os.getpid()

@@ -210,6 +210,12 @@ class Database:
         if pinged:
             self._ping()
 
+    def expect(self) -> None:
+        """Say that this thread will commit a unit of work in a moment (a run's end, once a
+        worker process has answered): a group commit under way may wait a moment for it."""
+        if self.group is not None:
+            self.group.expect()
+
     def write(self, write: Callable[[Connection], Any], *, now: bool = False) -> Any:
         """Run *write* in this thread's unit of work (at once when *now*), or in its own
         transaction when no unit is open."""
@@ -541,18 +547,38 @@ class _Group:
     arrived meanwhile goes in the next one. Each unit still learns that its writes committed before
     its thread goes on. If the group's transaction fails, nothing of it is committed and every
     unit in it commits again on its own, as it would have without the group.
+
+    A thread can say that it will commit a unit in a moment (:meth:`Database.expect`: a worker
+    process has just answered, and the thread is recording the run's end). A leader first waits,
+    for up to ``LINGER`` seconds, for the units of the threads that said so within the last
+    ``COMING_FOR`` seconds: runs that end at about the same time then commit together instead of
+    one after the other, each paying a transaction of its own. A leader never waits for a thread
+    whose run is still running, so a lone unit commits at once.
     """
 
     LARGEST = 64
+    LINGER = 0.002
+    COMING_FOR = 0.005
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self._pid = os.getpid()
         self._ready = threading.Condition(threading.Lock())
+        self._arrived = threading.Condition(self._ready._lock)  # type: ignore[attr-defined]
         self._waiting: list[_Entry] = []
         self._leading = False
+        self._coming: dict[int, float] = {}
+        """The threads that said they will commit a unit in a moment, and when they said it."""
+        self._lingering = False
         self._connection: Connection | None = None
         """The leaders' connection, kept between groups (only a leader uses it)."""
+
+    def expect(self) -> None:
+        """This thread will commit a unit in a moment: a leader may wait for it."""
+        if os.getpid() != self._pid:
+            self._after_fork()
+        with self._ready:
+            self._coming[threading.get_ident()] = time.monotonic()
 
     def commit(self, entry: _Entry) -> bool:
         """Commit *entry* with whatever else is waiting; ``False`` if that failed."""
@@ -560,11 +586,14 @@ class _Group:
             self._after_fork()
         with self._ready:
             self._waiting.append(entry)
+            if self._coming.pop(threading.get_ident(), None) is not None and self._lingering:
+                self._last_awaited()
             while entry.state is None and self._leading:
                 self._ready.wait()
             if entry.state is not None:
                 return entry.state
             self._leading = True
+            self._linger()
             batch = self._waiting[: self.LARGEST]
             del self._waiting[: self.LARGEST]
         try:
@@ -574,6 +603,32 @@ class _Group:
                 self._leading = False
                 self._ready.notify_all()
         return bool(entry.state)
+
+    def _last_awaited(self) -> None:
+        """Wake the lingering leader once no other unit it waits for is still coming."""
+        now = time.monotonic()
+        if len(self._waiting) >= self.LARGEST or all(
+            now - at > self.COMING_FOR for at in self._coming.values()
+        ):
+            self._arrived.notify()
+
+    def _linger(self) -> None:
+        """As the leader, wait a moment for the units of the threads that said they are coming
+        (a unit that does not come within ``LINGER`` goes in a later group)."""
+        now = time.monotonic()
+        deadline = now + self.LINGER
+        self._lingering = True
+        try:
+            while len(self._waiting) < self.LARGEST:
+                for ident in [i for i, at in self._coming.items() if now - at > self.COMING_FOR]:
+                    del self._coming[ident]
+                left = deadline - now
+                if not self._coming or left <= 0:
+                    return
+                self._arrived.wait(left)
+                now = time.monotonic()
+        finally:
+            self._lingering = False
 
     def _write(self, batch: list[_Entry]) -> None:
         results: list[tuple[_Take, list[Any]]] = []
@@ -621,8 +676,11 @@ class _Group:
         (the connection is left alone, never closed here)."""
         self._pid = os.getpid()
         self._ready = threading.Condition(threading.Lock())
+        self._arrived = threading.Condition(self._ready._lock)  # type: ignore[attr-defined]
         self._waiting = []
         self._leading = False
+        self._coming = {}
+        self._lingering = False
         self._connection = None
 
 

@@ -295,3 +295,63 @@ def test_a_drain_ends_each_run_once_and_receivers_find_its_row_finished(
         assert app.store.count_runs("tally", RunStatus.succeeded) == len(ids)
         for row in app.store.history("tally", limit=None):
             assert row["result"] == row["id"]
+
+
+def test_a_leader_waits_for_an_end_that_said_it_is_coming(
+    statements: tuple[Store, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, seen = statements
+    [first, second] = store.claim_queued(now=NOW, limit=2, owner_host="h1", owner_pid=7)
+    group = store.db.group
+    assert group is not None
+    monkeypatch.setattr(group, "LINGER", DEADLINE)
+    monkeypatch.setattr(group, "COMING_FOR", DEADLINE)
+    seen.clear()
+    said, go = threading.Event(), threading.Event()
+
+    def coming() -> None:
+        store.db.expect()  # as a thread whose worker has just answered
+        said.set()
+        assert go.wait(DEADLINE)
+        with store.unit():
+            store.update_run(second["id"], {"status": RunStatus.succeeded})
+
+    def leading() -> None:
+        with store.unit():
+            store.update_run(first["id"], {"status": RunStatus.succeeded})
+
+    threads = [threading.Thread(target=coming), threading.Thread(target=leading)]
+    threads[0].start()
+    assert said.wait(DEADLINE)
+    threads[1].start()
+    wait_until(lambda: group._lingering, "the leader waits for the end that is coming")
+    go.set()
+    for thread in threads:
+        thread.join(DEADLINE)
+        assert not thread.is_alive()
+
+    assert begins(seen) == 1, "both ends in the leader's transaction"
+    assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+    assert store.get_run(second["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+
+
+def test_an_end_that_never_comes_does_not_hold_the_group(
+    statements: tuple[Store, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, seen = statements
+    [first] = store.claim_queued(now=NOW, limit=1, owner_host="h1", owner_pid=7)
+    group = store.db.group
+    assert group is not None
+    monkeypatch.setattr(group, "LINGER", 0.01)
+    said = threading.Event()
+    quiet = threading.Thread(target=lambda: (store.db.expect(), said.set()))
+    quiet.start()
+    assert said.wait(DEADLINE)
+    seen.clear()
+
+    with store.unit():
+        store.update_run(first["id"], {"status": RunStatus.succeeded})
+
+    quiet.join(DEADLINE)
+    assert begins(seen) == 1
+    assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
