@@ -503,9 +503,9 @@ def test_the_schema_has_the_due_index_nodes_and_cancels(store: Store) -> None:
 
     from quest import migrate
 
-    assert "q0005" in migrate.current(store)
+    assert migrate.current(store) == {"q0006"}
     inspector = inspect(store.engine)
-    assert {"quest_nodes", "quest_cancels"} <= set(inspector.get_table_names())
+    assert {"quest_nodes", "quest_cancels", "quest_outcomes"} <= set(inspector.get_table_names())
     indexes = {ix["name"]: ix for ix in inspector.get_indexes("quest_job_log")}
     assert indexes["ix_quest_job_log_due"]["column_names"] == ["run_after", "created_at", "id"]
     assert indexes["ix_quest_job_log_name_created"]["column_names"] == ["name", "created_at"]
