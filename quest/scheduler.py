@@ -430,8 +430,8 @@ class Serve:
         self._queue_next = again
 
     def _maintenance_due(self) -> bool:
-        moment = self.clock.monotonic()
-        return (
+        moment: float = self.clock.monotonic()
+        return bool(
             (self.node_id is not None and moment - self._last_node_beat >= self.node_every)
             or moment - self._last_recovery >= self._recovery_every
             or moment - self._last_maintenance >= self.maintenance_every
