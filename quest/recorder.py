@@ -64,6 +64,9 @@ class Recorder(Subscriber):
         self._write(lambda: self.store.insert_run(values), event)
 
     def _write(self, write: Callable[[], None], event: JobEvent) -> None:
+        if self.store.db.current() is not None:
+            write()  # the runner's unit of work: the write joins it
+            return
         with self.store.unit(durable=True, about={"run_id": event.run_id, "script": event.name}):
             write()
 

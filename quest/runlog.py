@@ -117,6 +117,7 @@ class Capture:
             self.seq += 1
             line.seq = self.seq
             self.total_bytes += size
+            first = not self._pending
             self._pending.append(line)
             self._pending_bytes += line.size
             while len(self._pending) > self.max_lines or self._pending_bytes > self.max_bytes:
@@ -124,6 +125,10 @@ class Capture:
             due = time.monotonic() - self._last_flush >= self.flush_every
         if due:
             self.flush(wait=False)
+        elif first:
+            # Lines are waiting: the flusher sends them if the run goes quiet.
+            with _flusher_wanted:
+                _flusher_wanted.notify_all()
 
     def flush(self, *, wait: bool = True, final: bool = False) -> None:
         """Send the waiting lines as one batch (*final*: the last one, even when empty)."""
@@ -163,6 +168,10 @@ class Capture:
         with self._lock:
             return bool(self._pending) and (time.monotonic() - self._last_flush >= self.flush_every)
 
+    def waiting(self) -> bool:
+        """Whether lines are waiting to be sent."""
+        return bool(self._pending)
+
     def after_fork(self) -> None:
         self._lock = threading.Lock()
         self._sending = threading.Lock()
@@ -177,7 +186,8 @@ _captures: weakref.WeakSet[Capture] = weakref.WeakSet()
 _by_run: weakref.WeakValueDictionary[str, Capture] = weakref.WeakValueDictionary()
 _flusher_pid: int | None = None
 _flusher_lock = threading.Lock()
-# The flusher waits on this while no run is capturing, so an idle process never wakes for it.
+# The flusher waits on this while no run has lines waiting, so neither an idle process nor a run
+# that logs nothing wakes it.
 _flusher_wanted = threading.Condition()
 
 
@@ -227,9 +237,7 @@ def capture(run_id: str, send: Send, *, process: bool = False) -> Iterator[Captu
     global _process
     install()
     run = Capture(run_id, send)
-    with _flusher_wanted:
-        _captures.add(run)
-        _flusher_wanted.notify_all()
+    _captures.add(run)
     _by_run[run_id] = run
     token = _current.set(run)
     previous = _process
@@ -263,7 +271,7 @@ def _flush_quiet_runs() -> None:
     me = os.getpid()
     while os.getpid() == me:
         with _flusher_wanted:
-            while not _captures:
+            while not any(run.waiting() for run in list(_captures)):
                 _flusher_wanted.wait()
         time.sleep(FLUSH_EVERY / 2)
         for run in list(_captures):

@@ -233,24 +233,26 @@ class Runner:
             if request.wait and not request.leased:
                 self._wait_for_lease(script, run_id, lease_ttl)
         active = _Active(script, run_id, lease_ttl)
+        hidden = _sensitive(script, validated)
         with self.store.unit():
             refusal = self._admit(script, validated, request, run_id, lease_ttl)
             if refusal is not None:
                 return refusal
-            start = self._start(script, validated, request, run_id)
+            start = self._start(script, validated, request, run_id, hidden)
         active.event = start
         with self._lock:
             self._active[run_id] = active
             self._beat_wanted.notify_all()
-        secret_scope = redact.register(redact.sensitive_values(validated, script.inputs))
+        secret_scope = redact.register(hidden) if hidden else None
         self._ensure_heartbeat()
         ended = False
         try:
-            outcome = self._execute(script, validated, request, start, active)
+            outcome = self._execute(script, validated, request, start, active, hidden)
             ended = True
             return outcome
         finally:
-            redact.unregister(secret_scope)
+            if secret_scope is not None:
+                redact.unregister(secret_scope)
             self.logs.end(run_id)
             with self._lock:
                 self._active.pop(run_id, None)
@@ -581,8 +583,16 @@ class Runner:
         until = f"{lease['expires_at']:%H:%M:%S} UTC"
         return f"run {lease['run_id']} on {lease['owner']}, lease until {until}"
 
-    def _start(self, script: Script, inputs: Inputs, request: RunRequest, run_id: str) -> JobEvent:
-        """Announce the start (the recorder inserts the row); the event the end builds on."""
+    def _start(
+        self,
+        script: Script,
+        inputs: Inputs,
+        request: RunRequest,
+        run_id: str,
+        hidden: list[Any],
+    ) -> JobEvent:
+        """Announce the start (the recorder inserts the row); the event the end builds on.
+        *hidden*: the values of the run's sensitive inputs."""
         retry_allowed = (
             request.retry if request.retry is not None else (request.trigger is not Trigger.manual)
         )
@@ -592,9 +602,7 @@ class Runner:
             run_id=run_id,
             trigger=request.trigger,
             status=RunStatus.running,
-            inputs=redact.scrub_value(
-                dump(inputs, script.inputs), redact.sensitive_values(inputs, script.inputs)
-            ),
+            inputs=redact.scrub_value(dump(inputs, script.inputs), hidden),
             timestamp=started,
             attempt=request.attempt,
             max_attempts=script.block().attempts if retry_allowed else request.attempt,
@@ -622,6 +630,7 @@ class Runner:
         request: RunRequest,
         base: JobEvent,
         active: _Active,
+        hidden: list[Any],
     ) -> RunOutcome:
         run_id = base.run_id
         started = base.timestamp
@@ -652,11 +661,11 @@ class Runner:
                 ctx.progress.flush()
                 self.flush_progress([active], final=True)
             result = capture(value)
-            result = redact.scrub_value(result, redact.sensitive_values(inputs, script.inputs))
+            result = redact.scrub_value(result, hidden)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit) and not active.interrupted:
                 escaping = exc
-            error, trace = _describe(exc, redact.sensitive_values(inputs, script.inputs))
+            error, trace = _describe(exc, hidden)
             status = _status_for(exc, script, active)
             if isinstance(exc, KeyboardInterrupt) or (
                 # raised in a worker process: the same outcome as in this one
@@ -892,6 +901,13 @@ def _describe(exc: BaseException, secrets: list[Any]) -> tuple[str, str]:
         redact.scrub(error, secrets).replace("\x00", "\\x00"),
         redact.scrub(trace, secrets).replace("\x00", "\\x00"),
     )
+
+
+def _sensitive(script: Script, inputs: Inputs) -> list[Any]:
+    """The values of the sensitive inputs given to a run of *script*."""
+    if not any(spec.sensitive for spec in script.inputs.values()):
+        return []
+    return redact.sensitive_values(inputs, script.inputs)
 
 
 def _status_for(exc: BaseException, script: Script, active: _Active) -> RunStatus:

@@ -172,6 +172,9 @@ class Serve:
     _last_retention: float = float("-inf")
     retention_every: float = 3600.0
     poll_every: float = 1.0
+    queue_check_every: float = 10.0
+    _queue_next: datetime | None = None
+    _queue_woken: bool = True
     _waiter: Waiter | None = None
     _event: threading.Event = field(default_factory=threading.Event)
     _leases: dict[str, timedelta] = field(default_factory=dict)
@@ -325,11 +328,15 @@ class Serve:
         The claim is the start of each run (its row comes back ``running``), and it checks the
         script's limits and overlap lease itself, so every row claimed can start now.
         """
-        now = now or self.clock.now()
+        return self._drain(now or self.clock.now())[0]
+
+    def _drain(self, now: datetime) -> tuple[list[str], bool]:
+        """:meth:`drain`, and whether the queue may still hold rows due at *now* (some were
+        left for want of a free worker, or the claim took as many as it could)."""
         with self._lock:
             free = self.concurrency - self._queued_active
             if free <= 0 or self._stop.is_set():
-                return []
+                return [], True
             self._queued_active += free
         rows: list[dict[str, Any]] = []
         try:
@@ -342,7 +349,7 @@ class Serve:
                 self._run_queued(row)
             else:
                 self._workers.submit(self._run_queued, row)
-        return [row["id"] for row in rows]
+        return [row["id"] for row in rows], len(rows) >= free
 
     def _claim(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         rows = self.quest.store.claim_queued(
@@ -370,7 +377,11 @@ class Serve:
         )
 
     def seconds_until_next(self, now: datetime) -> float:
-        limit = min(self.maintenance_every, self.poll_every, self._recovery_every)
+        limit = min(self.maintenance_every, self._recovery_every, self._queue_wait(now))
+        if self._queue_timed:
+            # The queue no longer wakes the loop every second: the node's heartbeat keeps its own.
+            since = self.clock.monotonic() - self._last_node_beat
+            limit = min(limit, max(0.0, self.node_every - since))
         upcoming = [e.next_slot for e in self.entries.values() if e.next_slot is not None]
         if not upcoming:
             return limit
@@ -381,16 +392,68 @@ class Serve:
     def _recovery_every(self) -> float:
         return max(0.5, self.quest.settings.lease_ttl / 2)
 
+    @property
+    def _queue_timed(self) -> bool:
+        """Whether the loop looks at the queue only when woken or when its next row comes due,
+        instead of every ``poll_every`` seconds: on SQLite, whose wake-ups (a bell in the
+        database's folder, or its data version) are local and never lost."""
+        return self._waiter is not None and self.quest.store.dialect == "sqlite"
+
+    def _queue_due(self, now: datetime) -> bool:
+        """Whether the loop should claim queued runs now."""
+        if not self._queue_timed or self._queue_woken or self._queue_next is None:
+            return True
+        return now >= self._queue_next
+
+    def _queue_wait(self, now: datetime) -> float:
+        if not self._queue_timed or self._queue_next is None:
+            return self.poll_every
+        return max(0.0, (self._queue_next - now).total_seconds())
+
+    def _plan_queue(self, now: datetime, more: bool) -> None:
+        """After a claim at *now*: when to look at the queue again if nothing wakes the loop.
+
+        Every ``poll_every`` seconds while rows may be due (some were left behind, or held back
+        by a limit or a lease); otherwise when the next queued row comes due, and at least every
+        ``queue_check_every`` seconds. An enqueue, a cancel request or a run of this serve ending
+        wakes the loop at once (:meth:`_sleep`).
+        """
+        self._queue_woken = False
+        again = now + timedelta(seconds=self.poll_every)
+        if not more and self._queue_timed:
+            due = self.quest.store.next_queued()
+            latest = now + timedelta(seconds=self.queue_check_every)
+            if due is None:
+                again = latest
+            elif due > now:
+                again = min(due, latest)
+        self._queue_next = again
+
+    def _maintenance_due(self) -> bool:
+        moment: float = self.clock.monotonic()
+        return bool(
+            (self.node_id is not None and moment - self._last_node_beat >= self.node_every)
+            or moment - self._last_recovery >= self._recovery_every
+            or moment - self._last_maintenance >= self.maintenance_every
+            or moment - self._last_retention >= self.retention_every
+        )
+
     def serve_forever(self) -> None:
         """Run until :meth:`stop` is called."""
         self.start()
         while not self._stop.is_set():
             try:
-                if self.fire_due(self.clock.now()):
+                now = self.clock.now()
+                fired = self.fire_due(now)
+                claim = self._queue_due(now)
+                if fired and (claim or self._maintenance_due()):
                     # Let the runs just handed to workers start before this thread takes the
                     # interpreter for housekeeping: their lateness is what a user sees.
                     self._stop.wait(HANDOFF)
-                self.housekeeping()
+                now = self.clock.now()
+                self._maintain(now)
+                if claim:
+                    self._plan_queue(now, self._drain(now)[1])
             except Exception:
                 log.exception("scheduler tick failed; retrying", extra={"action": "tick_error"})
                 self._stop.wait(1.0)
@@ -403,24 +466,32 @@ class Serve:
     def _sleep(self, seconds: float) -> None:
         """Wait *seconds*, or less when a run is enqueued or cancelled anywhere (the store's
         waiter: LISTEN/NOTIFY on PostgreSQL) or a run of this serve ends."""
-        if self._waiter is None:
-            try:
-                self._waiter = self.quest.store.waiter()
-            except Exception:
-                log.warning("no wake-ups from the database; polling", exc_info=True)
-                self._waiter = None
+        self._ensure_waiter()
         if self._waiter is None:
             self._event.wait(seconds)
             self._event.clear()
+            self._queue_woken = True
             return
         try:
             woken = self._waiter.wait(seconds)
         except Exception:
             log.warning("waiting for wake-ups failed", exc_info=True)
             self._stop.wait(min(seconds, 1.0))
+            self._queue_woken = True
             return
         if woken:
+            self._queue_woken = True
             self.quest.runner.check_cancels()
+
+    def _ensure_waiter(self) -> None:
+        if self._waiter is None:
+            try:
+                self._waiter = self.quest.store.waiter()
+                # What was enqueued before it listened rang no one: look at the queue again.
+                self._queue_woken = True
+            except Exception:
+                log.warning("no wake-ups from the database; polling", exc_info=True)
+                self._waiter = None
 
     def _wake(self) -> None:
         if self._waiter is not None:

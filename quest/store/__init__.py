@@ -294,6 +294,10 @@ class Store:
             owner=owner,
         )
 
+    def next_queued(self) -> datetime | None:
+        """When the earliest queued run comes due (``None``: nothing is queued)."""
+        return self._runs.next_queued()
+
     def requeue(self, run_id: str, *, run_after: datetime) -> None:
         """Give a claimed run back to the queue (claims never need it any more)."""
         self._queue.requeue(run_id, run_after=run_after)

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert,
 
 from ..enums import RunStatus
 from ..models import cancels, run_logs
-from ._engine import Database
+from ._engine import Database, as_utc
 
 ASKED = "quest_cancel_requested_by"
 
@@ -137,6 +137,14 @@ class Runs:
         )
         with self.db.reading() as connection:
             return {row.name: dict(row._mapping) for row in connection.execute(query)}
+
+    def next_queued(self) -> datetime | None:
+        """When the earliest queued run comes due (read from the queue's partial index)."""
+        query = select(func.min(self.table.c.run_after)).where(
+            self.table.c.status == RunStatus.queued
+        )
+        with self.db.reading() as connection:
+            return as_utc(connection.execute(query).scalar())
 
     def count(self, name: str | None = None, status: RunStatus | None = None) -> int:
         query = select(func.count()).select_from(self.table)

@@ -599,3 +599,97 @@ def test_a_run_ending_after_the_loop_stopped_writes_into_no_file_that_took_the_w
                     os.close(number)
         row = app.store.get_run(run_id)
         assert row is not None and row["status"] is RunStatus.succeeded, row
+
+
+# -- when the loop looks at the queue ------------------------------------------------------------
+
+started = threading.Event()
+
+
+@script(quest={"without_overlapping": False})
+def queued_ping(inputs: Any, ctx: Any) -> None:
+    note(inputs, ctx)
+    started.set()
+
+
+@contextmanager
+def looping(serve: Serve) -> Iterator[None]:
+    loop = threading.Thread(target=serve.serve_forever, name="serve", daemon=True)
+    loop.start()
+    try:
+        yield
+    finally:
+        serve.stop()
+        loop.join(10)
+        serve.shutdown(0)
+
+
+def test_on_sqlite_the_loop_claims_a_delayed_run_when_it_comes_due_without_polling(
+    tmp_path: Path,
+) -> None:
+    """With wake-ups from the database, the queue is not polled every second once the loop
+    listens: it sleeps until its next row comes due (no safety check comes within the test)."""
+    started.clear()
+    url = f"sqlite:///{tmp_path / 'quest.sqlite3'}"
+    with temporary_quest(tmp_path, scripts=[queued_ping], database_url=url) as app:
+        run_id = app.enqueue("queued-ping", delay=2.5)
+        serve = Serve(app, queue_check_every=3600)
+        with looping(serve):
+            assert started.wait(10), "the delayed run was not claimed when it came due"
+            serve.join(10)
+        row = app.store.get_run(run_id)
+        assert row is not None and row["status"] is RunStatus.succeeded
+
+
+def test_on_sqlite_an_enqueue_wakes_the_loop_that_waits_on_an_empty_queue(
+    tmp_path: Path,
+) -> None:
+    started.clear()
+    url = f"sqlite:///{tmp_path / 'quest.sqlite3'}"
+    with temporary_quest(tmp_path, scripts=[queued_ping], database_url=url) as app:
+        serve = Serve(app, poll_every=3600, queue_check_every=3600)
+        with looping(serve):
+            deadline = time.monotonic() + 10
+            while serve._queue_next is None:
+                assert time.monotonic() < deadline, "the loop never looked at the queue"
+                time.sleep(0.01)
+            run_id = app.enqueue("queued-ping")
+            assert started.wait(10), "the enqueue did not wake the loop"
+            serve.join(10)
+        row = app.store.get_run(run_id)
+        assert row is not None and row["status"] is RunStatus.succeeded
+
+
+def test_the_next_look_at_the_queue_follows_its_rows(
+    tmp_path: Path, database_url: str, clock: FrozenClock
+) -> None:
+    """Every second while rows may be due; else at the next row's run_after, within the safety
+    interval; at once when woken. Without wake-ups from the database (PostgreSQL here), every
+    ``poll_every`` seconds as before."""
+    with quest_of(tmp_path, database_url, clock, queued_ping) as app:
+        serve = Serve(app, queue_check_every=10)
+        serve._ensure_waiter()
+        try:
+            timed = app.store.dialect == "sqlite"
+            second = timedelta(seconds=1)
+            serve._plan_queue(START, more=False)
+            assert serve._queue_next == START + (10 * second if timed else second)
+            assert not serve._queue_due(START + 5 * second) or not timed
+            assert serve._queue_due(START + 10 * second)
+            app.enqueue("queued-ping", run_at=START + 3 * second)
+            serve._plan_queue(START, more=False)
+            assert serve._queue_next == START + (3 * second if timed else second)
+            app.enqueue("queued-ping", run_at=START - second)
+            serve._plan_queue(START, more=False)
+            assert serve._queue_next == START + second
+            serve._plan_queue(START, more=True)
+            assert serve._queue_next == START + second
+            if timed:
+                assert serve.seconds_until_next(START) <= 1.0
+                assert not serve._queue_due(START)
+                serve._wake()
+                serve._sleep(0)
+                assert serve._queue_due(START)
+        finally:
+            if serve._waiter is not None:
+                serve._waiter.close()

@@ -164,3 +164,24 @@ def test_the_flusher_waits_without_waking_while_no_run_captures() -> None:
     assert not list(runlog._captures)
     # Blocked on the condition: nothing but the next capture wakes it.
     assert _waiting_on(runlog._flusher_wanted)
+
+
+def test_a_run_that_logs_nothing_does_not_wake_the_flusher() -> None:
+    with runlog.capture("run-warm", lambda batch: None):
+        log.info("a line")
+    import time
+
+    deadline = time.monotonic() + 10
+    while not _waiting_on(runlog._flusher_wanted) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    waiters = list(runlog._flusher_wanted._waiters)  # type: ignore[attr-defined]
+    assert waiters
+    with runlog.capture("run-silent", lambda batch: None):
+        # A notify would have taken the flusher off the condition's waiters at once.
+        assert list(runlog._flusher_wanted._waiters) == waiters  # type: ignore[attr-defined]
+    assert list(runlog._flusher_wanted._waiters) == waiters  # type: ignore[attr-defined]
+    sent: list[dict[str, Any]] = []
+    with runlog.capture("run-talks", sent.append):
+        log.info("a line")
+        assert list(runlog._flusher_wanted._waiters) != waiters  # type: ignore[attr-defined]
+    assert sent and sent[-1]["final"]
