@@ -129,17 +129,22 @@ class Queue:
         self.db.write(write)
 
     def requeue(self, run_id: str, *, run_after: datetime) -> None:
-        """Give a claimed run back to the queue (kept for compatibility; claims never need it)."""
-        self.runs.update(
-            run_id,
-            {
-                "status": RunStatus.queued,
-                "run_after": run_after,
-                "started_at": None,
-                "owner_host": None,
-                "owner_pid": None,
-            },
-        )
+        """Give a claimed run back to the queue and wake the serves (it is due at *run_after*)."""
+        values = {
+            "status": RunStatus.queued,
+            "run_after": run_after,
+            "started_at": None,
+            "owner_host": None,
+            "owner_pid": None,
+        }
+        runs = self.runs.table
+        statement = update(runs).where(runs.c.id == run_id).values(values)
+
+        def write(connection: Connection) -> None:
+            connection.execute(statement)
+            self.db.notify(connection, "run")
+
+        self.db.write(write)
 
     # -- claims --------------------------------------------------------------------------------
 

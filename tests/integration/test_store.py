@@ -301,6 +301,19 @@ def test_a_cancel_request_wakes_a_waiter(store: Store) -> None:
         waiter.close()
 
 
+def test_a_requeue_wakes_a_waiter(store: Store) -> None:
+    queue(store, "busy")
+    claim(store)
+    waiter = store.waiter()
+    try:
+        assert waiter.wait(0.01) is False
+        store.requeue("busy", run_after=NOW + timedelta(seconds=1))
+        assert waiter.wait(60) is True
+        assert status(store, "busy") is RunStatus.queued
+    finally:
+        waiter.close()
+
+
 def test_a_wake_after_close_writes_into_no_file_that_took_its_descriptors(
     store: Store, tmp_path: Path
 ) -> None:
