@@ -49,7 +49,7 @@ def dashboard(host: str, port: int, poll_seconds: float) -> None:
     try:
         import uvicorn
 
-        from quest.dashboard import create_app
+        from quest.dashboard import create_app, warm
     except ModuleNotFoundError as exc:
         raise click.UsageError(
             f"quest dashboard needs the dashboard extra ({exc.name} is missing): "
@@ -59,8 +59,10 @@ def dashboard(host: str, port: int, poll_seconds: float) -> None:
     with user_errors():
         app.store.ensure_schema()
         app.registry  # noqa: B018  (loaded now, not on the first request)
-    # The scripts and their models live as long as the process: taken out of the collector's
-    # view, they no longer make every full collection (a pause inside some request) walk them.
+        warm(app)
+    # The scripts, their models and what the first views keep live as long as the process:
+    # taken out of the collector's view, they no longer make every full collection (a pause
+    # inside some request) walk them.
     gc.collect()
     gc.freeze()
     asgi = create_app(app, password=password, poll_seconds=poll_seconds)

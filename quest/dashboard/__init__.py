@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from ..app import Quest
 
-__all__ = ["Access", "Authorize", "Grant", "create_app"]
+__all__ = ["Access", "Authorize", "Grant", "create_app", "warm"]
 
 
 def create_app(
@@ -54,3 +54,22 @@ def create_app(
         "debug": debug,
     }
     return build(quest, **options)
+
+
+def warm(quest: Quest) -> bool:
+    """Read once what the overview and the scripts page read, before the first visitor does:
+    the day's counts of the hours that have ended, each schedule's period, the statements.
+    ``False`` (and nothing kept) when the database cannot be read now; the pages then read it
+    on their own, and show that it is down."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..errors import DatabaseUnavailable
+    from . import queries
+
+    now = quest.clock.now()
+    try:
+        queries.overview(quest, now)
+        queries.scripts(quest, now)
+    except (DatabaseUnavailable, SQLAlchemyError):
+        return False
+    return True

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from quest import Quest, RunStatus
 from quest.cli import cli
-from quest.dashboard import create_app
+from quest.dashboard import create_app, warm
 from quest.errors import InvalidInputs
 from quest.inputs import parse_text
 from quest.testing import FrozenClock, temporary_quest
@@ -324,6 +324,7 @@ def test_an_unreachable_sqlite_database_is_a_503_until_it_is_back(tmp_path: Path
         database_url=f"sqlite:///{blocker / 'quest.sqlite3'}",
         clock=FrozenClock(NOW),
     ) as quest:
+        assert warm(quest) is False, "nothing to read: the pages say so themselves"
         client = TestClient(create_app(quest), client=LOOPBACK)
         for path in ("/", "/scripts", "/runs", "/runs/abc", "/queue", "/nodes"):
             response = client.get(path)
@@ -333,6 +334,7 @@ def test_an_unreachable_sqlite_database_is_a_503_until_it_is_back(tmp_path: Path
         blocker.unlink()
         blocker.mkdir()
         assert client.get("/").status_code == 200, "back without a restart"
+        assert warm(quest) is True
         assert client.get("/scripts/cleanup").status_code == 200
 
 

@@ -237,3 +237,14 @@ def test_the_strips_of_many_scripts_are_read_at_once(quest: Quest) -> None:
     assert first["created_at"] == NOW - timedelta(minutes=100 - 5)
     assert first["status"] == RunStatus.succeeded
     assert queries.outcome_strips(quest, []) == {}
+
+
+def test_warming_reads_the_ended_hours_before_the_first_view(quest: Quest) -> None:
+    from quest.dashboard import warm
+
+    at = NOW - timedelta(hours=5)
+    add(quest, "cleanup", RunStatus.succeeded, at)
+    assert warm(quest) is True
+    # Written after the warm-up into an hour it read: the first view shows the hour as read.
+    add(quest, "cleanup", RunStatus.succeeded, at + timedelta(seconds=1))
+    assert hour_of(queries.overview(quest, NOW), at)["runs"] == 1
