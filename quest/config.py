@@ -15,6 +15,11 @@ from .errors import ConfigError
 
 DEFAULT_DB_FILE = ".quest/quest.sqlite3"
 
+LEASE_TTL_MIN = 1.0
+"""The shortest lease: heartbeats go at a third of it."""
+LEASE_TTL_MAX = 86_400.0
+"""The longest: a dead serve's runs are recovered after it."""
+
 _ENV = {
     "database_url": "QUEST_DATABASE_URL",
     "scripts_dir": "QUEST_SCRIPTS_DIR",
@@ -109,10 +114,14 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         lease_ttl = float(table.get("lease_ttl", 30.0))
     except (TypeError, ValueError):
         raise ConfigError(
-            f"lease_ttl (QUEST_LEASE_TTL) must be a number of seconds, got {table['lease_ttl']!r}"
+            "lease_ttl (QUEST_LEASE_TTL) must be a number of seconds, "
+            f"got {_cut(table['lease_ttl'])}"
         ) from None
-    if lease_ttl <= 0:
-        raise ConfigError(f"lease_ttl (QUEST_LEASE_TTL) must be positive, got {lease_ttl}")
+    if not LEASE_TTL_MIN <= lease_ttl <= LEASE_TTL_MAX:  # NaN is outside too
+        raise ConfigError(
+            f"lease_ttl (QUEST_LEASE_TTL) must be between {LEASE_TTL_MIN:g} and "
+            f"{LEASE_TTL_MAX:g} seconds (a day), got {_cut(table['lease_ttl'])}"
+        )
     timezone = str(table.get("timezone", "UTC"))
     from .schedule import parse_timezone
 
@@ -154,3 +163,9 @@ def activate(settings: Settings) -> None:
     root = str(settings.root)
     if root not in sys.path:
         sys.path.insert(0, root)
+
+
+def _cut(value: object, limit: int = 40) -> str:
+    """*value*'s repr, cut to *limit* characters: an error message stays one line long."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else f"{shown[: limit - 1]}… ({len(shown):,} characters)"

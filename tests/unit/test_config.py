@@ -150,10 +150,20 @@ def test_invalid_toml_is_an_error_naming_the_file(tmp_path: Path) -> None:
         load_settings(tmp_path, environ={})
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-3"])
+@pytest.mark.parametrize(
+    "value", ["abc", "0", "-3", "nan", "NaN", "inf", "-inf", "1e308", "0.001", "86401", "9" * 5000]
+)
 def test_a_bad_lease_ttl_variable(tmp_path: Path, value: str) -> None:
-    with pytest.raises(ConfigError, match="QUEST_LEASE_TTL"):
+    with pytest.raises(ConfigError, match="QUEST_LEASE_TTL") as raised:
         load_settings(project(tmp_path), environ={"QUEST_LEASE_TTL": value})
+    assert len(str(raised.value)) < 400
+
+
+@pytest.mark.parametrize("value", ["1", "2.5", "30", "86400"])
+def test_a_lease_ttl_in_bounds(tmp_path: Path, value: str) -> None:
+    assert load_settings(project(tmp_path), environ={"QUEST_LEASE_TTL": value}).lease_ttl == float(
+        value
+    )
 
 
 def test_a_bad_timezone(tmp_path: Path) -> None:
