@@ -178,8 +178,8 @@ script_state = Table(
 )
 
 # Each script's latest finished run, kept by a trigger on the JobLog (migration q0006): its
-# status, id and created_at, and when its latest success was created. Exact on SQLite; on
-# PostgreSQL the two instants may lag the JobLog by up to OUTCOME_LAG while the outcome stays.
+# status, id and created_at, and when its latest success was created. The status is exact; the
+# id and the two instants may lag the JobLog by up to OUTCOME_LAG while the status stays.
 outcomes = Table(
     "quest_outcomes",
     metadata,
@@ -189,9 +189,8 @@ outcomes = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("succeeded_at", UTCDateTime),
 )
-OUTCOME_LAG = {"postgresql": timedelta(seconds=10)}
-"""How far behind the JobLog the instants of :data:`outcomes` may be, per dialect (none on the
-others)."""
+OUTCOME_LAG = timedelta(seconds=10)
+"""How far behind the JobLog the instants of :data:`outcomes` may be."""
 
 # Sensitive inputs of a queued run chain, kept only until it ends.
 pending_secrets = Table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import text
@@ -39,7 +39,7 @@ def _instant(value: Any) -> datetime:
 class Outcomes:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.lag = OUTCOME_LAG.get(db.dialect, timedelta(0))
+        self.lag = OUTCOME_LAG
         """How far behind the JobLog the kept instants may be (see :data:`OUTCOME_LAG`)."""
 
     def read(self, statuses: Iterable[RunStatus] = ()) -> dict[str, Outcome]:

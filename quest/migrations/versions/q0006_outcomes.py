@@ -2,9 +2,10 @@
 per script instead of walking every script's runs.
 
 A trigger on the JobLog writes it, so every writer of the JobLog (any serve, ``quest run``, a
-cancel, a recovery, an older quest) keeps it current. On SQLite it is exact. On PostgreSQL a row
-is rewritten only when the outcome changes or the kept instants are more than ten seconds old:
-rewriting it on every end would make the ends of one script wait on each other's commits.
+cancel, a recovery, an older quest) keeps it current. A row is rewritten only when the outcome
+changes or the kept instants are more than ten seconds old: on PostgreSQL rewriting it on every
+end would make the ends of one script wait on each other's commits, and on SQLite it would cost
+every end a page written for nothing the dashboard needs.
 
 Revision ID: q0006
 Revises: q0005
@@ -27,18 +28,25 @@ FINISHED = (
     "'cancelled'"
 )
 
-SQLITE_UPSERT = """
-    INSERT INTO quest_outcomes (name, status, run_id, created_at, succeeded_at)
+SQLITE_NOTE = f"""
+    UPDATE quest_outcomes SET
+        status = NEW.status,
+        run_id = NEW.id,
+        created_at = NEW.created_at,
+        succeeded_at = CASE WHEN NEW.status = 'succeeded' THEN NEW.created_at
+                            ELSE succeeded_at END
+    WHERE name = NEW.name AND created_at <= NEW.created_at
+      AND (created_at < datetime(NEW.created_at, '-10 seconds')
+           OR (status <> NEW.status AND NOT EXISTS (
+               SELECT 1 FROM {TABLE}
+               WHERE name = NEW.name AND status IN ({FINISHED})
+                 AND created_at > NEW.created_at)));
+    UPDATE quest_outcomes SET succeeded_at = NEW.created_at
+    WHERE NEW.status = 'succeeded' AND name = NEW.name AND created_at > NEW.created_at
+      AND (succeeded_at IS NULL OR succeeded_at < datetime(NEW.created_at, '-10 seconds'));
+    INSERT OR IGNORE INTO quest_outcomes (name, status, run_id, created_at, succeeded_at)
     VALUES (NEW.name, NEW.status, NEW.id, NEW.created_at,
-            CASE WHEN NEW.status = 'succeeded' THEN NEW.created_at END)
-    ON CONFLICT (name) DO UPDATE SET
-        status = CASE WHEN excluded.created_at >= quest_outcomes.created_at
-                      THEN excluded.status ELSE quest_outcomes.status END,
-        run_id = CASE WHEN excluded.created_at >= quest_outcomes.created_at
-                      THEN excluded.run_id ELSE quest_outcomes.run_id END,
-        created_at = max(excluded.created_at, quest_outcomes.created_at),
-        succeeded_at = CASE WHEN excluded.succeeded_at > coalesce(quest_outcomes.succeeded_at, '')
-                            THEN excluded.succeeded_at ELSE quest_outcomes.succeeded_at END;
+            CASE WHEN NEW.status = 'succeeded' THEN NEW.created_at END);
 """
 
 POSTGRES_FUNCTION = f"""
@@ -126,12 +134,12 @@ def upgrade() -> None:
     else:
         op.execute(
             f"CREATE TRIGGER quest_outcome_on_insert AFTER INSERT ON {TABLE} "
-            f"WHEN NEW.status IN ({FINISHED}) BEGIN {SQLITE_UPSERT} END"
+            f"WHEN NEW.status IN ({FINISHED}) BEGIN {SQLITE_NOTE} END"
         )
         op.execute(
             f"CREATE TRIGGER quest_outcome_on_update AFTER UPDATE OF status ON {TABLE} "
             f"WHEN NEW.status IN ({FINISHED}) AND NEW.status IS NOT OLD.status "
-            f"BEGIN {SQLITE_UPSERT} END"
+            f"BEGIN {SQLITE_NOTE} END"
         )
     op.execute(_BACKFILL)
 
