@@ -457,21 +457,32 @@ def _schema(url: str, folder: Path) -> None:
     store.dispose()
 
 
+def _fill_outcomes(url: str, folder: Path) -> None:
+    from quest.store import Store
+
+    store = Store.from_settings(settings_for(folder, url))
+    kept = store.rebuild_outcomes()
+    store.dispose()
+    _say(f"dashboard: the outcomes of {kept:,} scripts filled from the rows")
+
+
 def _insert_sqlite(path: Path, rows: Iterator[tuple[Any, ...]], tables: dict[str, list]) -> None:
     connection = sqlite3.connect(str(path), isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=OFF")
     indexes = [
-        (name, sql)
-        for name, sql in connection.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
-            "AND sql IS NOT NULL",
+        (kind, name, sql)
+        for kind, name, sql in connection.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
+            "AND tbl_name = ? AND sql IS NOT NULL",
             (JOB_LOG,),
         )
     ]
     connection.execute("BEGIN")
-    for name, _ in indexes:  # made again, from quest's own SQL, once the rows are in
-        connection.execute(f'DROP INDEX "{name}"')
+    # Made again, from quest's own SQL, once the rows are in (the outcomes are then filled
+    # from the rows, as the migration that made the triggers does).
+    for kind, name, _ in indexes:
+        connection.execute(f'DROP {kind.upper()} "{name}"')
     sql = f"INSERT INTO {JOB_LOG} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
     batch: list[tuple[Any, ...]] = []
     for row in rows:
@@ -484,7 +495,7 @@ def _insert_sqlite(path: Path, rows: Iterator[tuple[Any, ...]], tables: dict[str
         if values:
             marks = ", ".join("?" * len(values[0]))
             connection.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
-    for _, create in indexes:
+    for _, _, create in indexes:
         connection.execute(create)
     connection.execute("COMMIT")
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -503,6 +514,9 @@ def _insert_postgres(url: str, rows: Iterator[tuple[Any, ...]], tables: dict[str
         ).fetchall()
         for name, _ in indexes:
             connection.execute(f'DROP INDEX "{name}"')
+        # The outcome trigger fills quest_outcomes as the rows go in; here it is filled once
+        # the rows and their indexes are in, as the migration that made the trigger does.
+        connection.execute(f"ALTER TABLE {JOB_LOG} DISABLE TRIGGER USER")
         with connection.cursor().copy(f"COPY {JOB_LOG} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
@@ -513,6 +527,7 @@ def _insert_postgres(url: str, rows: Iterator[tuple[Any, ...]], tables: dict[str
                         copy.write_row(row)
         for _, create in indexes:
             connection.execute(create)
+        connection.execute(f"ALTER TABLE {JOB_LOG} ENABLE TRIGGER USER")
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("VACUUM ANALYZE")
 
@@ -577,6 +592,7 @@ def database(backend: str, rows: int, scripts: int) -> tuple[str, Path, Data]:
         _insert_sqlite(path, job_rows, tables)
     else:
         _insert_postgres(url, job_rows, tables)
+    _fill_outcomes(url, folder)
     sidecar.write_text(json.dumps({"data": data.__dict__}))
     _say(f"dashboard: generated in {time.perf_counter() - began:.1f} s")
     return url, folder, data

@@ -205,6 +205,11 @@ class Store:
         success's created_at or ``None`` (as :meth:`outcomes` keeps it)."""
         return self._outcomes.unsucceeded_since(cuts)
 
+    def rebuild_outcomes(self) -> int:
+        """Fill :meth:`outcomes` again from the JobLog, as the migration that made it did: after
+        rows were loaded with the JobLog's triggers off, or a restore. The number of scripts."""
+        return self._outcomes.rebuild(self.runs.name)
+
     @property
     def outcome_lag(self) -> timedelta:
         """How far behind the JobLog the instants of :meth:`outcomes` may be on this database."""

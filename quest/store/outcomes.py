@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import Connection, func, select, text
 
 from ..enums import RunStatus
 from ..models import OUTCOME_LAG, outcomes
@@ -65,6 +65,27 @@ class Outcomes:
                 )
                 for name, status, latest, succeeded, run_id in rows
             }
+
+    def rebuild(self, runs: str) -> int:
+        """Fill the table again from the JobLog *runs* (after rows were loaded with the trigger
+        off, or restored); the number of scripts it then holds."""
+        finished = ", ".join(f"'{status.value}'" for status in RunStatus if status.finished)
+        fill = text(
+            f"INSERT INTO {outcomes.name} (name, status, run_id, created_at, succeeded_at) "
+            "SELECT latest.name, latest.status, latest.id, latest.created_at, "
+            f"(SELECT max(done.created_at) FROM {runs} AS done WHERE done.name = latest.name "
+            f"AND done.status IN ({finished}) AND done.status = 'succeeded') "
+            "FROM (SELECT name, status, id, created_at, row_number() OVER "
+            "(PARTITION BY name ORDER BY created_at DESC, id DESC) AS place "
+            f"FROM {runs} WHERE status IN ({finished})) AS latest WHERE latest.place = 1"
+        )
+
+        def write(connection: Connection) -> int:
+            connection.execute(outcomes.delete())
+            connection.execute(fill)
+            return int(connection.execute(select(func.count()).select_from(outcomes)).scalar_one())
+
+        return int(self.db.write(write))
 
     def unsucceeded_since(self, cuts: Mapping[str, datetime]) -> dict[str, datetime | None]:
         """Of the scripts in *cuts* (name: instant) that finished a run, those with no success

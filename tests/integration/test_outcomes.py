@@ -237,3 +237,24 @@ def test_scripts_without_a_success_since_their_instant(store: Store) -> None:
         "fresh": NOW - hour
     }
     assert store.unsucceeded_since({}) == {}
+
+
+def test_the_outcomes_can_be_filled_again_from_the_runs(store: Store) -> None:
+    hour = timedelta(hours=1)
+    rows = [
+        row("cleanup", RunStatus.succeeded, NOW - 3 * hour),
+        row("cleanup", RunStatus.failed, NOW - 2 * hour),
+        row("report", RunStatus.cancelled, NOW - 2 * hour),
+        row("ingest", RunStatus.running, NOW),
+    ]
+    for values in rows:
+        write(store, values)
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM quest_outcomes"))
+        connection.execute(
+            text("INSERT INTO quest_outcomes VALUES ('gone', 'failed', 'x', :at, NULL)"),
+            {"at": NOW if store.dialect == "postgresql" else "2026-03-02 09:00:00.000000"},
+        )
+    assert store.rebuild_outcomes() == 2
+    agrees(store, rows)
+    assert store.outcomes()["cleanup"].run_id == rows[1]["id"]
