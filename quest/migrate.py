@@ -106,9 +106,31 @@ def upgrade(store: Store, models: str | None = None, *, force: bool = False) -> 
             command.upgrade(config(store, models, connection), "heads")
         changed = True
     if len(locations) == 1:
-        for metadata in store.metadatas:
-            metadata.create_all(store.writer)
+        create_missing(store)
     return changed
+
+
+def create_missing(store: Store) -> None:
+    """Create the tables of every metadata that the database does not have (models without
+    migrations). The names are read once per schema, so a database that has them all costs one
+    query rather than one per table; what is missing goes to ``create_all`` as before."""
+    from sqlalchemy import inspect
+
+    names: dict[str | None, set[str]] = {}
+    with store.engine.connect() as connection:
+        inspector = inspect(connection)
+        missing = []
+        for metadata in store.metadatas:
+            tables = []
+            for table in metadata.sorted_tables:
+                if table.schema not in names:
+                    names[table.schema] = set(inspector.get_table_names(schema=table.schema))
+                if table.name not in names[table.schema]:
+                    tables.append(table)
+            missing.append((metadata, tables))
+    for metadata, tables in missing:
+        if tables:
+            metadata.create_all(store.writer, tables=tables)
 
 
 def revision(store: Store, models: str | None, message: str, *, autogenerate: bool = True) -> Any:

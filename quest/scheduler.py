@@ -230,6 +230,7 @@ class Serve:
 
     def _register_node(self, now: datetime) -> None:
         try:
+            moment = self.clock.monotonic()
             self.node_id = self.quest.store.register_node(
                 host=HOST,
                 pid=os.getpid(),
@@ -238,6 +239,8 @@ class Serve:
                 concurrency=self.concurrency,
                 isolation=Isolation.process.value if self.pool else Isolation.thread.value,
             )
+            # Registering stamped the heartbeat: the next beat is due a beat from now.
+            self._last_node_beat = moment
         except Exception:
             log.warning("could not register this serve as a node", exc_info=True)
 
@@ -441,12 +444,22 @@ class Serve:
     def serve_forever(self) -> None:
         """Run until :meth:`stop` is called."""
         self.start()
+        # Listening before the first look at the queue: an enqueue from then on wakes the loop.
+        self._ensure_waiter()
+        first = True
         while not self._stop.is_set():
             try:
                 now = self.clock.now()
                 fired = self.fire_due(now)
                 claim = self._queue_due(now)
-                if fired and (claim or self._maintenance_due()):
+                if first:
+                    # The first claim comes before the start's housekeeping (recovery, pruning,
+                    # retention: a few transactions each), which then runs beside the first runs.
+                    first = False
+                    if claim:
+                        self._plan_queue(now, self._drain(now)[1])
+                        claim = False
+                elif fired and (claim or self._maintenance_due()):
                     # Let the runs just handed to workers start before this thread takes the
                     # interpreter for housekeeping: their lateness is what a user sees.
                     self._stop.wait(HANDOFF)

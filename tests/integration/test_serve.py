@@ -693,3 +693,40 @@ def test_the_next_look_at_the_queue_follows_its_rows(
         finally:
             if serve._waiter is not None:
                 serve._waiter.close()
+
+
+def test_the_first_claim_comes_before_the_start_s_housekeeping_and_after_listening(
+    tmp_path: Path, database_url: str
+) -> None:
+    started.clear()
+    with temporary_quest(tmp_path, scripts=[queued_ping], database_url=database_url) as app:
+        app.enqueue("queued-ping")
+        serve = Serve(app)
+        order: list[str] = []
+        done = threading.Event()
+        claim, recover, beat = serve._claim, serve.recover, app.store.beat_node
+
+        def claiming(*args: Any) -> Any:
+            order.append("listening" if serve._waiter is not None else "not listening")
+            order.append("claim")
+            return claim(*args)
+
+        def recovering(*args: Any) -> Any:
+            order.append("recover")
+            done.set()
+            return recover(*args)
+
+        def beating(*args: Any) -> None:
+            order.append("beat")
+            beat(*args)
+
+        serve._claim = claiming  # type: ignore[method-assign]
+        serve.recover = recovering  # type: ignore[method-assign]
+        app.store.beat_node = beating  # type: ignore[method-assign]
+        with looping(serve):
+            assert done.wait(10), "the loop never recovered"
+            assert started.wait(10), "the queued run did not start"
+            serve.join(10)
+        assert order[:3] == ["listening", "claim", "recover"]
+        assert serve.node_id is not None
+        assert "beat" not in order, "registering stamped the heartbeat; no beat follows at once"

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, inspect, select
 
 from quest.enums import CancelOutcome, RunStatus, Trigger
 from quest.models import cancels, pending_secrets
@@ -559,3 +559,29 @@ def test_the_finished_index_holds_finished_runs_only(store: Store) -> None:
 def test_migrations_do_not_import_the_store() -> None:
     code = "import sys, quest.migrate; sys.exit('quest.store' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_a_start_creates_only_the_tables_the_database_lacks(store: Store) -> None:
+    from quest.migrate import create_missing
+
+    with store.writer.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE quest_script_state")
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        statements.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        create_missing(store)
+        created = [s for s in statements if s.lstrip().upper().startswith("CREATE TABLE")]
+        assert len(created) == 1 and "quest_script_state" in created[0]
+        statements.clear()
+        create_missing(store)
+        assert not [s for s in statements if "CREATE" in s.upper()]
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    with store.engine.connect() as connection:
+        assert "quest_script_state" in inspect(connection).get_table_names()
+    store.set_paused("work", True, now=NOW)
+    assert store.is_paused("work")
