@@ -154,6 +154,19 @@ class QuestBlock(_Block):
     def _spans(cls, value: Any) -> Any:
         return None if value is None else _span(value)
 
+    @field_validator("lease_ttl")
+    @classmethod
+    def _lease_ttl(cls, value: timedelta | None) -> timedelta | None:
+        from .config import LEASE_TTL_MAX, LEASE_TTL_MIN
+
+        if value is not None and not LEASE_TTL_MIN <= value.total_seconds() <= LEASE_TTL_MAX:
+            raise ValueError(
+                f"a lease of {value.total_seconds():g} seconds; use between {LEASE_TTL_MIN:g} "
+                f"second and a day: heartbeats go at a third of it, and a dead serve's runs "
+                f"are recovered after it"
+            )
+        return value
+
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
