@@ -157,7 +157,7 @@ class Database:
         if getattr(self._local, "unit", None) is not None:
             yield self.current()
             return
-        unit = Unit(durable, dict(about or {}))
+        unit = Unit(durable, dict(about or {}), self.group)
         self._local.unit = unit
         try:
             yield unit
@@ -221,12 +221,8 @@ class Database:
         transaction when no unit is open."""
         unit = self.current()
         if unit is None:
-            with self.writer.begin() as connection:
-                result = write(connection)
-                pinged = connection.info.pop(PING, False)
-            if pinged:
-                self._ping()
-            return result
+            with self.transaction() as connection:
+                return write(connection)
         if now:
             return write(unit.connection_for(self.writer))
         unit.kept.append(write)
@@ -261,10 +257,26 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A writing transaction of its own (never the unit's), waking waiters after commit."""
-        with self.writer.begin() as connection:
-            yield connection
-            pinged = connection.info.pop(PING, False)
+        """A writing transaction of its own (never the unit's), waking waiters after commit.
+
+        On SQLite it runs on the group commit's connection, as the group's leader: writes are one
+        at a time there anyway, and no connection is checked out of the pool for it.
+        """
+        held = self.group.hold() if self.group is not None else None
+        if held is None:
+            with self.writer.begin() as connection:
+                yield connection
+                pinged = connection.info.pop(PING, False)
+        else:
+            assert self.group is not None
+            try:
+                yield held
+                pinged = held.info.pop(PING, False)
+                held.commit()
+            except BaseException:
+                self.group.release(rollback=True)
+                raise
+            self.group.release(rollback=False)
         if pinged:
             self._ping()
 
@@ -435,11 +447,15 @@ class _Prepared:
 class Unit:
     """The open transaction of one thread's unit of work, and the writes kept for its end."""
 
-    __slots__ = ("about", "connection", "durable", "kept", "replayed", "takes")
+    __slots__ = ("about", "connection", "durable", "group", "held", "kept", "replayed", "takes")
 
-    def __init__(self, durable: bool, about: dict[str, Any]) -> None:
+    def __init__(self, durable: bool, about: dict[str, Any], group: _Group | None = None) -> None:
         self.durable = durable
         self.about = about
+        self.group = group
+        self.held = False
+        """Whether the transaction runs on the group commit's connection (SQLite), this thread
+        leading the group until it ends."""
         self.connection: Connection | None = None
         self.kept: list[Callable[[Connection], Any]] = []
         self.takes: list[_Take] = []
@@ -449,8 +465,13 @@ class Unit:
 
     def connection_for(self, engine: Engine) -> Connection:
         if self.connection is None:
-            self.connection = engine.connect()
-            self.connection.begin()
+            held = self.group.hold() if self.group is not None else None
+            if held is not None:
+                self.connection = held
+                self.held = True
+            else:
+                self.connection = engine.connect()
+                self.connection.begin()
         return self.connection
 
     def commit(
@@ -486,15 +507,21 @@ class Unit:
         return pinged
 
     def close(self, *, commit: bool) -> None:
-        if self.connection is None:
+        connection = self.connection
+        if connection is None:
+            return
+        self.connection = None
+        if self.held:
+            assert self.group is not None
+            self.held = False
+            self.group.release(rollback=not commit)
             return
         try:
-            if not commit and self.connection.in_transaction():
-                self.connection.rollback()
+            if not commit and connection.in_transaction():
+                connection.rollback()
         finally:
-            self.connection.info.pop(PING, None)
-            self.connection.close()
-            self.connection = None
+            connection.info.pop(PING, None)
+            connection.close()
 
 
 class Taken:
@@ -570,6 +597,8 @@ class _Group:
         self._coming: dict[int, float] = {}
         """The threads that said they will commit a unit in a moment, and when they said it."""
         self._lingering = False
+        self._holder: int | None = None
+        """The thread leading, while it leads."""
         self._connection: Connection | None = None
         """The leaders' connection, kept between groups (only a leader uses it)."""
 
@@ -584,25 +613,79 @@ class _Group:
         """Commit *entry* with whatever else is waiting; ``False`` if that failed."""
         if os.getpid() != self._pid:
             self._after_fork()
+        me = threading.get_ident()
         with self._ready:
+            if self._holder == me:
+                return False
             self._waiting.append(entry)
-            if self._coming.pop(threading.get_ident(), None) is not None and self._lingering:
+            if self._coming.pop(me, None) is not None and self._lingering:
                 self._last_awaited()
             while entry.state is None and self._leading:
                 self._ready.wait()
             if entry.state is not None:
                 return entry.state
             self._leading = True
+            self._holder = me
             self._linger()
             batch = self._waiting[: self.LARGEST]
             del self._waiting[: self.LARGEST]
         try:
             self._write(batch)
         finally:
-            with self._ready:
-                self._leading = False
-                self._ready.notify_all()
+            self._let_go()
         return bool(entry.state)
+
+    def hold(self) -> Connection | None:
+        """Lead with no group: this thread's own transaction runs on the leaders' connection,
+        begun here, until :meth:`release`; the units committing meanwhile wait for it, as they
+        would for SQLite's write lock. ``None`` if this thread leads already (it then takes a
+        connection of its own, as without the group)."""
+        if os.getpid() != self._pid:
+            self._after_fork()
+        me = threading.get_ident()
+        with self._ready:
+            if self._holder == me:
+                return None
+            if self._coming.pop(me, None) is not None and self._lingering:
+                self._last_awaited()
+            while self._leading:
+                self._ready.wait()
+            self._leading = True
+            self._holder = me
+        try:
+            if self._connection is None:
+                self._connection = self.db.writer.connect()
+            connection = self._connection
+            connection.begin()
+        except BaseException:
+            self._drop()
+            self._let_go()
+            raise
+        return connection
+
+    def release(self, *, rollback: bool) -> None:
+        """End what :meth:`hold` began (committed by the holder, or rolled back here) and let
+        the next leader in. A connection that fails to roll back is let go."""
+        connection = self._connection
+        try:
+            if connection is not None:
+                connection.info.pop(PING, None)
+                if connection.invalidated:
+                    self._drop()
+                elif rollback and connection.in_transaction():
+                    try:
+                        connection.rollback()
+                    except BaseException:
+                        self._drop()
+                        raise
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        with self._ready:
+            self._leading = False
+            self._holder = None
+            self._ready.notify_all()
 
     def _last_awaited(self) -> None:
         """Wake the lingering leader once no other unit it waits for is still coming."""
@@ -681,6 +764,7 @@ class _Group:
         self._leading = False
         self._coming = {}
         self._lingering = False
+        self._holder = None
         self._connection = None
 
 
