@@ -411,7 +411,7 @@ class _Prepared:
     processing are computed once, then the driver's cursor runs it inside the same transaction.
     """
 
-    __slots__ = ("defaults", "names", "positional", "processors", "sql")
+    __slots__ = ("defaults", "names", "plan", "positional", "processors", "sql")
 
     def __init__(self, statement: Any, dialect: Any, keys: Iterable[str]) -> None:
         columns = [key for key in keys if not key.startswith("_")]
@@ -432,16 +432,19 @@ class _Prepared:
                 self.defaults[name] = bind.value
             elif default is not None and default.is_scalar:
                 self.defaults[name] = default.arg
+        self.plan: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
+            (name, self.defaults.get(name), self.processors.get(name)) for name in self.names
+        ]
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
-        processed = {}
-        for name in self.names:
-            value = values[name] if name in values else self.defaults.get(name)
-            processor = self.processors.get(name)
-            processed[name] = processor(value) if processor is not None else value
+        get = values.get
+        processed = [
+            get(name, default) if process is None else process(get(name, default))
+            for name, default, process in self.plan
+        ]
         if self.positional:
-            return [processed[name] for name in self.names]
-        return processed
+            return processed
+        return dict(zip(self.names, processed, strict=True))
 
 
 class Unit:
