@@ -35,6 +35,9 @@ from ..models import job_log_table
 log = logging.getLogger("quest.store")
 
 WRITE_OPTION = "quest_write"
+KEPT_OPTION = "quest_kept"
+"""Execution option of the group commit's connection: its transactions are begun and ended on
+the driver, not through SQLAlchemy (see :class:`_Group`)."""
 PING = "quest_ping"
 """Key in a connection's ``info``: a wake-up to send once its transaction commits (SQLite)."""
 
@@ -70,7 +73,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
-            immediate = connection.get_execution_options().get(WRITE_OPTION)
+            options = connection.get_execution_options()
+            if options.get(KEPT_OPTION):
+                return
+            immediate = options.get(WRITE_OPTION)
             driver = connection.connection.driver_connection
             driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -272,7 +278,7 @@ class Database:
             try:
                 yield held
                 pinged = held.info.pop(PING, False)
-                held.commit()
+                self.group.finish()
             except BaseException:
                 self.group.release(rollback=True)
                 raise
@@ -500,7 +506,11 @@ class Unit:
                     log.warning("a take at commit failed; it takes nothing", exc_info=True)
                     found.append([])
             pinged = bool(connection.info.pop(PING, False))
-            connection.commit()
+            if self.held:
+                assert self.group is not None
+                self.group.finish()
+            else:
+                connection.commit()
         except BaseException:
             self.close(commit=False)
             raise
@@ -656,15 +666,18 @@ class _Group:
             self._leading = True
             self._holder = me
         try:
-            if self._connection is None:
-                self._connection = self.db.writer.connect()
-            connection = self._connection
-            connection.begin()
+            connection = self._kept()
+            self._driver(connection, "BEGIN IMMEDIATE")
         except BaseException:
             self._drop()
             self._let_go()
             raise
         return connection
+
+    def finish(self) -> None:
+        """Commit the transaction :meth:`hold` began (the holder then calls :meth:`release`)."""
+        assert self._connection is not None
+        self._driver(self._connection, "COMMIT")
 
     def release(self, *, rollback: bool) -> None:
         """End what :meth:`hold` began (committed by the holder, or rolled back here) and let
@@ -675,9 +688,9 @@ class _Group:
                 connection.info.pop(PING, None)
                 if connection.invalidated:
                     self._drop()
-                elif rollback and connection.in_transaction():
+                elif rollback and connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
                     try:
-                        connection.rollback()
+                        self._driver(connection, "ROLLBACK")
                     except BaseException:
                         self._drop()
                         raise
@@ -719,15 +732,14 @@ class _Group:
     def _write(self, batch: list[_Entry]) -> None:
         results: list[tuple[_Take, list[Any]]] = []
         try:
-            if self._connection is None:
-                self._connection = self.db.writer.connect()
-            connection = self._connection
-            with connection.begin():
-                for entry in batch:
-                    for write in entry.kept:
-                        write(connection)
-                results = _take_together([t for entry in batch for t in entry.takes], connection)
-                pinged = bool(connection.info.pop(PING, False))
+            connection = self._kept()
+            self._driver(connection, "BEGIN IMMEDIATE")
+            for entry in batch:
+                for write in entry.kept:
+                    write(connection)
+            results = _take_together([t for entry in batch for t in entry.takes], connection)
+            pinged = bool(connection.info.pop(PING, False))
+            self._driver(connection, "COMMIT")
         except BaseException as exc:
             for entry in batch:
                 entry.state = False
@@ -742,8 +754,30 @@ class _Group:
             entry.pinged = pinged
             entry.state = True
 
+    def _kept(self) -> Connection:
+        """The leaders' connection. SQLAlchemy sees one transaction open on it for good (so that
+        a statement never begins one of its own); each group's transaction is begun and ended on
+        the driver, without SQLAlchemy's begin, commit and their events."""
+        if self._connection is None:
+            connection = self.db.writer.connect()
+            connection.execution_options(**{KEPT_OPTION: True})
+            connection.begin()
+            self._connection = connection
+        return self._connection
+
+    def _driver(self, connection: Connection, sql: str) -> None:
+        """Run *sql* (``BEGIN IMMEDIATE``, ``COMMIT``, ``ROLLBACK``) on the driver; its errors
+        are raised as SQLAlchemy's, as a statement's would be."""
+        dialect = self.db.engine.dialect
+        dbapi = dialect.loaded_dbapi
+        try:
+            connection.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=dialect) from exc
+
     def _drop(self) -> None:
-        """Let the leaders' connection go after a failure: the next group takes a fresh one."""
+        """Let the leaders' connection go after a failure: the next group takes a fresh one.
+        Closing it rolls back what it had begun."""
         connection, self._connection = self._connection, None
         if connection is not None:
             try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from quest import RunStatus, script
 from quest.enums import Trigger
@@ -388,6 +388,10 @@ def test_a_recorded_run_writes_on_the_group_s_connection_and_commits_its_start_f
             checkouts.append(1)
 
         event.listen(engine, "checkout", checked_out)
+        group = app.store.db.group
+        assert group is not None and group._connection is not None
+        traced: list[str] = []
+        group._connection.connection.driver_connection.set_trace_callback(traced.append)  # type: ignore[union-attr]
         slot = NOW + timedelta(days=3650)
         request = RunRequest(trigger=Trigger.scheduled, scheduled_for=slot, slot=True)
         scheduled = app.runner.run("watched", {}, request)
@@ -398,6 +402,8 @@ def test_a_recorded_run_writes_on_the_group_s_connection_and_commits_its_start_f
         assert manual.status is RunStatus.succeeded
         assert checkouts == [], "every write on the group's connection"
         assert SEEN["statuses"] == ["running"] * 3, "each start committed before its script"
+        ends = [sql for sql in traced if sql in ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")]
+        assert ends == ["BEGIN IMMEDIATE", "COMMIT"] * 4, "a start and an end for each run"
         assert app.store.lease("watched") is None, "the lease was released"
 
 
@@ -462,3 +468,27 @@ def test_a_unit_on_the_group_s_connection_that_fails_rolls_back_and_lets_the_nex
     [row] = store.claim_queued(now=NOW, limit=1, owner_host="h1", owner_pid=7)
     store.update_run(row["id"], {"status": RunStatus.succeeded})
     assert store.get_run(row["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+
+
+def test_a_statement_refused_on_the_group_s_connection_rolls_back_only_its_transaction(
+    statements: tuple[Store, list[str]],
+) -> None:
+    store, seen = statements
+    values = {
+        "id": "twice",
+        "name": "work",
+        "status": RunStatus.running,
+        "trigger": Trigger.manual,
+        "attempt": 1,
+        "max_attempts": 1,
+        "root_id": "twice",
+        "created_at": NOW,
+    }
+    store.insert_run(values)
+    seen.clear()
+    with pytest.raises(IntegrityError), store.unit():
+        assert store.claim_slot("work", NOW, run_id="twice", owner="h1", now=NOW)
+        store.db.write(lambda connection: connection.execute(store._runs.table.insert(), values))
+    assert seen[-1] == "ROLLBACK"
+    assert store.claim_slot("work", NOW, run_id="again", owner="h1", now=NOW), "rolled back"
+    assert seen[-1] == "COMMIT"
