@@ -35,6 +35,9 @@ from ..models import job_log_table
 log = logging.getLogger("quest.store")
 
 WRITE_OPTION = "quest_write"
+KEPT_OPTION = "quest_kept"
+"""Execution option of the group commit's connection: its transactions are begun and ended on
+the driver, not through SQLAlchemy (see :class:`_Group`)."""
 PING = "quest_ping"
 """Key in a connection's ``info``: a wake-up to send once its transaction commits (SQLite)."""
 
@@ -70,7 +73,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
-            immediate = connection.get_execution_options().get(WRITE_OPTION)
+            options = connection.get_execution_options()
+            if options.get(KEPT_OPTION):
+                return
+            immediate = options.get(WRITE_OPTION)
             driver = connection.connection.driver_connection
             driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -157,7 +163,7 @@ class Database:
         if getattr(self._local, "unit", None) is not None:
             yield self.current()
             return
-        unit = Unit(durable, dict(about or {}))
+        unit = Unit(durable, dict(about or {}), self.group)
         self._local.unit = unit
         try:
             yield unit
@@ -221,12 +227,8 @@ class Database:
         transaction when no unit is open."""
         unit = self.current()
         if unit is None:
-            with self.writer.begin() as connection:
-                result = write(connection)
-                pinged = connection.info.pop(PING, False)
-            if pinged:
-                self._ping()
-            return result
+            with self.transaction() as connection:
+                return write(connection)
         if now:
             return write(unit.connection_for(self.writer))
         unit.kept.append(write)
@@ -261,10 +263,26 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A writing transaction of its own (never the unit's), waking waiters after commit."""
-        with self.writer.begin() as connection:
-            yield connection
-            pinged = connection.info.pop(PING, False)
+        """A writing transaction of its own (never the unit's), waking waiters after commit.
+
+        On SQLite it runs on the group commit's connection, as the group's leader: writes are one
+        at a time there anyway, and no connection is checked out of the pool for it.
+        """
+        held = self.group.hold() if self.group is not None else None
+        if held is None:
+            with self.writer.begin() as connection:
+                yield connection
+                pinged = connection.info.pop(PING, False)
+        else:
+            assert self.group is not None
+            try:
+                yield held
+                pinged = held.info.pop(PING, False)
+                self.group.finish()
+            except BaseException:
+                self.group.release(rollback=True)
+                raise
+            self.group.release(rollback=False)
         if pinged:
             self._ping()
 
@@ -399,7 +417,7 @@ class _Prepared:
     processing are computed once, then the driver's cursor runs it inside the same transaction.
     """
 
-    __slots__ = ("defaults", "names", "positional", "processors", "sql")
+    __slots__ = ("defaults", "names", "plan", "positional", "processors", "sql")
 
     def __init__(self, statement: Any, dialect: Any, keys: Iterable[str]) -> None:
         columns = [key for key in keys if not key.startswith("_")]
@@ -420,26 +438,33 @@ class _Prepared:
                 self.defaults[name] = bind.value
             elif default is not None and default.is_scalar:
                 self.defaults[name] = default.arg
+        self.plan: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
+            (name, self.defaults.get(name), self.processors.get(name)) for name in self.names
+        ]
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
-        processed = {}
-        for name in self.names:
-            value = values[name] if name in values else self.defaults.get(name)
-            processor = self.processors.get(name)
-            processed[name] = processor(value) if processor is not None else value
+        get = values.get
+        processed = [
+            get(name, default) if process is None else process(get(name, default))
+            for name, default, process in self.plan
+        ]
         if self.positional:
-            return [processed[name] for name in self.names]
-        return processed
+            return processed
+        return dict(zip(self.names, processed, strict=True))
 
 
 class Unit:
     """The open transaction of one thread's unit of work, and the writes kept for its end."""
 
-    __slots__ = ("about", "connection", "durable", "kept", "replayed", "takes")
+    __slots__ = ("about", "connection", "durable", "group", "held", "kept", "replayed", "takes")
 
-    def __init__(self, durable: bool, about: dict[str, Any]) -> None:
+    def __init__(self, durable: bool, about: dict[str, Any], group: _Group | None = None) -> None:
         self.durable = durable
         self.about = about
+        self.group = group
+        self.held = False
+        """Whether the transaction runs on the group commit's connection (SQLite), this thread
+        leading the group until it ends."""
         self.connection: Connection | None = None
         self.kept: list[Callable[[Connection], Any]] = []
         self.takes: list[_Take] = []
@@ -449,8 +474,13 @@ class Unit:
 
     def connection_for(self, engine: Engine) -> Connection:
         if self.connection is None:
-            self.connection = engine.connect()
-            self.connection.begin()
+            held = self.group.hold() if self.group is not None else None
+            if held is not None:
+                self.connection = held
+                self.held = True
+            else:
+                self.connection = engine.connect()
+                self.connection.begin()
         return self.connection
 
     def commit(
@@ -476,7 +506,11 @@ class Unit:
                     log.warning("a take at commit failed; it takes nothing", exc_info=True)
                     found.append([])
             pinged = bool(connection.info.pop(PING, False))
-            connection.commit()
+            if self.held:
+                assert self.group is not None
+                self.group.finish()
+            else:
+                connection.commit()
         except BaseException:
             self.close(commit=False)
             raise
@@ -486,15 +520,21 @@ class Unit:
         return pinged
 
     def close(self, *, commit: bool) -> None:
-        if self.connection is None:
+        connection = self.connection
+        if connection is None:
+            return
+        self.connection = None
+        if self.held:
+            assert self.group is not None
+            self.held = False
+            self.group.release(rollback=not commit)
             return
         try:
-            if not commit and self.connection.in_transaction():
-                self.connection.rollback()
+            if not commit and connection.in_transaction():
+                connection.rollback()
         finally:
-            self.connection.info.pop(PING, None)
-            self.connection.close()
-            self.connection = None
+            connection.info.pop(PING, None)
+            connection.close()
 
 
 class Taken:
@@ -570,6 +610,8 @@ class _Group:
         self._coming: dict[int, float] = {}
         """The threads that said they will commit a unit in a moment, and when they said it."""
         self._lingering = False
+        self._holder: int | None = None
+        """The thread leading, while it leads."""
         self._connection: Connection | None = None
         """The leaders' connection, kept between groups (only a leader uses it)."""
 
@@ -584,25 +626,82 @@ class _Group:
         """Commit *entry* with whatever else is waiting; ``False`` if that failed."""
         if os.getpid() != self._pid:
             self._after_fork()
+        me = threading.get_ident()
         with self._ready:
+            if self._holder == me:
+                return False
             self._waiting.append(entry)
-            if self._coming.pop(threading.get_ident(), None) is not None and self._lingering:
+            if self._coming.pop(me, None) is not None and self._lingering:
                 self._last_awaited()
             while entry.state is None and self._leading:
                 self._ready.wait()
             if entry.state is not None:
                 return entry.state
             self._leading = True
+            self._holder = me
             self._linger()
             batch = self._waiting[: self.LARGEST]
             del self._waiting[: self.LARGEST]
         try:
             self._write(batch)
         finally:
-            with self._ready:
-                self._leading = False
-                self._ready.notify_all()
+            self._let_go()
         return bool(entry.state)
+
+    def hold(self) -> Connection | None:
+        """Lead with no group: this thread's own transaction runs on the leaders' connection,
+        begun here, until :meth:`release`; the units committing meanwhile wait for it, as they
+        would for SQLite's write lock. ``None`` if this thread leads already (it then takes a
+        connection of its own, as without the group)."""
+        if os.getpid() != self._pid:
+            self._after_fork()
+        me = threading.get_ident()
+        with self._ready:
+            if self._holder == me:
+                return None
+            if self._coming.pop(me, None) is not None and self._lingering:
+                self._last_awaited()
+            while self._leading:
+                self._ready.wait()
+            self._leading = True
+            self._holder = me
+        try:
+            connection = self._kept()
+            self._driver(connection, "BEGIN IMMEDIATE")
+        except BaseException:
+            self._drop()
+            self._let_go()
+            raise
+        return connection
+
+    def finish(self) -> None:
+        """Commit the transaction :meth:`hold` began (the holder then calls :meth:`release`)."""
+        assert self._connection is not None
+        self._driver(self._connection, "COMMIT")
+
+    def release(self, *, rollback: bool) -> None:
+        """End what :meth:`hold` began (committed by the holder, or rolled back here) and let
+        the next leader in. A connection that fails to roll back is let go."""
+        connection = self._connection
+        try:
+            if connection is not None:
+                connection.info.pop(PING, None)
+                if connection.invalidated:
+                    self._drop()
+                elif rollback and connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+                    try:
+                        self._driver(connection, "ROLLBACK")
+                    except BaseException:
+                        self._drop()
+                        raise
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        with self._ready:
+            self._leading = False
+            self._holder = None
+            self._ready.notify_all()
 
     def _last_awaited(self) -> None:
         """Wake the lingering leader once no other unit it waits for is still coming."""
@@ -633,15 +732,14 @@ class _Group:
     def _write(self, batch: list[_Entry]) -> None:
         results: list[tuple[_Take, list[Any]]] = []
         try:
-            if self._connection is None:
-                self._connection = self.db.writer.connect()
-            connection = self._connection
-            with connection.begin():
-                for entry in batch:
-                    for write in entry.kept:
-                        write(connection)
-                results = _take_together([t for entry in batch for t in entry.takes], connection)
-                pinged = bool(connection.info.pop(PING, False))
+            connection = self._kept()
+            self._driver(connection, "BEGIN IMMEDIATE")
+            for entry in batch:
+                for write in entry.kept:
+                    write(connection)
+            results = _take_together([t for entry in batch for t in entry.takes], connection)
+            pinged = bool(connection.info.pop(PING, False))
+            self._driver(connection, "COMMIT")
         except BaseException as exc:
             for entry in batch:
                 entry.state = False
@@ -656,8 +754,30 @@ class _Group:
             entry.pinged = pinged
             entry.state = True
 
+    def _kept(self) -> Connection:
+        """The leaders' connection. SQLAlchemy sees one transaction open on it for good (so that
+        a statement never begins one of its own); each group's transaction is begun and ended on
+        the driver, without SQLAlchemy's begin, commit and their events."""
+        if self._connection is None:
+            connection = self.db.writer.connect()
+            connection.execution_options(**{KEPT_OPTION: True})
+            connection.begin()
+            self._connection = connection
+        return self._connection
+
+    def _driver(self, connection: Connection, sql: str) -> None:
+        """Run *sql* (``BEGIN IMMEDIATE``, ``COMMIT``, ``ROLLBACK``) on the driver; its errors
+        are raised as SQLAlchemy's, as a statement's would be."""
+        dialect = self.db.engine.dialect
+        dbapi = dialect.loaded_dbapi
+        try:
+            connection.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=dialect) from exc
+
     def _drop(self) -> None:
-        """Let the leaders' connection go after a failure: the next group takes a fresh one."""
+        """Let the leaders' connection go after a failure: the next group takes a fresh one.
+        Closing it rolls back what it had begun."""
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
@@ -681,6 +801,7 @@ class _Group:
         self._leading = False
         self._coming = {}
         self._lingering = False
+        self._holder = None
         self._connection = None
 
 

@@ -34,7 +34,7 @@ class Leases:
         self._renew = (
             update(leases)
             .where(leases.c.name == bindparam("_name"), leases.c.run_id == bindparam("_run_id"))
-            .values(expires_at=bindparam("_expires"))
+            .values(expires_at=bindparam("_expires", type_=leases.c.expires_at.type))
         )
 
     def take(
@@ -69,8 +69,8 @@ class Leases:
 
     def renew(self, name: str, *, run_id: str, now: datetime, ttl: timedelta) -> bool:
         values = {"_name": name, "_run_id": run_id, "_expires": now + ttl}
-        statement = self._renew
-        return bool(self.db.write(lambda c: c.execute(statement, values).rowcount, now=True))
+        db, statement = self.db, self._renew
+        return bool(db.write(lambda connection: db.do(connection, statement, values), now=True))
 
     def release(self, name: str, *, run_id: str) -> None:
         db, statement = self.db, self._release

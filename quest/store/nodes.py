@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 
 from ..enums import RunStatus
 from ..models import nodes
@@ -26,6 +26,7 @@ class Nodes:
     def __init__(self, db: Database, runs: Table) -> None:
         self.db = db
         self.runs = runs
+        self._beat = update(nodes).where(nodes.c.id == bindparam("_id"))
 
     def register(
         self,
@@ -54,8 +55,9 @@ class Nodes:
         return node_id
 
     def beat(self, node_id: str, now: datetime) -> None:
-        statement = update(nodes).where(nodes.c.id == node_id).values(heartbeat_at=now)
-        self.db.write(lambda connection: connection.execute(statement))
+        db, statement = self.db, self._beat
+        values = {"_id": node_id, "heartbeat_at": now}
+        db.write(lambda connection: db.do(connection, statement, values))
 
     def stop(self, node_id: str, now: datetime) -> None:
         statement = (

@@ -7,6 +7,7 @@ wait together and go in the next group: every test below is deterministic.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,10 +17,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from quest import RunStatus, script
 from quest.enums import Trigger
+from quest.runner import RunRequest
 from quest.scheduler import Serve
 from quest.signals import job_complete, job_error
 from quest.store import Store, Taken, make_engine
@@ -355,3 +357,138 @@ def test_an_end_that_never_comes_does_not_hold_the_group(
     quiet.join(DEADLINE)
     assert begins(seen) == 1
     assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+
+
+SEEN: dict[str, Any] = {}
+
+
+@script(quest={"without_overlapping": True})
+def watched(inputs: Any, ctx: Any) -> str:
+    """Reads its own JobLog row from a connection of its own, as another process would."""
+    with sqlite3.connect(SEEN["path"]) as other:
+        row = other.execute("SELECT status FROM quest_job_log WHERE id = ?", (ctx.run_id,))
+        SEEN.setdefault("statuses", []).append(row.fetchone()[0])
+    return "ok"
+
+
+def test_a_recorded_run_writes_on_the_group_s_connection_and_commits_its_start_first(
+    tmp_path: Path,
+) -> None:
+    """The start (slot claim, lease, JobLog row) and the end run on the group's kept connection:
+    no connection is checked out of the pool for them, and the start is committed before the
+    script runs."""
+    with temporary_quest(tmp_path, scripts=[watched]) as app:
+        engine = app.store.engine
+        SEEN.clear()
+        SEEN["path"] = engine.url.database
+        app.runner.run("watched", {})
+        checkouts: list[int] = []
+
+        def checked_out(*_: Any) -> None:
+            checkouts.append(1)
+
+        event.listen(engine, "checkout", checked_out)
+        group = app.store.db.group
+        assert group is not None and group._connection is not None
+        traced: list[str] = []
+        group._connection.connection.driver_connection.set_trace_callback(traced.append)  # type: ignore[union-attr]
+        slot = NOW + timedelta(days=3650)
+        request = RunRequest(trigger=Trigger.scheduled, scheduled_for=slot, slot=True)
+        scheduled = app.runner.run("watched", {}, request)
+        manual = app.runner.run("watched", {})
+        event.remove(engine, "checkout", checked_out)
+
+        assert scheduled.status is RunStatus.succeeded
+        assert manual.status is RunStatus.succeeded
+        assert checkouts == [], "every write on the group's connection"
+        assert SEEN["statuses"] == ["running"] * 3, "each start committed before its script"
+        ends = [sql for sql in traced if sql in ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")]
+        assert ends == ["BEGIN IMMEDIATE", "COMMIT"] * 4, "a start and an end for each run"
+        assert app.store.lease("watched") is None, "the lease was released"
+
+
+def test_units_committed_while_a_unit_holds_the_group_s_connection_wait_for_it(
+    statements: tuple[Store, list[str]],
+) -> None:
+    """A unit that wrote at once (a slot claim) leads the group until it commits: the units
+    committed meanwhile wait, then commit together in the next group."""
+    store, seen = statements
+    group = store.db.group
+    assert group is not None
+    inside, release = threading.Event(), threading.Event()
+    connections: list[Any] = []
+
+    def hold() -> None:
+        with store.unit() as unit:
+            assert store.claim_slot("work", NOW, run_id="slot-run", owner="h1", now=NOW)
+            assert unit is not None
+            connections.append(unit.connection)
+            inside.set()
+            assert release.wait(DEADLINE)
+
+    def end(run_id: str) -> None:
+        with store.unit():
+            store.update_run(run_id, {"status": RunStatus.succeeded})
+
+    [first, second] = store.claim_queued(now=NOW, limit=2, owner_host="h1", owner_pid=7)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(DEADLINE)
+    seen.clear()
+    enders = [threading.Thread(target=end, args=(row["id"],)) for row in (first, second)]
+    for ender in enders:
+        ender.start()
+    wait_until(lambda: len(group._waiting) == 2, "both ends wait for the holder")
+    release.set()
+    for thread in (holder, *enders):
+        thread.join(DEADLINE)
+        assert not thread.is_alive()
+
+    assert connections == [group._connection], "the unit ran on the group's connection"
+    assert begins(seen) == 1, "both ends in one group after the holder"
+    assert not store.claim_slot("work", NOW, run_id="other", owner="h2", now=NOW)
+    for row in (first, second):
+        assert store.get_run(row["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+
+
+def test_a_unit_on_the_group_s_connection_that_fails_rolls_back_and_lets_the_next_lead(
+    statements: tuple[Store, list[str]],
+) -> None:
+    store, _ = statements
+    group = store.db.group
+    assert group is not None
+    with pytest.raises(RuntimeError), store.unit():
+        assert store.claim_slot("work", NOW, run_id="slot-run", owner="h1", now=NOW)
+        kept = group._connection
+        raise RuntimeError("the run refused")
+
+    assert group._connection is kept, "the connection stays for the next group"
+    assert group._holder is None
+    assert store.claim_slot("work", NOW, run_id="again", owner="h1", now=NOW), "rolled back"
+    [row] = store.claim_queued(now=NOW, limit=1, owner_host="h1", owner_pid=7)
+    store.update_run(row["id"], {"status": RunStatus.succeeded})
+    assert store.get_run(row["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+
+
+def test_a_statement_refused_on_the_group_s_connection_rolls_back_only_its_transaction(
+    statements: tuple[Store, list[str]],
+) -> None:
+    store, seen = statements
+    values = {
+        "id": "twice",
+        "name": "work",
+        "status": RunStatus.running,
+        "trigger": Trigger.manual,
+        "attempt": 1,
+        "max_attempts": 1,
+        "root_id": "twice",
+        "created_at": NOW,
+    }
+    store.insert_run(values)
+    seen.clear()
+    with pytest.raises(IntegrityError), store.unit():
+        assert store.claim_slot("work", NOW, run_id="twice", owner="h1", now=NOW)
+        store.db.write(lambda connection: connection.execute(store._runs.table.insert(), values))
+    assert seen[-1] == "ROLLBACK"
+    assert store.claim_slot("work", NOW, run_id="again", owner="h1", now=NOW), "rolled back"
+    assert seen[-1] == "COMMIT"

@@ -144,6 +144,19 @@ def test_limits_are_checked_inside_the_claim(store: Store) -> None:
     assert [row["id"] for row in claim(store, 10, limits=limits)] == ["one-1"]
 
 
+def test_a_lease_is_renewed_only_by_its_run(store: Store) -> None:
+    assert store.acquire_lease("nightly", run_id="holder", owner="h9:1", now=NOW, ttl=TTL)
+    later = NOW + timedelta(seconds=20)
+    assert store.renew_lease("nightly", run_id="holder", now=later, ttl=TTL)
+    assert not store.renew_lease("nightly", run_id="other", now=later + TTL, ttl=TTL)
+    lease = store.lease("nightly")
+    assert lease is not None
+    assert lease["expires_at"] == later + TTL
+    assert lease["run_id"] == "holder"
+    assert not store.acquire_lease("nightly", run_id="other", owner="h9:2", now=later, ttl=TTL)
+    assert store.acquire_lease("nightly", run_id="other", owner="h9:2", now=later + TTL, ttl=TTL)
+
+
 def test_a_retry_of_a_scheduled_run_waits_for_the_lease(store: Store) -> None:
     assert store.acquire_lease("nightly", run_id="holder", owner="h9:1", now=NOW, ttl=TTL)
     queue(store, "retry-1", "nightly", trigger=Trigger.retry, scheduled_for=NOW)
