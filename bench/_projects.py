@@ -33,8 +33,11 @@ from quest import script
 
 @script(
     friendly_name="No-op",
-    description="Does nothing; the drained run. No overlap lease, no limits.",
-    quest={"without_overlapping": False},
+    description="Does nothing; the drained run. No overlap lease, no limits; every run kept.",
+    quest={
+        "without_overlapping": False,
+        "retention": {"succeeded": {"count": 1_000_000}},
+    },
 )
 def noop(inputs, ctx):
     return None
