@@ -12,6 +12,7 @@ from typing import Any
 
 from .enums import Isolation
 from .errors import ConfigError
+from .results import clip
 
 DEFAULT_DB_FILE = ".quest/quest.sqlite3"
 
@@ -115,12 +116,12 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
     except (TypeError, ValueError):
         raise ConfigError(
             "lease_ttl (QUEST_LEASE_TTL) must be a number of seconds, "
-            f"got {_cut(table['lease_ttl'])}"
+            f"got {clip(repr(table['lease_ttl']), 40)}"
         ) from None
     if not LEASE_TTL_MIN <= lease_ttl <= LEASE_TTL_MAX:  # NaN is outside too
         raise ConfigError(
             f"lease_ttl (QUEST_LEASE_TTL) must be between {LEASE_TTL_MIN:g} and "
-            f"{LEASE_TTL_MAX:g} seconds (a day), got {_cut(table['lease_ttl'])}"
+            f"{LEASE_TTL_MAX:g} seconds (a day), got {clip(repr(table['lease_ttl']), 40)}"
         )
     timezone = str(table.get("timezone", "UTC"))
     from .schedule import parse_timezone
@@ -163,9 +164,3 @@ def activate(settings: Settings) -> None:
     root = str(settings.root)
     if root not in sys.path:
         sys.path.insert(0, root)
-
-
-def _cut(value: object, limit: int = 40) -> str:
-    """*value*'s repr, cut to *limit* characters: an error message stays one line long."""
-    shown = repr(value)
-    return shown if len(shown) <= limit else f"{shown[: limit - 1]}… ({len(shown):,} characters)"

@@ -61,12 +61,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         """On SQLite, one function doing what :meth:`process_bind_param` and the dialect's own
         formatting do together (checked against them), for the statements every run writes."""
         general = super().bind_processor(dialect)
-        if dialect.name != "sqlite" or general is None or not _same(_to_text, general):
+        if dialect.name != "sqlite" or general is None or not _same(sqlite_text, general):
             return general
-        return _to_text
+        return sqlite_text
 
 
-def _to_text(value: datetime | None) -> str | None:
+def sqlite_text(value: datetime | None) -> str | None:
     """An aware datetime as SQLite's ``DATETIME`` text of its UTC time."""
     if value is None:
         return None

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Connection, func, select, text
 
 from ..enums import RunStatus
-from ..models import OUTCOME_LAG, outcomes
-from ._engine import Database
+from ..models import FINISHED_WHERE, OUTCOME_LAG, outcomes, sqlite_text
+from ._engine import Database, as_utc
 
 
 class Outcome(NamedTuple):
@@ -26,14 +26,6 @@ class Outcome(NamedTuple):
 
 
 _STATUSES = {status.value: status for status in RunStatus}
-
-
-def _instant(value: Any) -> datetime:
-    """An instant as the driver gives it, aware and in UTC: SQLite's text (naive UTC) or
-    PostgreSQL's aware datetime."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.utcoffset() else value
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 class Outcomes:
@@ -53,31 +45,25 @@ class Outcomes:
         wanted = sorted({RunStatus(status).value for status in statuses})
         if wanted:
             sql += f" WHERE status IN ({', '.join(repr(status) for status in wanted)})"
-        known, instant = _STATUSES, _instant
+        known: dict[str, Outcome] = {}
         with self.db.reading() as connection:
-            rows = connection.exec_driver_sql(sql)
-            return {
-                name: Outcome(
-                    known[status],
-                    instant(latest),
-                    None if succeeded is None else instant(succeeded),
-                    run_id,
-                )
-                for name, status, latest, succeeded, run_id in rows
-            }
+            for name, status, latest, succeeded, run_id in connection.exec_driver_sql(sql):
+                latest_at = as_utc(latest)
+                assert latest_at is not None  # the column is NOT NULL
+                known[name] = Outcome(_STATUSES[status], latest_at, as_utc(succeeded), run_id)
+        return known
 
     def rebuild(self, runs: str) -> int:
         """Fill the table again from the JobLog *runs* (after rows were loaded with the trigger
         off, or restored); the number of scripts it then holds."""
-        finished = ", ".join(f"'{status.value}'" for status in RunStatus if status.finished)
         fill = text(
             f"INSERT INTO {outcomes.name} (name, status, run_id, created_at, succeeded_at) "
             "SELECT latest.name, latest.status, latest.id, latest.created_at, "
             f"(SELECT max(done.created_at) FROM {runs} AS done WHERE done.name = latest.name "
-            f"AND done.status IN ({finished}) AND done.status = 'succeeded') "
+            f"AND {FINISHED_WHERE} AND done.status = 'succeeded') "
             "FROM (SELECT name, status, id, created_at, row_number() OVER "
             "(PARTITION BY name ORDER BY created_at DESC, id DESC) AS place "
-            f"FROM {runs} WHERE status IN ({finished})) AS latest WHERE latest.place = 1"
+            f"FROM {runs} WHERE {FINISHED_WHERE}) AS latest WHERE latest.place = 1"
         )
 
         def write(connection: Connection) -> int:
@@ -99,22 +85,16 @@ class Outcomes:
         postgresql = self.db.dialect == "postgresql"
         spelled: dict[datetime, str] = {}
         pairs = {}
+        spell = datetime.isoformat if postgresql else sqlite_text
         for name, cut in cuts.items():
             word = spelled.get(cut)
             if word is None:
-                if postgresql:
-                    word = cut.isoformat()
-                else:
-                    word = cut.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-                spelled[cut] = word
+                word = spelled[cut] = str(spell(cut))
             pairs[name] = word
         statement = self._unsucceeded_postgres if postgresql else self._unsucceeded_sqlite
-        instant = _instant
         with self.db.reading() as connection:
             rows = connection.execute(statement, {"cuts": json.dumps(pairs)})
-            return {
-                name: None if succeeded is None else instant(succeeded) for name, succeeded in rows
-            }
+            return {name: as_utc(succeeded) for name, succeeded in rows}
 
     _unsucceeded_sqlite = text(
         f"SELECT kept.name, kept.succeeded_at FROM json_each(:cuts) AS cut "

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeDecorator
 
-from quest.models import UTCDateTime, _to_text
+from quest.models import UTCDateTime, sqlite_text
 
 SQLITE = sqlite.dialect()
 ZONES = st.sampled_from(
@@ -32,7 +32,7 @@ def processors(dialect: object) -> tuple[object, object]:
 )
 def test_sqlite_text_is_sqlalchemy_s_own(moment: datetime) -> None:
     fast, general = processors(SQLITE)
-    assert fast is _to_text, "one function on SQLite"
+    assert fast is sqlite_text, "one function on SQLite"
     assert fast(moment) == general(moment)  # type: ignore[operator]
 
 
