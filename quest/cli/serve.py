@@ -175,10 +175,18 @@ def serve(
         f"{concurrency} worker processes" if pool else f"{concurrency} threads (in-process)",
         extra={"action": "serve_start"},
     )
-    loop = threading.Thread(target=server.serve_forever, name="quest-serve", daemon=True)
+
+    def forever() -> None:
+        try:
+            server.serve_forever()
+        finally:
+            server.stop()
+
+    loop = threading.Thread(target=forever, name="quest-serve", daemon=True)
     loop.start()
-    while loop.is_alive() and not server.stopping:
-        loop.join(0.5)
+    # Blocked without a timeout (a signal still runs its handler here): an idle serve's main
+    # thread never wakes.
+    server.wait_stopping()
     loop.join(5)
     interrupted = server.shutdown()
     if pool is not None:
