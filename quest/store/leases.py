@@ -16,6 +16,8 @@ class Leases:
         self.db = db
         taken = upsert_for(db.dialect)(leases)
         # Taken when free, expired, or already held by the same run (taking it again renews it).
+        # Whether it was taken is the statement's row count: a held lease neither inserts nor
+        # updates a row. (No RETURNING: on SQLite it costs the statement a temporary table.)
         self._take = taken.on_conflict_do_update(
             index_elements=["name"],
             set_={
@@ -27,7 +29,7 @@ class Leases:
             where=or_(
                 leases.c.expires_at <= bindparam("_now"), leases.c.run_id == taken.excluded.run_id
             ),
-        ).returning(leases.c.run_id)
+        )
         self._release = delete(leases).where(
             leases.c.name == bindparam("_name"), leases.c.run_id == bindparam("_run_id")
         )
@@ -56,7 +58,7 @@ class Leases:
             "expires_at": now + ttl,
             "_now": now,
         }
-        return self.db.first(connection, self._take, values) is not None
+        return self.db.do(connection, self._take, values) > 0
 
     def acquire(self, name: str, *, run_id: str, owner: str, now: datetime, ttl: timedelta) -> bool:
         """Take the overlap lease of *name*, or take over an expired one, in one statement."""

@@ -7,7 +7,19 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 
 from ..enums import RunStatus
 from ..models import cancels, run_logs
@@ -140,9 +152,12 @@ class Runs:
 
     def next_queued(self) -> datetime | None:
         """When the earliest queued run comes due (read from the queue's partial index)."""
-        query = select(func.min(self.table.c.run_after)).where(
-            self.table.c.status == RunStatus.queued
-        )
+        # A literal, so that the partial index of due rows matches; on SQLite likely() keeps the
+        # planner (no statistics) off the (status, created_at) index and its every queued row.
+        queued: ColumnElement[bool] = self.table.c.status == literal_column("'queued'")
+        if self.db.dialect == "sqlite":
+            queued = func.likely(queued)
+        query = select(func.min(self.table.c.run_after)).where(queued)
         with self.db.reading() as connection:
             return as_utc(connection.execute(query).scalar())
 

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from quest import Quest, script
 from quest.dashboard import queries
 from quest.enums import RunStatus, Trigger
+from quest.models import FINISHED_WHERE
 from quest.testing import FrozenClock, temporary_quest
 from tests.dashboard._support import NOW
 
@@ -248,3 +249,35 @@ def test_warming_reads_the_ended_hours_before_the_first_view(quest: Quest) -> No
     # Written after the warm-up into an hour it read: the first view shows the hour as read.
     add(quest, "cleanup", RunStatus.succeeded, at + timedelta(seconds=1))
     assert hour_of(queries.overview(quest, NOW), at)["runs"] == 1
+
+
+def plan_of(quest: Quest, statement: Any, params: dict[str, Any]) -> str:
+    """SQLite's plan for *statement* (compiled as the dashboard runs it) with *params*."""
+    compiled = statement.compile(dialect=quest.store.engine.dialect)
+    values = compiled.construct_params(params)
+    bound = tuple(values[name] for name in compiled.positiontup or ())
+    with quest.store.engine.connect() as connection:
+        rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string, bound)
+        return " | ".join(str(row[3]) for row in rows)
+
+
+def test_the_finished_runs_lookups_walk_the_partial_index(quest: Quest) -> None:
+    if quest.store.dialect != "sqlite":
+        return
+    runs = quest.store.runs
+    strips = plan_of(quest, queries._strip_statement(runs, 2), {"n0": "a", "n1": "b"})
+    assert strips.count("ix_quest_job_log_finished") == 2, strips
+    for kind in ("success_ends", "rows"):
+        found = plan_of(quest, queries._lookup(runs, "sqlite", kind), {"names": '["a", "b"]'})
+        assert "ix_quest_job_log_finished" in found, (kind, found)
+        assert "SCAN walked" not in found and "SCAN quest_job_log" not in found, (kind, found)
+    # The outcome trigger's look for a newer finished run of the script, as it says it.
+    newer = plan_of(
+        quest,
+        text(
+            f"SELECT 1 FROM quest_job_log WHERE name = :name AND {FINISHED_WHERE} "
+            "AND created_at > :at"
+        ),
+        {"name": "a", "at": "2026-03-02 09:00:00.000000"},
+    )
+    assert "ix_quest_job_log_finished" in newer, newer

@@ -529,7 +529,7 @@ def test_the_schema_has_the_due_index_nodes_and_cancels(store: Store) -> None:
 
     from quest import migrate
 
-    assert migrate.current(store) == {"q0006"}
+    assert migrate.current(store) == {"q0007"}
     inspector = inspect(store.engine)
     assert {"quest_nodes", "quest_cancels", "quest_outcomes"} <= set(inspector.get_table_names())
     indexes = {ix["name"]: ix for ix in inspector.get_indexes("quest_job_log")}
@@ -545,14 +545,14 @@ def test_the_schema_has_the_due_index_nodes_and_cancels(store: Store) -> None:
 
 def test_the_finished_index_holds_finished_runs_only(store: Store) -> None:
     """The partial index of finished runs is what the dashboard's lookups of each script's
-    latest outcome read; its condition must name every finished status and no other."""
+    latest outcome read; its condition must leave out every unfinished status and no other."""
     from sqlalchemy import text
 
     from quest.models import FINISHED_WHERE
 
     names = {status.value for status in RunStatus if status.finished}
-    listed = ", ".join(f"'{s.value}'" for s in RunStatus if s.finished)
-    assert f"status IN ({listed})" == FINISHED_WHERE
+    unfinished = ", ".join(f"'{s.value}'" for s in RunStatus if not s.finished)
+    assert f"status NOT IN ({unfinished})" == FINISHED_WHERE
     for status_ in RunStatus:
         queue(store, f"run-{status_.value}")
         store.update_run(f"run-{status_.value}", {"status": status_})
