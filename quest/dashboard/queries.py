@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from ..enums import RunStatus, Trigger
 from ..models import FINISHED_WHERE
 from ..store import Outcome
+from ..store.queue import QUEUED
 
 if TYPE_CHECKING:
     from ..app import Quest
@@ -877,19 +878,27 @@ def queue(app: Quest, now: datetime) -> Queue:
             )
         ]
         rows = [
-            dict(row._mapping)
-            for row in connection.execute(
-                select(table)
-                .where(table.c.status == RunStatus.queued)
-                .order_by(table.c.run_after, table.c.created_at, table.c.id)
-                .limit(PAGE)
-            )
+            dict(row._mapping) for row in connection.execute(_queued_page(table, store.dialect))
         ]
     for group in groups:
         script = app.registry.scripts.get(group["name"])
         group["limits"] = _limits(script) if script is not None else "script not found"
         group["due"] = group["next_at"] is not None and group["next_at"] <= now
     return Queue(groups=groups, runs=rows, total=sum(group["count"] for group in groups))
+
+
+def _queued_page(table: Table, dialect: str) -> Select[Any]:
+    """The first queued rows in the order serve claims them. The status is a literal, so that
+    the partial index of due rows matches and nothing is sorted (likely() keeps SQLite on it)."""
+    due: Any = table.c.status == QUEUED
+    if dialect == "sqlite":
+        due = func.likely(due)
+    return (
+        select(table)
+        .where(due)
+        .order_by(table.c.run_after, table.c.created_at, table.c.id)
+        .limit(PAGE)
+    )
 
 
 def _limits(script: Script) -> str:

@@ -281,3 +281,18 @@ def test_the_finished_runs_lookups_walk_the_partial_index(quest: Quest) -> None:
         {"name": "a", "at": "2026-03-02 09:00:00.000000"},
     )
     assert "ix_quest_job_log_finished" in newer, newer
+
+
+def test_the_queue_page_reads_due_rows_in_claim_order_from_the_partial_index(
+    quest: Quest,
+) -> None:
+    early = add(quest, "ingest", RunStatus.queued, NOW, run_after=NOW - timedelta(minutes=5))
+    late = add(quest, "ingest", RunStatus.queued, NOW, run_after=NOW + timedelta(minutes=5))
+    add(quest, "ingest", RunStatus.succeeded, NOW - timedelta(minutes=9))
+    page = queries.queue(quest, NOW)
+    assert [row["id"] for row in page.runs] == [early, late]
+    if quest.store.dialect != "sqlite":
+        return
+    found = plan_of(quest, queries._queued_page(quest.store.runs, "sqlite"), {})
+    assert "ix_quest_job_log_due" in found, found
+    assert "TEMP B-TREE" not in found, found
