@@ -67,9 +67,9 @@ class Side:
         ]
 
     def enqueue(self, folder: Path, url: str, runs: int) -> None:
+        enqueue = ["-m", "bench.cases.queue", "enqueue", "quest", str(runs), str(folder)]
         check(
-            [str(self.bin / "python"), "-m", "bench.cases.queue", "enqueue", "quest", str(runs)]
-            + [str(folder)],
+            [str(self.bin / "python"), *enqueue],
             env=self.env(folder, url, path=True),
             cwd=folder,
         )
@@ -130,9 +130,9 @@ def main() -> None:
         with fresh_database(base) as url:
             env = clean_env(BENCH_PG_DSN=url)
             env["PYTHONPATH"] = str(ROOT)
+            enqueue = ["-m", "bench.cases.queue", "enqueue", "procrastinate", str(args.runs)]
             check(
-                [str(sides[1].bin / "python"), "-m", "bench.cases.queue", "enqueue"]
-                + ["procrastinate", str(args.runs)],
+                [str(sides[1].bin / "python"), *enqueue],
                 env=env,
                 cwd=folder,
             )
