@@ -547,13 +547,22 @@ class Unit:
         try:
             for write in kept:
                 write(connection)
-            found = []
+            found: list[list[Any]] = []
             for take in takes:
                 try:
                     found.append(take.take(connection, take.count))
                 except Exception:
                     log.warning("a take at commit failed; it takes nothing", exc_info=True)
                     found.append([])
+                    if _aborted(connection):
+                        # PostgreSQL ended the transaction at the failed statement: its COMMIT
+                        # would roll the writes back without a word. They go again, alone.
+                        connection.rollback()
+                        connection.begin()
+                        for write in kept:
+                            write(connection)
+                        found = [[] for _ in takes]
+                        break
             pinged = bool(connection.info.pop(PING, False))
             if self.held:
                 assert self.group is not None
@@ -864,6 +873,13 @@ class _Group:
         self._lingering = False
         self._holder = None
         self._connection = None
+
+
+def _aborted(connection: Connection) -> bool:
+    """Whether *connection*'s transaction failed and can only roll back (PostgreSQL)."""
+    info = getattr(connection.connection.driver_connection, "info", None)
+    status = getattr(info, "transaction_status", None)
+    return getattr(status, "name", None) == "INERROR"
 
 
 def _take_together(takes: list[_Take], connection: Connection) -> list[tuple[_Take, list[Any]]]:

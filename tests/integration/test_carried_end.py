@@ -286,3 +286,21 @@ def test_serves_draining_together_run_each_run_once(tmp_path: Path, postgres_url
         assert all(row["status"] is RunStatus.succeeded for row in rows)
         assert all(row["result"] == row["id"] for row in rows)
         assert peak[0] <= 1, "the concurrency limit held"
+
+
+def test_a_take_whose_statement_fails_takes_nothing_and_the_unit_still_commits(
+    traced: tuple[Store, Trace],
+) -> None:
+    """PostgreSQL aborts a transaction at a failed statement (its COMMIT then rolls back
+    silently): the unit's writes still commit."""
+    store, _ = traced
+
+    def refused(connection: Any, count: int) -> list[Any]:
+        connection.execute(text("SELECT 1 / 0"))
+        return []
+
+    with store.unit():
+        store.update_run("run-0", {"status": RunStatus.discarded})
+        taken = store.db.take("claim", 1, refused)
+    assert taken.items == []
+    assert store.get_run("run-0")["status"] is RunStatus.discarded  # type: ignore[index]
