@@ -166,8 +166,14 @@ class Store:
         self._runs.insert(values)
 
     def finish_run(self, run_id: str, values: dict[str, Any]) -> None:
-        """Record the end of a run still ``running`` (never over another serve's verdict)."""
-        self._runs.finish(run_id, values)
+        """Record the end of a run still ``running`` (never over another serve's verdict).
+
+        In a unit of work on PostgreSQL, the claim of the worker's next run at the unit's commit
+        carries the end in its own statement (see :class:`~quest.store.queue.End`)."""
+        if self.db.current() is not None and self._queue.carries_ends:
+            self._queue.finish(run_id, values)
+        else:
+            self._runs.finish(run_id, values)
 
     def update_run(self, run_id: str, values: dict[str, Any]) -> None:
         self._runs.update(run_id, values)

@@ -194,6 +194,8 @@ class Database:
                 if entry.pinged:
                     self._ping()
                 return
+        if self.group is None and unit.connection is None and self._carried(unit, kept, takes):
+            return
         try:
             pinged = unit.commit(self.writer, kept, takes)
         except (DBAPIError, PendingRollbackError) as exc:
@@ -215,6 +217,46 @@ class Database:
             pinged = True
         if pinged:
             self._ping()
+
+    def _carried(
+        self, unit: Unit, kept: list[Callable[[Connection], Any]], takes: list[_Take]
+    ) -> bool:
+        """Commit a unit whose take carries one of its writes (see :meth:`take`); ``False`` if
+        it has none, or if that failed: nothing of it is then known to have committed, and the
+        unit commits as usual (a take that lost its connection then looks for the rows it may
+        have taken)."""
+        if len(takes) != 1 or takes[0].carry is None:
+            return False
+        carried = [write for write in kept if isinstance(write, Carried)]
+        if len(carried) != 1:
+            return False
+        take, end = takes[0], carried[0]
+        assert take.carry is not None
+        others = [write for write in kept if write is not end]
+        try:
+            with self.writer.connect() as connection:
+                if others:
+                    with connection.begin():
+                        for write in others:
+                            write(connection)
+                        items = take.carry(connection, take.count, end)
+                        pinged = bool(connection.info.pop(PING, False))
+                else:
+                    connection.execution_options(isolation_level="AUTOCOMMIT")
+                    items = take.carry(connection, take.count, end)
+                    pinged = bool(connection.info.pop(PING, False))
+        except Exception as exc:
+            log.warning(
+                "a write carried by a claim failed (%s); committing it on its own",
+                type(exc).__name__,
+                exc_info=not isinstance(exc, DBAPIError | PendingRollbackError),
+                extra={**unit.about, "action": "db_retry"},
+            )
+            return False
+        take.taken.items = items
+        if pinged:
+            self._ping()
+        return True
 
     def expect(self) -> None:
         """Say that this thread will commit a unit of work in a moment (a run's end, once a
@@ -241,6 +283,7 @@ class Database:
         take: Callable[[Connection, int], list[Any]],
         *,
         at: Any = None,
+        carry: Callable[[Connection, int, Carried], list[Any]] | None = None,
     ) -> Taken:
         """Take up to *count* items (claimed rows) in this thread's unit of work, after its kept
         writes, just before it commits; what was taken is in the :class:`Taken` once it has.
@@ -250,6 +293,12 @@ class Database:
         start at the latest of them, never before an end recorded with them), and the items are
         dealt out in order. A take that fails, or whose transaction does not commit, takes
         nothing. Outside a unit of work it runs at once, in a transaction of its own.
+
+        *carry*, when given, is the same take carrying one of the unit's kept writes (a
+        :class:`Carried`, such as a run's end) in its own statement: on PostgreSQL a unit whose
+        only take has one and whose writes include one commits as that one statement, in
+        autocommit (one round trip instead of ``BEGIN``, the writes, the take and ``COMMIT``), or,
+        when it has other writes, as those and that statement in one transaction.
         """
         taken = Taken()
         unit = self.current()
@@ -258,7 +307,7 @@ class Database:
                 items = take(connection, count)
             taken.items = items
             return taken
-        unit.takes.append(_Take(key, count, take, taken, at))
+        unit.takes.append(_Take(key, count, take, taken, at, carry))
         return taken
 
     @contextmanager
@@ -498,13 +547,22 @@ class Unit:
         try:
             for write in kept:
                 write(connection)
-            found = []
+            found: list[list[Any]] = []
             for take in takes:
                 try:
                     found.append(take.take(connection, take.count))
                 except Exception:
                     log.warning("a take at commit failed; it takes nothing", exc_info=True)
                     found.append([])
+                    if _aborted(connection):
+                        # PostgreSQL ended the transaction at the failed statement: its COMMIT
+                        # would roll the writes back without a word. They go again, alone.
+                        connection.rollback()
+                        connection.begin()
+                        for write in kept:
+                            write(connection)
+                        found = [[] for _ in takes]
+                        break
             pinged = bool(connection.info.pop(PING, False))
             if self.held:
                 assert self.group is not None
@@ -537,6 +595,16 @@ class Unit:
             connection.close()
 
 
+class Carried:
+    """A kept write that a take at commit can carry in its own statement (see
+    :meth:`Database.take`); called with a connection, it runs alone."""
+
+    __slots__ = ()
+
+    def __call__(self, connection: Connection) -> Any:
+        raise NotImplementedError
+
+
 class Taken:
     """What a :meth:`Database.take` took: empty until its transaction has committed."""
 
@@ -547,7 +615,7 @@ class Taken:
 
 
 class _Take:
-    __slots__ = ("at", "count", "key", "take", "taken")
+    __slots__ = ("at", "carry", "count", "key", "take", "taken")
 
     def __init__(
         self,
@@ -556,12 +624,14 @@ class _Take:
         take: Callable[[Connection, int], list[Any]],
         taken: Taken,
         at: Any = None,
+        carry: Callable[[Connection, int, Carried], list[Any]] | None = None,
     ) -> None:
         self.key = key
         self.count = count
         self.take = take
         self.taken = taken
         self.at = at
+        self.carry = carry
 
 
 class _Entry:
@@ -803,6 +873,13 @@ class _Group:
         self._lingering = False
         self._holder = None
         self._connection = None
+
+
+def _aborted(connection: Connection) -> bool:
+    """Whether *connection*'s transaction failed and can only roll back (PostgreSQL)."""
+    info = getattr(connection.connection.driver_connection, "info", None)
+    status = getattr(info, "transaction_status", None)
+    return getattr(status, "name", None) == "INERROR"
 
 
 def _take_together(takes: list[_Take], connection: Connection) -> list[tuple[_Take, list[Any]]]:

@@ -10,6 +10,11 @@ the claim's transaction), are *checked* one by one; every other row is taken by 
   so concurrent serves never take the same row and never wait for each other;
 - SQLite: ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *`` inside ``BEGIN IMMEDIATE``,
   after a plain read has seen a due row, so an idle serve never takes the write lock.
+
+On PostgreSQL a worker's next claim carries the end of the run it just finished (:class:`End`): one
+statement records the end and takes the next row (``WITH ended AS (UPDATE ...), due AS (...),
+taken AS (...)``), one round trip where a transaction of its own took four (``BEGIN``, the end,
+the claim, ``COMMIT``).
 """
 
 from __future__ import annotations
@@ -33,12 +38,13 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ..enums import RunStatus, Trigger
-from ._engine import Database, Taken
+from ._engine import Carried, Database, Taken
 from .leases import Leases
 from .runs import Runs
 from .secrets import Secrets
@@ -105,6 +111,45 @@ class _Claim:
         }
 
 
+class End(Carried):
+    """A run's end, kept in its unit of work: the JobLog row finished if it is still ``running``.
+
+    Run alone it is the same ``UPDATE`` as :meth:`~quest.store.runs.Runs.finish`; a claim at the
+    unit's commit (PostgreSQL) carries it in the claim's own statement instead (see
+    :meth:`Queue.claim_at_commit`). Either way a row another serve has meanwhile marked
+    ``abandoned`` keeps that status, and the late end is logged.
+    """
+
+    __slots__ = ("queue", "run_id", "values")
+
+    def __init__(self, queue: Queue, run_id: str, values: dict[str, Any]) -> None:
+        self.queue = queue
+        self.run_id = run_id
+        self.values = values
+
+    def __call__(self, connection: Connection) -> None:
+        params = {**self.values, "_run_id": self.run_id}
+        self.counted(self.queue.db.do(connection, self.queue.finish_statement, params))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Its values as the parameters of a claim that carries it."""
+        params = {f"_end_{key}": value for key, value in self.values.items()}
+        params["_end_id"] = self.run_id
+        return params
+
+    def counted(self, changed: int) -> None:
+        """Log a late end: the row was no longer ``running`` (*changed* rows is 0)."""
+        if not changed:
+            log.warning(
+                "run %s was no longer running when it ended %s (another serve took it for "
+                "abandoned); its end is not recorded over that",
+                self.run_id,
+                self.values.get("status"),
+                extra={"run_id": self.run_id, "action": "late_end"},
+            )
+
+
 class Queue:
     def __init__(self, db: Database, runs: Runs, secrets: Secrets, leases: Leases) -> None:
         self.db = db
@@ -112,6 +157,11 @@ class Queue:
         self.secrets = secrets
         self.leases = leases
         self._statements: dict[tuple[str, bool, bool], Any] = {}
+        self._carrying: dict[tuple[bool, bool, frozenset[str]], Any] = {}
+        table = runs.table
+        self.finish_statement = update(table).where(
+            table.c.id == bindparam("_run_id"), table.c.status == RunStatus.running
+        )
         self._recent: OrderedDict[datetime, set[str]] = OrderedDict()
         self._recent_lock = threading.Lock()
 
@@ -145,6 +195,19 @@ class Queue:
             self.db.notify(connection, "run")
 
         self.db.write(write)
+
+    # -- ends --------------------------------------------------------------------------------
+
+    @property
+    def carries_ends(self) -> bool:
+        """Whether a claim at commit can carry a run's end in its statement: on PostgreSQL, for
+        a JobLog whose columns need no Python-side defaults."""
+        return self.db.dialect == "postgresql" and self.runs.plain
+
+    def finish(self, run_id: str, values: dict[str, Any]) -> None:
+        """Record the end of a run still ``running``, in this thread's unit of work, where the
+        claim of the worker's next run can carry it (see :class:`End`)."""
+        self.db.write(End(self, run_id, values))
 
     # -- claims --------------------------------------------------------------------------------
 
@@ -215,20 +278,6 @@ class Queue:
         leases = leases or {}
         owner = owner or f"{owner_host}:{owner_pid}"
 
-        def take(connection: Connection, count: int) -> list[dict[str, Any]]:
-            plan = _Claim(
-                now=now,
-                limit=count,
-                owner_host=owner_host,
-                owner_pid=owner_pid,
-                owner=owner,
-                limits=limits,
-                leases=leases,
-                run_id=None,
-            )
-            self._claim(connection, plan, not (limits or leases))
-            return plan.claimed
-
         if self.db.current() is None:
             taken = Taken()
             taken.items = self.claim(
@@ -241,8 +290,45 @@ class Queue:
                 owner=owner,
             )
             return taken
+        lost = False
+
+        def plan(count: int) -> _Claim:
+            return _Claim(
+                now=now,
+                limit=count,
+                owner_host=owner_host,
+                owner_pid=owner_pid,
+                owner=owner,
+                limits=limits,
+                leases=leases,
+                run_id=None,
+            )
+
+        def take(connection: Connection, count: int) -> list[dict[str, Any]]:
+            claim = plan(count)
+            if lost:
+                # The statement that carried the end lost its connection: it may have committed
+                # rows for this owner at *now* that no one got back.
+                claim.claimed += self._orphans(connection, claim)
+            if claim.wanted > 0:
+                self._claim(connection, claim, not (limits or leases))
+            return claim.claimed
+
+        def carry(connection: Connection, count: int, end: Carried) -> list[dict[str, Any]]:
+            nonlocal lost
+            assert isinstance(end, End)
+            claim = plan(count)
+            try:
+                self._carry(connection, claim, end)
+            except Exception:
+                # Whether the statement committed is not known: the claim that follows (the
+                # unit's own commit) adopts what it may have taken.
+                lost = True
+                raise
+            return claim.claimed
+
         key = ("claim", owner_host, owner_pid, owner, _frozen(limits), _frozen(leases))
-        return self.db.take(key, limit, take, at=now)
+        return self.db.take(key, limit, take, at=now, carry=carry if self.carries_ends else None)
 
     def _attempt(self, plan: _Claim, *, adopt: bool) -> list[dict[str, Any]]:
         plain = True
@@ -291,7 +377,7 @@ class Queue:
             statement = self._statements[key] = self._build(kind, plan)
         return statement
 
-    def _build(self, kind: str, plan: _Claim) -> Any:
+    def _build(self, kind: str, plan: _Claim, ends: frozenset[str] = frozenset()) -> Any:
         runs = self.runs.table
         checked = self._checked(plan)
         limit = bindparam("_limit", type_=Integer)
@@ -332,9 +418,26 @@ class Queue:
             .returning(*runs.c)
             .cte("taken")
         )
+        pairs = due.outerjoin(taken, taken.c.id == due.c.id)
+        if kind == "postgresql":
+            return (
+                select(due.c.id.label("quest_due_id"), *taken.c)
+                .select_from(pairs)
+                .order_by(due.c.run_after, due.c.created_at)
+            )
+        # "carry": a run's end first (a CTE), then the claim; the end's count comes on every row,
+        # and on one row of NULLs when nothing is due.
+        ended = (
+            update(runs)
+            .where(runs.c.id == bindparam("_end_id"), runs.c.status == RunStatus.running)
+            .values({key: bindparam(f"_end_{key}", type_=runs.c[key].type) for key in ends})
+            .returning(runs.c.id)
+            .cte("ended")
+        )
+        counted = select(func.count().label("quest_ended")).select_from(ended).subquery("counted")
         return (
-            select(due.c.id.label("quest_due_id"), *taken.c)
-            .select_from(due.outerjoin(taken, taken.c.id == due.c.id))
+            select(counted.c.quest_ended, due.c.id.label("quest_due_id"), *taken.c)
+            .select_from(counted.outerjoin(pairs, true()))
             .order_by(due.c.run_after, due.c.created_at)
         )
 
@@ -378,31 +481,78 @@ class Queue:
             )
         return or_(*terms) if terms else None
 
-    def _first_page_pg(self, connection: Connection, plan: _Claim) -> None:
-        """One statement: lock the first due rows, start the unchecked ones, list the others."""
+    def _first_page_pg(
+        self, connection: Connection, plan: _Claim, end: End | None = None, *, locked: bool = True
+    ) -> None:
+        """One statement: lock the first due rows, start the unchecked ones, list the others.
+
+        With *end*, the statement records that run's end too. Unless *locked* (the statement ran
+        in a transaction of its own, which has ended), the rows that need checking are left
+        for :meth:`_pages` (``plan.more``), in a transaction that locks them again."""
         runs = self.runs.table
-        query = self._statement("postgresql", plan)
         asked = plan.wanted
-        rows = connection.execute(query, plan.params).all()
+        if end is None:
+            rows = connection.execute(self._statement("postgresql", plan), plan.params).all()
+        else:
+            rows = connection.execute(
+                self._carrying_statement(plan, end), {**plan.params, **end.params}
+            ).all()
+            end.counted(rows[0].quest_ended if rows else 0)
         waiting: list[str] = []
+        due = 0
         for row in rows:
             values = dict(row._mapping)
+            values.pop("quest_ended", None)
             due_id = values.pop("quest_due_id")
+            if due_id is None:
+                continue
+            due += 1
             if values["id"] is None:
                 waiting.append(due_id)
             else:
                 plan.claimed.append(values)
         self._remember(plan.now, [row["id"] for row in plan.claimed])
+        if waiting and not locked:
+            plan.more = True
+            return
         if waiting:
-            locked = connection.execute(
+            locked_rows = connection.execute(
                 select(runs)
                 .where(runs.c.id.in_(waiting))
                 .order_by(runs.c.run_after, runs.c.created_at)
             )
-            for found in [dict(r._mapping) for r in locked]:
+            for found in [dict(r._mapping) for r in locked_rows]:
                 self._check_and_take(connection, plan, found)
         # Rows passed over in a full page may hide more due rows behind them.
-        plan.more = len(rows) == asked and bool(plan.passed)
+        plan.more = due == asked and bool(plan.passed)
+
+    def _carrying_statement(self, plan: _Claim, end: End) -> Any:
+        """The first page's statement with *end* carried in it, built once per shape."""
+        ends = frozenset(end.values)
+        key = (bool(plan.limits), bool(plan.leases), ends)
+        statement = self._carrying.get(key)
+        if statement is None:
+            statement = self._carrying[key] = self._build("carry", plan, ends)
+        return statement
+
+    def _carry(self, connection: Connection, plan: _Claim, end: End) -> None:
+        """Record *end* and claim in one statement (PostgreSQL). On a connection in autocommit
+        the statement is a transaction of its own: rows that need checking are then checked in
+        another, which may fail alone (the end and the rows taken stand)."""
+        autocommit = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        self._first_page_pg(connection, plan, end, locked=not autocommit)
+        if plan.wanted <= 0 or not plan.more:
+            return
+        if not autocommit:
+            self._pages(connection, plan)
+            return
+        taken = list(plan.claimed)
+        try:
+            with self.db.transaction() as checking:
+                self._pages(checking, plan)
+        except Exception:
+            log.warning("claiming checked rows after a run's end failed", exc_info=True)
+            plan.claimed = taken
 
     def _first_page_sqlite(self, connection: Connection, plan: _Claim) -> None:
         """One statement inside ``BEGIN IMMEDIATE``: start the first due unchecked rows."""
