@@ -598,3 +598,20 @@ def test_a_start_creates_only_the_tables_the_database_lacks(store: Store) -> Non
         assert "quest_script_state" in inspect(connection).get_table_names()
     store.set_paused("work", True, now=NOW)
     assert store.is_paused("work")
+
+
+def test_every_sqlite_connection_gets_the_store_s_pragmas(tmp_path: Path) -> None:
+    from quest.store._engine import WAL_CHECKPOINT_PAGES
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'q.sqlite3'}")
+    try:
+        for _ in range(2):
+            with engine.connect() as connection:
+                pragma = connection.exec_driver_sql
+                assert pragma("PRAGMA journal_mode").scalar() == "wal"
+                assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+                assert pragma("PRAGMA foreign_keys").scalar() == 1
+                assert pragma("PRAGMA wal_autocheckpoint").scalar() == WAL_CHECKPOINT_PAGES
+            engine.dispose()
+    finally:
+        engine.dispose()
