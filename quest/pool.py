@@ -62,6 +62,9 @@ KILL_AFTER = 2.0
 """Seconds an async run has to honour a cancel before its worker is killed."""
 EXIT_REPORT_WAIT = 2.0
 EXIT_CHECK_EVERY = 0.25
+WATCH_AFTER = 0.25
+"""How long a run executes in a worker before the runner's heartbeat looks after it (renews
+its lease, reads cancel requests): the many runs that end sooner never wake the heartbeat."""
 """Seconds between looks at the template's exit reports while a run is waited for: a worker's
 channel may outlive it (a process the script forked holds a copy), so its end-of-file alone
 cannot say that the worker died."""
@@ -217,7 +220,7 @@ class WorkerPool:
         healthy = False
         done: Done | None = None
         try:
-            done = self._await(worker, stop, deadline, timeout)
+            done = self._await(worker, stop, deadline, active.watch, handed + WATCH_AFTER)
             healthy = done is not None
             answered = time.monotonic()
             self._typical += (answered - handed - self._typical) * 0.2
@@ -244,11 +247,24 @@ class WorkerPool:
                 self._give_back(worker, healthy=False)
 
     def _await(
-        self, worker: Worker, stop: _Stop, deadline: float | None, timeout: float | None
+        self,
+        worker: Worker,
+        stop: _Stop,
+        deadline: float | None,
+        watch: Callable[[], None] | None,
+        watch_at: float,
     ) -> Done | None:
+        """The worker's answer (``None`` if the worker died first); *watch* is called once the
+        run has lasted until *watch_at*."""
         while True:
             wait = 1.0
             now = time.monotonic()
+            if watch is not None:
+                if now >= watch_at:
+                    watch()
+                    watch = None
+                else:
+                    wait = min(wait, watch_at - now)
             if stop.kill_at is not None:
                 if now >= stop.kill_at:
                     _kill_worker(worker.pid)

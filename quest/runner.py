@@ -107,6 +107,11 @@ class _Active:
     progress_at: float | None = None
     progress_lock: threading.Lock = field(default_factory=threading.Lock)
     progress_writing: threading.Lock = field(default_factory=threading.Lock)
+    watched: bool = False
+    """Whether the heartbeat looks after the run (renews its lease, reads cancel requests)."""
+    watch: Callable[[], None] | None = None
+    """Hand the run to the heartbeat: called by the pool once a run in a worker process has
+    lasted a moment (a run that ends before never wakes the heartbeat)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,11 +245,13 @@ class Runner:
                 return refusal
             start = self._start(script, validated, request, run_id, hidden)
         active.event = start
-        with self._lock:
-            self._active[run_id] = active
-            self._beat_wanted.notify_all()
+        if self._in_worker(script):
+            active.watch = functools.partial(self._watch, active)
+            with self._lock:
+                self._active[run_id] = active
+        else:
+            self._watch(active, adding=True)
         secret_scope = redact.register(hidden) if hidden else None
-        self._ensure_heartbeat()
         ended = False
         try:
             outcome = self._execute(script, validated, request, start, active, hidden)
@@ -742,12 +749,17 @@ class Runner:
             retry_run_id=retry_id,
         )
 
+    def _in_worker(self, script: Script) -> bool:
+        """Whether runs of *script* execute in a worker process of the pool."""
+        return (
+            self.pool is not None
+            and (script.block().isolation or self.settings.isolation) is Isolation.process
+        )
+
     def _call(self, script: Script, inputs: Inputs, ctx: Context, active: _Active) -> Any:
         block = script.block()
         timeout = block.timeout
-        if self.pool is not None and (block.isolation or self.settings.isolation) is (
-            Isolation.process
-        ):
+        if self.pool is not None and self._in_worker(script):
             seconds = None if timeout is None else timeout.total_seconds()
             return self.pool.execute(script, inputs, ctx, active, seconds)
         if not script.is_async and timeout is not None and self.timed is not None:
@@ -837,6 +849,17 @@ class Runner:
             ttls = [a.lease_ttl.total_seconds() for a in self._active.values() if a.lease_ttl]
         return max(0.1, min([self.settings.lease_ttl, *ttls]) / 3)
 
+    def _watch(self, active: _Active, *, adding: bool = False) -> None:
+        """Let the heartbeat look after *active* (*adding*: it becomes active now)."""
+        with self._lock:
+            if adding:
+                self._active[active.run_id] = active
+            elif active.watched or active.run_id not in self._active:
+                return
+            active.watched = True
+            self._beat_wanted.notify_all()
+        self._ensure_heartbeat()
+
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat is not None and self._heartbeat.is_alive():
             return
@@ -849,12 +872,14 @@ class Runner:
         last_beat = self.clock.monotonic()
         while True:
             with self._lock:
-                while not self._active and not self._stop_heartbeat.is_set():
+                while not self._stop_heartbeat.is_set() and not any(
+                    active.watched for active in self._active.values()
+                ):
                     self._beat_wanted.wait()
             if self._stop_heartbeat.wait(min(self.cancel_check_every, self._beat_every())):
                 return
             with self._lock:
-                actives = list(self._active.values())
+                actives = [active for active in self._active.values() if active.watched]
             if not actives:
                 continue
             self.check_cancels(actives)
