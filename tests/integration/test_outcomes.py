@@ -4,45 +4,20 @@ end in, it says what the JobLog says (the outcome exactly, its instants at most
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, text, update
 
-from quest.enums import RunStatus, Trigger
+from quest.enums import RunStatus
 from quest.migrate import config
 from quest.store import Store, make_engine
+from tests.integration.conftest import job_row
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 FINISHED = [status for status in RunStatus if status.finished]
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    instance = Store(make_engine(database_url))
-    instance.ensure_schema()
-    yield instance
-    instance.dispose()
-
-
-def row(name: str, status: RunStatus, at: datetime) -> dict[str, Any]:
-    run_id = uuid.uuid4().hex
-    return {
-        "id": run_id,
-        "name": name,
-        "status": status,
-        "trigger": Trigger.enqueued,
-        "attempt": 1,
-        "max_attempts": 1,
-        "root_id": run_id,
-        "created_at": at,
-        "finished_at": at if status.finished else None,
-    }
 
 
 def write(store: Store, values: dict[str, Any]) -> None:
@@ -91,18 +66,18 @@ def agrees(store: Store, rows: list[dict[str, Any]]) -> None:
 def test_the_latest_finished_run_by_creation_is_the_outcome(store: Store) -> None:
     minute = timedelta(minutes=1)
     rows = [
-        row("cleanup", RunStatus.succeeded, NOW - 50 * minute),
-        row("cleanup", RunStatus.running, NOW - 40 * minute),
-        row("cleanup", RunStatus.queued, NOW - 30 * minute),
-        row("report", RunStatus.failed, NOW - 20 * minute),
-        row("ingest", RunStatus.queued, NOW),
+        job_row("cleanup", RunStatus.succeeded, NOW - 50 * minute),
+        job_row("cleanup", RunStatus.running, NOW - 40 * minute),
+        job_row("cleanup", RunStatus.queued, NOW - 30 * minute),
+        job_row("report", RunStatus.failed, NOW - 20 * minute),
+        job_row("ingest", RunStatus.queued, NOW),
     ]
     for values in rows:
         write(store, values)
     agrees(store, rows)
     assert "ingest" not in store.outcomes()
     # The running run ends after a newer one failed: the newer one still decides.
-    newer = row("cleanup", RunStatus.failed, NOW - 35 * minute)
+    newer = job_row("cleanup", RunStatus.failed, NOW - 35 * minute)
     write(store, newer)
     rows.append(newer)
     end(store, rows[1]["id"], RunStatus.succeeded)
@@ -120,7 +95,7 @@ def test_the_latest_finished_run_by_creation_is_the_outcome(store: Store) -> Non
 
 
 def test_an_outcome_outlives_the_rows_pruned_under_it(store: Store) -> None:
-    old = row("cleanup", RunStatus.failed, NOW - timedelta(days=90))
+    old = job_row("cleanup", RunStatus.failed, NOW - timedelta(days=90))
     write(store, old)
     store.prune_runs("cleanup", [RunStatus.failed], older_than=NOW - timedelta(days=30), keep=None)
     assert store.get_run(old["id"]) is None
@@ -157,7 +132,7 @@ def test_any_order_of_writes_and_ends_keeps_the_outcome(
         if at in seen:
             continue
         seen.add(at)
-        values = row(name, RunStatus.running if deferred else status, at)
+        values = job_row(name, RunStatus.running if deferred else status, at)
         write(store, values)
         rows.append(values)
         if deferred:
@@ -176,12 +151,12 @@ def test_an_upgrade_fills_the_outcomes_from_the_runs_there(database_url: str) ->
         with store.writer.begin() as connection:
             command.upgrade(config(store, None, connection), "q0005")
         rows = [
-            row("cleanup", RunStatus.succeeded, NOW - timedelta(hours=3)),
-            row("cleanup", RunStatus.failed, NOW - timedelta(hours=2)),
-            row("cleanup", RunStatus.running, NOW - timedelta(hours=1)),
-            row("report", RunStatus.skipped, NOW - timedelta(hours=5)),
-            row("report", RunStatus.succeeded, NOW - timedelta(hours=6)),
-            row("ingest", RunStatus.queued, NOW),
+            job_row("cleanup", RunStatus.succeeded, NOW - timedelta(hours=3)),
+            job_row("cleanup", RunStatus.failed, NOW - timedelta(hours=2)),
+            job_row("cleanup", RunStatus.running, NOW - timedelta(hours=1)),
+            job_row("report", RunStatus.skipped, NOW - timedelta(hours=5)),
+            job_row("report", RunStatus.succeeded, NOW - timedelta(hours=6)),
+            job_row("ingest", RunStatus.queued, NOW),
         ]
         for values in rows:
             write(store, values)
@@ -209,12 +184,12 @@ def test_an_upgrade_fills_the_outcomes_from_the_runs_there(database_url: str) ->
 def test_scripts_without_a_success_since_their_instant(store: Store) -> None:
     hour = timedelta(hours=1)
     rows = [
-        row("stale", RunStatus.succeeded, NOW - 3 * hour),
-        row("stale", RunStatus.failed, NOW - 1 * hour),
-        row("broken", RunStatus.failed, NOW - 1 * hour),
-        row("fresh", RunStatus.succeeded, NOW - 1 * hour),
-        row("waiting", RunStatus.queued, NOW),
-        row("o'quote\"s", RunStatus.succeeded, NOW - 5 * hour),
+        job_row("stale", RunStatus.succeeded, NOW - 3 * hour),
+        job_row("stale", RunStatus.failed, NOW - 1 * hour),
+        job_row("broken", RunStatus.failed, NOW - 1 * hour),
+        job_row("fresh", RunStatus.succeeded, NOW - 1 * hour),
+        job_row("waiting", RunStatus.queued, NOW),
+        job_row("o'quote\"s", RunStatus.succeeded, NOW - 5 * hour),
     ]
     for values in rows:
         write(store, values)
@@ -242,10 +217,10 @@ def test_scripts_without_a_success_since_their_instant(store: Store) -> None:
 def test_the_outcomes_can_be_filled_again_from_the_runs(store: Store) -> None:
     hour = timedelta(hours=1)
     rows = [
-        row("cleanup", RunStatus.succeeded, NOW - 3 * hour),
-        row("cleanup", RunStatus.failed, NOW - 2 * hour),
-        row("report", RunStatus.cancelled, NOW - 2 * hour),
-        row("ingest", RunStatus.running, NOW),
+        job_row("cleanup", RunStatus.succeeded, NOW - 3 * hour),
+        job_row("cleanup", RunStatus.failed, NOW - 2 * hour),
+        job_row("report", RunStatus.cancelled, NOW - 2 * hour),
+        job_row("ingest", RunStatus.running, NOW),
     ]
     for values in rows:
         write(store, values)

@@ -5,44 +5,20 @@ migration q0007 goes up from q0006 and back down on both databases with the data
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import insert, inspect, text, update
 
-from quest.enums import RunStatus, Trigger
+from quest.enums import RunStatus
 from quest.migrate import config
 from quest.models import FINISHED_WHERE
 from quest.store import Store, make_engine
+from tests.integration.conftest import job_row
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    instance = Store(make_engine(database_url))
-    instance.ensure_schema()
-    yield instance
-    instance.dispose()
-
-
-def row(name: str, status: RunStatus, at: datetime, **extra: Any) -> dict[str, Any]:
-    run_id = uuid.uuid4().hex
-    return {
-        "id": run_id,
-        "name": name,
-        "status": status,
-        "trigger": Trigger.enqueued,
-        "attempt": 1,
-        "max_attempts": 1,
-        "root_id": run_id,
-        "created_at": at,
-        **extra,
-    }
 
 
 def write(store: Store, *rows: dict[str, Any]) -> None:
@@ -107,10 +83,10 @@ def test_the_next_due_run_is_read_from_the_index_of_due_runs(store: Store) -> No
     assert store.next_queued() is None
     write(
         store,
-        row("cleanup", RunStatus.queued, NOW, run_after=NOW + timedelta(minutes=5)),
-        row("cleanup", RunStatus.queued, NOW, run_after=NOW + timedelta(minutes=2)),
-        row("cleanup", RunStatus.failed, NOW, run_after=NOW - timedelta(minutes=9)),
-        row("cleanup", RunStatus.running, NOW, run_after=NOW - timedelta(minutes=8)),
+        job_row("cleanup", RunStatus.queued, NOW, run_after=NOW + timedelta(minutes=5)),
+        job_row("cleanup", RunStatus.queued, NOW, run_after=NOW + timedelta(minutes=2)),
+        job_row("cleanup", RunStatus.failed, NOW, run_after=NOW - timedelta(minutes=9)),
+        job_row("cleanup", RunStatus.running, NOW, run_after=NOW - timedelta(minutes=8)),
     )
     assert store.next_queued() == NOW + timedelta(minutes=2)
     if store.dialect == "sqlite":
@@ -134,8 +110,8 @@ def test_q0007_goes_up_from_q0006_and_back_with_the_rows_in_place(database_url: 
         with store.writer.begin() as connection:
             command.upgrade(config(store, None, connection), "q0006")
         assert "ix_quest_job_log_status_run_after" in _indexes(store)
-        early = row("cleanup", RunStatus.succeeded, NOW - timedelta(hours=2))
-        running = row("cleanup", RunStatus.running, NOW - timedelta(hours=1))
+        early = job_row("cleanup", RunStatus.succeeded, NOW - timedelta(hours=2))
+        running = job_row("cleanup", RunStatus.running, NOW - timedelta(hours=1))
         write(store, early, running)
         assert store.acquire_lease("cleanup", run_id=running["id"], owner="n1", now=NOW, ttl=TTL)
 
@@ -167,7 +143,7 @@ def test_q0007_goes_up_from_q0006_and_back_with_the_rows_in_place(database_url: 
             assert "'succeeded', 'failed'" in schema["quest_outcome_on_update"]
             assert "'succeeded', 'failed'" in schema["ix_quest_job_log_finished"]
         # q0006's trigger keeps the outcomes again.
-        later = row("cleanup", RunStatus.running, NOW)
+        later = job_row("cleanup", RunStatus.running, NOW)
         write(store, later)
         with store.engine.begin() as connection:
             connection.execute(

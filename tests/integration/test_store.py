@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,14 +38,6 @@ store.enqueue_run({
 })
 store.dispose()
 """
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    instance = Store(make_engine(database_url))
-    instance.ensure_schema()
-    yield instance
-    instance.dispose()
 
 
 def queue(
