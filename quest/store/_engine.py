@@ -240,6 +240,8 @@ class Database:
         take, end = takes[0], carried[0]
         assert take.carry is not None
         others = [write for write in kept if write is not end]
+        items: list[Any] = []
+        pinged = committed = False
         try:
             with self.writer.connect() as connection:
                 if others:
@@ -252,14 +254,20 @@ class Database:
                     connection.execution_options(isolation_level="AUTOCOMMIT")
                     items = take.carry(connection, take.count, end)
                     pinged = bool(connection.info.pop(PING, False))
+                # Committed from here on: what the take took is this unit's, whatever befalls
+                # the connection as it is given back.
+                committed = True
         except Exception as exc:
-            log.warning(
-                "a write carried by a claim failed (%s); committing it on its own",
-                type(exc).__name__,
-                exc_info=not isinstance(exc, DBAPIError | PendingRollbackError),
-                extra={**unit.about, "action": "db_retry"},
-            )
-            return False
+            if committed:
+                log.debug("giving back a connection after a carried write failed", exc_info=True)
+            else:
+                log.warning(
+                    "a write carried by a claim failed (%s); committing it on its own",
+                    type(exc).__name__,
+                    exc_info=not isinstance(exc, DBAPIError | PendingRollbackError),
+                    extra={**unit.about, "action": "db_retry"},
+                )
+                return False
         take.taken.items = items
         if pinged:
             self._ping()

@@ -322,8 +322,10 @@ class Queue:
                 self._carry(connection, claim, end)
             except Exception:
                 # Whether the statement committed is not known: the claim that follows (the
-                # unit's own commit) adopts what it may have taken.
+                # unit's own commit) adopts what it may have taken, the rows this attempt saw
+                # included (none of them reaches a worker).
                 lost = True
+                self._forget(claim.now, [row["id"] for row in claim.claimed])
                 raise
             return claim.claimed
 
@@ -688,6 +690,13 @@ class Queue:
             self._recent.move_to_end(now)
             while len(self._recent) > RECENT_CLAIMS:
                 self._recent.popitem(last=False)
+
+    def _forget(self, now: datetime, ids: list[str]) -> None:
+        """Unsay :meth:`_remember` for runs a failed attempt took but handed to no one."""
+        with self._recent_lock:
+            known = self._recent.get(now)
+            if known is not None:
+                known.difference_update(ids)
 
     def _orphans(self, connection: Connection, plan: _Claim) -> list[dict[str, Any]]:
         """Rows a lost attempt of this claim may have committed: started by this owner at *now*

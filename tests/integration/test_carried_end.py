@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import OperationalError
 
 from quest import RunStatus, script
@@ -229,6 +229,51 @@ def test_a_carried_end_whose_answer_is_lost_loses_no_run(
     monkeypatch.setattr(Queue, "_carry", lost)
     rows = end_and_claim(store, first["id"])
     assert [row["id"] for row in rows] == ["run-1"], "the run the lost answer held"
+    assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+    assert store.count_runs("work", RunStatus.running) == 1
+    assert store.count_runs("work", RunStatus.queued) == 1
+
+
+def test_a_carried_end_that_fails_after_its_rows_came_back_hands_them_on(
+    traced: tuple[Store, Trace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The statement committed and its rows were read, then something failed before the unit
+    knew: the run it claimed is still handed to the worker, not left ``running``."""
+    store, _ = traced
+    [first] = store.claim_queued(now=NOW, limit=1, owner_host="h1", owner_pid=7)
+    carry = Queue._carry
+
+    def failed(self: Queue, connection: Any, plan: Any, end: Any) -> None:
+        carry(self, connection, plan, end)
+        raise OperationalError("WITH ended AS ...", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(Queue, "_carry", failed)
+    rows = end_and_claim(store, first["id"])
+    assert [row["id"] for row in rows] == ["run-1"], "the run the failed attempt took"
+    assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+    assert store.count_runs("work", RunStatus.running) == 1
+    assert store.count_runs("work", RunStatus.queued) == 1
+
+
+def test_a_carried_end_stands_when_giving_its_connection_back_fails(
+    traced: tuple[Store, Trace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the statement that carried the end has answered, the unit is committed: a failure
+    as its connection is given back does not write the end again nor claim another run."""
+    store, trace = traced
+    [first] = store.claim_queued(now=NOW, limit=1, owner_host="h1", owner_pid=7)
+    close = Connection.close
+
+    def failing_close(self: Connection) -> None:
+        close(self)
+        if self.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            raise OperationalError("ROLLBACK", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(Connection, "close", failing_close)
+    trace.start()
+    rows = end_and_claim(store, first["id"])
+    assert [row["id"] for row in rows] == ["run-1"]
+    assert trace.round_trips() == 1, trace.sent()
     assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
     assert store.count_runs("work", RunStatus.running) == 1
     assert store.count_runs("work", RunStatus.queued) == 1
