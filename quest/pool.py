@@ -62,9 +62,6 @@ KILL_AFTER = 2.0
 """Seconds an async run has to honour a cancel before its worker is killed."""
 EXIT_REPORT_WAIT = 2.0
 EXIT_CHECK_EVERY = 0.25
-WATCH_AFTER = 0.25
-"""How long a run executes in a worker before the runner's heartbeat looks after it (renews
-its lease, reads cancel requests): the many runs that end sooner never wake the heartbeat."""
 """Seconds between looks at the template's exit reports while a run is waited for: a worker's
 channel may outlive it (a process the script forked holds a copy), so its end-of-file alone
 cannot say that the worker died."""
@@ -209,7 +206,7 @@ class WorkerPool:
             context=ctx.identity(),
             secrets=tuple(sensitive_values(inputs, script.inputs)),
         )
-        worker = self._hand(job)
+        worker = self._hand(job, active.watch)
         handed = time.monotonic()
         db = self.quest.store.db
         if self._typical < BRIEF:
@@ -220,7 +217,7 @@ class WorkerPool:
         healthy = False
         done: Done | None = None
         try:
-            done = self._await(worker, stop, deadline, active.watch, handed + WATCH_AFTER)
+            done = self._await(worker, stop, deadline, active.watch, active.watch_at)
             healthy = done is not None
             answered = time.monotonic()
             self._typical += (answered - handed - self._typical) * 0.2
@@ -236,10 +233,11 @@ class WorkerPool:
             done.failure.reraise()
         return done.result
 
-    def _hand(self, job: Job) -> Worker:
-        """Send *job* to an idle worker (a worker found dead is replaced and the next tried)."""
+    def _hand(self, job: Job, waiting: Callable[[], None] | None = None) -> Worker:
+        """Send *job* to an idle worker (a worker found dead is replaced and the next tried);
+        *waiting* is called first if none is idle."""
         while True:
-            worker = self._checkout()
+            worker = self._checkout(waiting)
             try:
                 worker.channel.send(job)
                 return worker
@@ -329,7 +327,14 @@ class WorkerPool:
 
     # -- the workers ------------------------------------------------------------------------------
 
-    def _checkout(self) -> Worker:
+    def _checkout(self, waiting: Callable[[], None] | None = None) -> Worker:
+        with self._changed:
+            if self._idle:
+                worker = self._idle.pop()
+                self._busy.add(worker)
+                return worker
+        if waiting is not None:
+            waiting()  # outside the pool's lock: it takes the runner's
         with self._changed:
             deadline = time.monotonic() + SPAWN_TIMEOUT
             self._wanted += 1

@@ -13,6 +13,7 @@ import os
 import random
 import socket
 import threading
+import time
 import traceback as tb
 import uuid
 from collections.abc import Callable, Mapping
@@ -66,6 +67,15 @@ log = logging.getLogger("quest.runner")
 
 HOST = socket.gethostname()
 
+WATCH_AFTER = 0.25
+"""How long a run executes in a worker process before the runner's heartbeat looks after it
+(renews its lease and heartbeat, reads cancel requests): the many runs that end sooner never
+wake the heartbeat. Cancel requests reach them meanwhile through serve's wake-ups."""
+LATE_WATCH_TTL = 3.0
+"""Runs whose lease or heartbeat must be renewed sooner than this (a short ``lease_ttl`` or
+``QUEST_LEASE_TTL``) are looked after from their start: the first renewal, a third of the TTL
+after the heartbeat's first look, then still comes well before the TTL runs out."""
+
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
@@ -110,8 +120,10 @@ class _Active:
     watched: bool = False
     """Whether the heartbeat looks after the run (renews its lease, reads cancel requests)."""
     watch: Callable[[], None] | None = None
-    """Hand the run to the heartbeat: called by the pool once a run in a worker process has
-    lasted a moment (a run that ends before never wakes the heartbeat)."""
+    """Hand the run to the heartbeat: called by the pool when a run in a worker process has
+    lasted until ``watch_at`` (``time.monotonic()``), or must wait for a worker (a run that ends
+    before never wakes the heartbeat)."""
+    watch_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +257,9 @@ class Runner:
                 return refusal
             start = self._start(script, validated, request, run_id, hidden)
         active.event = start
-        if self._in_worker(script):
+        if self._in_worker(script) and self._may_watch_late(lease_ttl):
             active.watch = functools.partial(self._watch, active)
+            active.watch_at = time.monotonic() + WATCH_AFTER
             with self._lock:
                 self._active[run_id] = active
         else:
@@ -748,6 +761,14 @@ class Runner:
             retry_at=retry_at,
             retry_run_id=retry_id,
         )
+
+    def _may_watch_late(self, lease_ttl: timedelta | None) -> bool:
+        """Whether a run's lease and heartbeat outlive :data:`WATCH_AFTER` by far enough that
+        the heartbeat may first look at the run then."""
+        ttl = self.settings.lease_ttl
+        if lease_ttl is not None:
+            ttl = min(ttl, lease_ttl.total_seconds())
+        return ttl >= LATE_WATCH_TTL
 
     def _in_worker(self, script: Script) -> bool:
         """Whether runs of *script* execute in a worker process of the pool."""

@@ -519,10 +519,6 @@ class Serve:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def wait_stopping(self) -> None:
-        """Block until :meth:`stop` is called (from any thread, or a signal handler)."""
-        self._stop.wait()
-
     def shutdown(self, grace: float | None = None) -> list[str]:
         """Stop firing; wait up to *grace* seconds for running runs, then stop and record them.
 

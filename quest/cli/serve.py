@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("quest.serve")
 
+STOP_CHECK_EVERY = 5.0
+"""How often serve's main thread wakes to see whether the loop stopped without being asked (a
+stop that is asked for ends its wait at once)."""
+
 _MB = 2**20
 _UNITS = {"": _MB, "b": 1, "k": 2**10, "kb": 2**10, "m": _MB, "mb": _MB, "g": 2**30, "gb": 2**30}
 
@@ -184,9 +188,10 @@ def serve(
 
     loop = threading.Thread(target=forever, name="quest-serve", daemon=True)
     loop.start()
-    # Blocked without a timeout (a signal still runs its handler here): an idle serve's main
-    # thread never wakes.
-    server.wait_stopping()
+    # Joined with a long timeout, not blocked on the stop event: the signal handler sets that
+    # event, and a handler run while this thread holds the event's lock would wait for it forever.
+    while loop.is_alive() and not server.stopping:
+        loop.join(STOP_CHECK_EVERY)
     loop.join(5)
     interrupted = server.shutdown()
     if pool is not None:

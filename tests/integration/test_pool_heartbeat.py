@@ -5,14 +5,18 @@ however much it logs meanwhile."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from quest.app import Quest
-from quest.pool import WATCH_AFTER, WorkerPool
+from quest.pool import WorkerPool
+from quest.runner import WATCH_AFTER, Runner
 from quest.testing import project_settings
 
 pytestmark = pytest.mark.slow
@@ -25,11 +29,29 @@ SCRIPTS = {
         def quick(inputs, ctx):
             return "done"
     """,
+    "brief.py": """
+        from quest import script
+
+        @script(quest={"lease_ttl": "1 second"})
+        def brief(inputs, ctx):
+            return "done"
+    """,
+    "hold.py": """
+        import os, time
+        from quest import script
+
+        @script(inputs={"release": {"type": "string", "required": True}})
+        def hold(inputs, ctx):
+            end = time.monotonic() + 10
+            while not os.path.exists(inputs.release) and time.monotonic() < end:
+                time.sleep(0.01)
+            return "done"
+    """,
     "chatty.py": """
         import time
         from quest import script
 
-        @script(quest={"lease_ttl": "1 second"})
+        @script(quest={"lease_ttl": "3 seconds"})
         def chatty(inputs, ctx):
             end = time.monotonic() + 1.5
             while time.monotonic() < end:
@@ -73,6 +95,50 @@ def test_a_longer_run_has_its_lease_and_heartbeat_renewed_while_it_logs(app: Que
     assert outcome.ok, outcome.error
     row = app.store.get_run(outcome.run_id)
     assert row is not None
-    # A lease of 1 s is renewed every third of a second once the heartbeat looks after the run.
+    # A lease of 3 s is renewed every second once the heartbeat looks after the run.
     assert row["heartbeat_at"] - row["started_at"] > timedelta(seconds=0.5), row
     assert app.runner._heartbeat is not None
+
+
+def test_a_run_with_a_short_lease_is_looked_after_from_its_start(app: Quest) -> None:
+    outcome = app.run("brief", {})
+    assert outcome.ok, outcome.error
+    assert (outcome.duration_ms or 0) < WATCH_AFTER * 1000
+    assert app.runner._heartbeat is not None
+
+
+def test_a_run_waiting_for_a_worker_is_looked_after_meanwhile(
+    app: Quest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watched: list[str] = []
+    watch = Runner._watch
+
+    def noting(self: Runner, active: Any, *, adding: bool = False) -> None:
+        watched.append(active.run_id)
+        watch(self, active, adding=adding)
+
+    monkeypatch.setattr(Runner, "_watch", noting)
+    pool = app.runner.pool
+    assert pool is not None
+    release = tmp_path / "release"
+    held = threading.Thread(target=app.run, args=("hold", {"release": str(release)}))
+    held.start()
+    try:
+        until(lambda: len(pool._busy) == 1 and not pool._idle, "the one worker to be busy")
+        outcomes: list[Any] = []
+        waiting = threading.Thread(target=lambda: outcomes.append(app.run("quick", {})))
+        waiting.start()
+        waiting.join(10)
+        assert outcomes and outcomes[0].ok, outcomes
+        assert outcomes[0].run_id in watched
+    finally:
+        release.touch()
+        held.join(10)
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
