@@ -213,6 +213,8 @@ class WorkerPool:
             db.expect()  # its end is likely to come before a group commit under way is written
         stop = _Stop(worker, script.is_async, job.run_id, ctx._report)
         active.cancel = stop
+        if active.cancelled_by is not None or active.interrupted:
+            stop()  # asked for before the run could be stopped (while it waited for a worker)
         deadline = None if timeout is None else handed + timeout
         healthy = False
         done: Done | None = None

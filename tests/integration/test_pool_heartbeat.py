@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from quest.app import Quest
+from quest.enums import RunStatus
 from quest.pool import WorkerPool
 from quest.runner import WATCH_AFTER, Runner
 from quest.testing import project_settings
@@ -45,6 +46,16 @@ SCRIPTS = {
             end = time.monotonic() + 10
             while not os.path.exists(inputs.release) and time.monotonic() < end:
                 time.sleep(0.01)
+            return "done"
+    """,
+    "sleepy.py": """
+        import pathlib, time
+        from quest import script
+
+        @script(inputs={"done": {"type": "string", "required": True}})
+        def sleepy(inputs, ctx):
+            time.sleep(5)
+            pathlib.Path(inputs.done).touch()
             return "done"
     """,
     "chatty.py": """
@@ -142,3 +153,20 @@ def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.005)
+
+
+def test_a_run_cancelled_while_it_waits_for_a_worker_is_stopped_at_once(
+    app: Quest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hand = WorkerPool._hand
+
+    def cancelled_meanwhile(self: WorkerPool, job: Any, waiting: Any = None) -> Any:
+        assert app.runner.cancel(job.run_id, "tester")
+        return hand(self, job, waiting)
+
+    monkeypatch.setattr(WorkerPool, "_hand", cancelled_meanwhile)
+    done = tmp_path / "done"
+    outcome = app.run("sleepy", {"done": str(done)})
+    assert outcome.status is RunStatus.cancelled, outcome
+    assert "tester" in (outcome.error or "")
+    assert not done.exists(), "the script ran to its end"
