@@ -1,16 +1,23 @@
-"""What the store's integration tests share: a fresh store on each backend, and JobLog rows."""
+"""What the integration tests share: a fresh store on each backend, JobLog rows, and a quest
+whose runs execute in worker processes."""
 
 from __future__ import annotations
 
+import textwrap
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from quest.app import Quest
 from quest.enums import RunStatus, Trigger
+from quest.pool import WorkerPool
 from quest.store import Store, make_engine
+from quest.testing import project_settings
 
 
 @pytest.fixture
@@ -36,3 +43,25 @@ def job_row(name: str, status: RunStatus, at: datetime, **extra: Any) -> dict[st
         "finished_at": at if status.finished else None,
         **extra,
     }
+
+
+@contextmanager
+def pooled_quest(root: Path, scripts: dict[str, str], *, size: int) -> Iterator[Quest]:
+    """A quest of *scripts* (file name → source) under *root*, its runner executing runs in a
+    started pool of *size* worker processes, as ``quest serve`` does."""
+    folder = root / "scripts"
+    folder.mkdir()
+    for name, source in scripts.items():
+        (folder / name).write_text(textwrap.dedent(source))
+    app = Quest(project_settings(root, scripts_dir=folder))
+    app.store.ensure_schema()
+    app.runner  # noqa: B018 - built before the fork, as serve does
+    pool = WorkerPool(app, size=size)
+    pool.start()
+    app.runner.pool = pool
+    try:
+        assert pool.wait_ready()
+        yield app
+    finally:
+        pool.close()
+        app.close()

@@ -212,44 +212,26 @@ def test_a_carried_end_that_fails_before_the_database_commits_on_its_own(
     assert store.count_runs("work", RunStatus.running) == 1
 
 
-def test_a_carried_end_whose_answer_is_lost_loses_no_run(
-    traced: tuple[Store, Trace], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("seen", [False, True], ids=["answer-lost", "failed-after-answer"])
+def test_a_carried_end_whose_outcome_is_unknown_loses_no_run(
+    traced: tuple[Store, Trace], monkeypatch: pytest.MonkeyPatch, seen: bool
 ) -> None:
-    """The statement committed, then the connection went: the end stands, and the run it
-    claimed comes back to the worker (adopted), not left ``running`` with no one running it."""
+    """The statement committed, then the connection went (before its answer came, or after its
+    rows were read): the end stands, and the run it claimed comes back to the worker (adopted),
+    not left ``running`` with no one running it."""
     store, _ = traced
     [first] = store.claim_queued(now=NOW, limit=1, owner_host="h1", owner_pid=7)
     carry = Queue._carry
 
-    def lost(self: Queue, connection: Any, plan: Any, end: Any) -> None:
+    def unknown(self: Queue, connection: Any, plan: Any, end: Any) -> None:
         carry(self, connection, plan, end)
-        self._recent.clear()  # the answer never came: nothing was seen
+        if not seen:
+            self._recent.clear()  # the answer never came: nothing was seen
         raise OperationalError("WITH ended AS ...", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(Queue, "_carry", lost)
+    monkeypatch.setattr(Queue, "_carry", unknown)
     rows = end_and_claim(store, first["id"])
-    assert [row["id"] for row in rows] == ["run-1"], "the run the lost answer held"
-    assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
-    assert store.count_runs("work", RunStatus.running) == 1
-    assert store.count_runs("work", RunStatus.queued) == 1
-
-
-def test_a_carried_end_that_fails_after_its_rows_came_back_hands_them_on(
-    traced: tuple[Store, Trace], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The statement committed and its rows were read, then something failed before the unit
-    knew: the run it claimed is still handed to the worker, not left ``running``."""
-    store, _ = traced
-    [first] = store.claim_queued(now=NOW, limit=1, owner_host="h1", owner_pid=7)
-    carry = Queue._carry
-
-    def failed(self: Queue, connection: Any, plan: Any, end: Any) -> None:
-        carry(self, connection, plan, end)
-        raise OperationalError("WITH ended AS ...", {}, Exception("server closed the connection"))
-
-    monkeypatch.setattr(Queue, "_carry", failed)
-    rows = end_and_claim(store, first["id"])
-    assert [row["id"] for row in rows] == ["run-1"], "the run the failed attempt took"
+    assert [row["id"] for row in rows] == ["run-1"], "the run the statement took"
     assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
     assert store.count_runs("work", RunStatus.running) == 1
     assert store.count_runs("work", RunStatus.queued) == 1

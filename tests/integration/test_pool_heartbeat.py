@@ -4,7 +4,6 @@ however much it logs meanwhile."""
 
 from __future__ import annotations
 
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from quest.app import Quest
 from quest.enums import RunStatus
 from quest.pool import WorkerPool
 from quest.runner import WATCH_AFTER, Runner
-from quest.testing import project_settings
+from tests.integration.conftest import pooled_quest
 
 pytestmark = pytest.mark.slow
 
@@ -75,22 +74,8 @@ SCRIPTS = {
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Quest]:
-    scripts = tmp_path / "scripts"
-    scripts.mkdir()
-    for name, source in SCRIPTS.items():
-        (scripts / name).write_text(textwrap.dedent(source))
-    app = Quest(project_settings(tmp_path, scripts_dir=scripts))
-    app.store.ensure_schema()
-    app.runner  # noqa: B018 - built before the fork, as serve does
-    pool = WorkerPool(app, size=1)
-    pool.start()
-    app.runner.pool = pool
-    try:
-        assert pool.wait_ready()
-        yield app
-    finally:
-        pool.close()
-        app.close()
+    with pooled_quest(tmp_path, SCRIPTS, size=1) as instance:
+        yield instance
 
 
 def test_runs_that_end_within_a_moment_never_wake_the_heartbeat(app: Quest) -> None:

@@ -17,9 +17,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from quest.app import Quest
 from quest.pool import WorkerPool
-from quest.testing import project_settings
+from tests.integration.conftest import pooled_quest
 
 pytestmark = pytest.mark.slow
 
@@ -106,27 +105,14 @@ MODULES = {
 def pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[WorkerPool, str]]:
     """A started pool of two workers at most; module names carry a suffix unique to the test."""
     suffix = f"_{os.getpid()}_{abs(hash(tmp_path)) % 10**8}"
-    scripts = tmp_path / "scripts"
-    scripts.mkdir()
-    for name, source in SCRIPTS.items():
-        (scripts / name).write_text(textwrap.dedent(source))
     lib = tmp_path / "lib"
     lib.mkdir()
     for name, source in MODULES.items():
         (lib / f"quest_lazy_{name}{suffix}.py").write_text(source)
     monkeypatch.syspath_prepend(str(lib))
-    app = Quest(project_settings(tmp_path, scripts_dir=scripts))
-    app.store.ensure_schema()
-    app.runner  # noqa: B018 - built before the fork, as serve does
-    pool = WorkerPool(app, size=2)
-    pool.start()
-    app.runner.pool = pool
-    try:
-        assert pool.wait_ready()
-        yield pool, suffix
-    finally:
-        pool.close()
-        app.close()
+    with pooled_quest(tmp_path, SCRIPTS, size=2) as app:
+        assert app.runner.pool is not None
+        yield app.runner.pool, suffix
 
 
 def run(pool: WorkerPool, name: str, **inputs: Any) -> Any:
