@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from ..enums import RunStatus, Trigger
 from ..models import FINISHED_WHERE
 from ..store import Outcome
-from ..store.queue import QUEUED
+from ..store.runs import queued_where
 
 if TYPE_CHECKING:
     from ..app import Quest
@@ -888,14 +888,11 @@ def queue(app: Quest, now: datetime) -> Queue:
 
 
 def _queued_page(table: Table, dialect: str) -> Select[Any]:
-    """The first queued rows in the order serve claims them. The status is a literal, so that
-    the partial index of due rows matches and nothing is sorted (likely() keeps SQLite on it)."""
-    due: Any = table.c.status == QUEUED
-    if dialect == "sqlite":
-        due = func.likely(due)
+    """The first queued rows in the order serve claims them, read from the partial index of due
+    rows: nothing is sorted."""
     return (
         select(table)
-        .where(due)
+        .where(queued_where(table, dialect))
         .order_by(table.c.run_after, table.c.created_at, table.c.id)
         .limit(PAGE)
     )

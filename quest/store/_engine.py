@@ -249,11 +249,10 @@ class Database:
                         for write in others:
                             write(connection)
                         items = take.carry(connection, take.count, end)
-                        pinged = bool(connection.info.pop(PING, False))
                 else:
                     connection.execution_options(isolation_level="AUTOCOMMIT")
                     items = take.carry(connection, take.count, end)
-                    pinged = bool(connection.info.pop(PING, False))
+                pinged = bool(connection.info.pop(PING, False))
                 # Committed from here on: what the take took is this unit's, whatever befalls
                 # the connection as it is given back.
                 committed = True

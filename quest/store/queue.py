@@ -35,7 +35,6 @@ from sqlalchemy import (
     bindparam,
     false,
     func,
-    literal_column,
     or_,
     select,
     true,
@@ -46,13 +45,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from ..enums import RunStatus, Trigger
 from ._engine import Carried, Database, Taken
 from .leases import Leases
-from .runs import Runs
+from .runs import Runs, late_end, queued_where
 from .secrets import Secrets
 
 log = logging.getLogger("quest.store")
 
 CLAIM_PAGES = 8
-QUEUED: ColumnElement[Any] = literal_column(f"'{RunStatus.queued.value}'")
 RECENT_CLAIMS = 16
 
 
@@ -129,7 +127,7 @@ class End(Carried):
 
     def __call__(self, connection: Connection) -> None:
         params = {**self.values, "_run_id": self.run_id}
-        self.counted(self.queue.db.do(connection, self.queue.finish_statement, params))
+        self.counted(self.queue.db.do(connection, self.queue.runs.finish_statement, params))
 
     @property
     def params(self) -> dict[str, Any]:
@@ -141,13 +139,7 @@ class End(Carried):
     def counted(self, changed: int) -> None:
         """Log a late end: the row was no longer ``running`` (*changed* rows is 0)."""
         if not changed:
-            log.warning(
-                "run %s was no longer running when it ended %s (another serve took it for "
-                "abandoned); its end is not recorded over that",
-                self.run_id,
-                self.values.get("status"),
-                extra={"run_id": self.run_id, "action": "late_end"},
-            )
+            late_end(self.run_id, self.values.get("status"))
 
 
 class Queue:
@@ -158,10 +150,6 @@ class Queue:
         self.leases = leases
         self._statements: dict[tuple[str, bool, bool], Any] = {}
         self._carrying: dict[tuple[bool, bool, frozenset[str]], Any] = {}
-        table = runs.table
-        self.finish_statement = update(table).where(
-            table.c.id == bindparam("_run_id"), table.c.status == RunStatus.running
-        )
         self._recent: OrderedDict[datetime, set[str]] = OrderedDict()
         self._recent_lock = threading.Lock()
 
@@ -456,13 +444,7 @@ class Queue:
 
     def _due(self, plan: _Claim) -> list[ColumnElement[bool]]:
         runs = self.runs.table
-        # A literal, not a parameter, so that a generic plan still matches the partial index of
-        # due rows. Without statistics SQLite's planner prefers the (status, run_after) index
-        # and then sorts every queued row; likely() leaves it the partial index only.
-        queued: ColumnElement[bool] = runs.c.status == QUEUED
-        if self.db.dialect == "sqlite":
-            queued = func.likely(queued)
-        where = [queued]
+        where = [queued_where(runs, self.db.dialect)]
         if plan.run_id is None:
             where.append(runs.c.run_after <= bindparam("_now", type_=runs.c.run_after.type))
         return where

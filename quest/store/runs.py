@@ -30,6 +30,26 @@ ASKED = "quest_cancel_requested_by"
 log = logging.getLogger("quest.store")
 
 
+def queued_where(table: Table, dialect: str) -> ColumnElement[bool]:
+    """*table*'s queued rows, said so that the partial index of due rows serves them: the status
+    as a literal (a parameter would not match the index's condition in a generic plan), and on
+    SQLite wrapped in likely(), which keeps its planner (no statistics) off the
+    (status, created_at) index and its every queued row."""
+    queued: ColumnElement[bool] = table.c.status == literal_column(f"'{RunStatus.queued.value}'")
+    return func.likely(queued) if dialect == "sqlite" else queued
+
+
+def late_end(run_id: str, status: Any) -> None:
+    """Log the end of a run whose row was no longer ``running`` (not written over that)."""
+    log.warning(
+        "run %s was no longer running when it ended %s (another serve took it for "
+        "abandoned); its end is not recorded over that",
+        run_id,
+        status,
+        extra={"run_id": run_id, "action": "late_end"},
+    )
+
+
 class Runs:
     """Rows of the JobLog table (the application's ``JobLog`` or quest's fallback)."""
 
@@ -43,9 +63,10 @@ class Runs:
         )
         self.insert_statement = insert(table)
         self._update = update(table).where(table.c.id == bindparam("_run_id"))
-        self._finish = update(table).where(
+        self.finish_statement = update(table).where(
             table.c.id == bindparam("_run_id"), table.c.status == RunStatus.running
         )
+        """A run's end, written only while its row is still ``running`` (``_run_id``)."""
 
     def insert(self, values: dict[str, Any]) -> None:
         db, statement = self.db, self.insert_statement
@@ -66,7 +87,7 @@ class Runs:
         """Record the end of a run that is still ``running``. A row another serve has meanwhile
         marked ``abandoned`` (its owner looked dead) keeps that status: the late end is logged,
         not written over it."""
-        db, statement = self.db, self._finish
+        db, statement = self.db, self.finish_statement
         params = {**values, "_run_id": run_id}
 
         def write(connection: Connection) -> None:
@@ -75,13 +96,7 @@ class Runs:
             else:
                 changed = connection.execute(statement, params).rowcount
             if not changed:
-                log.warning(
-                    "run %s was no longer running when it ended %s (another serve took it for "
-                    "abandoned); its end is not recorded over that",
-                    run_id,
-                    values.get("status"),
-                    extra={"run_id": run_id, "action": "late_end"},
-                )
+                late_end(run_id, values.get("status"))
 
         db.write(write)
 
@@ -152,12 +167,9 @@ class Runs:
 
     def next_queued(self) -> datetime | None:
         """When the earliest queued run comes due (read from the queue's partial index)."""
-        # A literal, so that the partial index of due rows matches; on SQLite likely() keeps the
-        # planner (no statistics) off the (status, created_at) index and its every queued row.
-        queued: ColumnElement[bool] = self.table.c.status == literal_column("'queued'")
-        if self.db.dialect == "sqlite":
-            queued = func.likely(queued)
-        query = select(func.min(self.table.c.run_after)).where(queued)
+        query = select(func.min(self.table.c.run_after)).where(
+            queued_where(self.table, self.db.dialect)
+        )
         with self.db.reading() as connection:
             return as_utc(connection.execute(query).scalar())
 
