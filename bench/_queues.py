@@ -238,6 +238,41 @@ def _serve_env(env: dict[str, str]) -> dict[str, str]:
 # -- 8: drain, PostgreSQL -----------------------------------------------------------------------
 
 
+def procrastinate_drain(
+    base: str,
+    folder: Path,
+    runs: int,
+    workers: int,
+    concurrency: int,
+    *,
+    label: str,
+    python: str = PYTHON,
+    procrastinate: str = PROCRASTINATE,
+) -> float:
+    """*runs* no-ops deferred to a fresh database, then drained by *workers* procrastinate
+    workers of *concurrency* each (*python* and *procrastinate*: the venv's executables);
+    runs/s from spawning them to the last run's end."""
+    folder.mkdir(parents=True)
+    with fresh_database(base) as url:
+        env = bench_env(BENCH_PG_DSN=url)
+        check(
+            [python, "-m", "bench.cases.queue", "enqueue", "procrastinate", str(runs)],
+            env=env,
+            cwd=folder,
+        )
+        worker = [procrastinate, "--app", PROCRASTINATE_APP, "worker"]
+        rate = drain(
+            label,
+            [[*worker, "--concurrency", str(concurrency)]] * workers,
+            env=env,
+            cwd=folder,
+            runs=runs,
+            progress=procrastinate_watch(url),
+        )
+    shutil.rmtree(folder, ignore_errors=True)
+    return rate
+
+
 def figure_8(plan: Plan, scratch: Path) -> list[Row]:
     runs, rounds = plan.drain_runs, plan.drain_rounds
     base = postgres_url()
@@ -269,28 +304,14 @@ def figure_8(plan: Plan, scratch: Path) -> list[Row]:
     def peer(workers: int, concurrency: int) -> Callable[[int], float]:
         def go(r: int) -> float:
             folder = root / f"procrastinate-{workers}x{concurrency}-{r}"
-            folder.mkdir(parents=True)
-            with fresh_database(base) as url:
-                env = bench_env(BENCH_PG_DSN=url)
-                _enqueue("procrastinate", runs, env=env, cwd=folder)
-                worker = [
-                    PROCRASTINATE,
-                    "--app",
-                    PROCRASTINATE_APP,
-                    "worker",
-                    "--concurrency",
-                    str(concurrency),
-                ]
-                rate = drain(
-                    f"8 procrastinate {workers}x{concurrency}",
-                    [worker] * workers,
-                    env=env,
-                    cwd=folder,
-                    runs=runs,
-                    progress=procrastinate_watch(url),
-                )
-            shutil.rmtree(folder, ignore_errors=True)
-            return rate
+            return procrastinate_drain(
+                base,
+                folder,
+                runs,
+                workers,
+                concurrency,
+                label=f"8 procrastinate {workers}x{concurrency}",
+            )
 
         return go
 

@@ -25,12 +25,11 @@ from typing import Any
 from . import _projects
 from ._lib import ROOT, check, clean_env, interleaved
 from ._queues import (
-    PROCRASTINATE_APP,
     _admin,
     drain,
     fresh_database,
     postgres_url,
-    procrastinate_watch,
+    procrastinate_drain,
     quest_postgres_watch,
 )
 
@@ -125,35 +124,16 @@ def main() -> None:
         return go
 
     def peer(r: int) -> float:
-        folder = scratch / f"procrastinate-{r}"
-        folder.mkdir(parents=True)
-        with fresh_database(base) as url:
-            env = clean_env(BENCH_PG_DSN=url)
-            env["PYTHONPATH"] = str(ROOT)
-            enqueue = ["-m", "bench.cases.queue", "enqueue", "procrastinate", str(args.runs)]
-            check(
-                [str(sides[1].bin / "python"), *enqueue],
-                env=env,
-                cwd=folder,
-            )
-            worker = [
-                str(sides[1].bin / "procrastinate"),
-                "--app",
-                PROCRASTINATE_APP,
-                "worker",
-                "--concurrency",
-                "2",
-            ]
-            rate = drain(
-                "procrastinate 3x2",
-                [worker] * 3,
-                env=env,
-                cwd=folder,
-                runs=args.runs,
-                progress=procrastinate_watch(url),
-            )
-        shutil.rmtree(folder, ignore_errors=True)
-        return rate
+        return procrastinate_drain(
+            base,
+            scratch / f"procrastinate-{r}",
+            args.runs,
+            3,
+            2,
+            label="procrastinate 3x2",
+            python=str(sides[1].bin / "python"),
+            procrastinate=str(sides[1].bin / "procrastinate"),
+        )
 
     try:
         with fresh_database(base) as before, fresh_database(base) as after:
