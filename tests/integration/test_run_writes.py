@@ -26,6 +26,13 @@ def write(store: Store, *rows: dict[str, Any]) -> None:
         connection.execute(insert(store.runs), list(rows))
 
 
+def end(store: Store, run_id: str, status: RunStatus) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(
+            update(store.runs).where(store.runs.c.id == run_id).values(status=status)
+        )
+
+
 def sqlite_schema(store: Store) -> dict[str, str]:
     with store.engine.connect() as connection:
         return {
@@ -120,12 +127,7 @@ def test_q0007_goes_up_from_q0006_and_back_with_the_rows_in_place(database_url: 
         assert store.lease("cleanup") is not None
         assert store.outcomes()["cleanup"].status is RunStatus.succeeded
         # The trigger is in place: the running run ends and is the outcome.
-        with store.engine.begin() as connection:
-            connection.execute(
-                update(store.runs)
-                .where(store.runs.c.id == running["id"])
-                .values(status=RunStatus.failed)
-            )
+        end(store, running["id"], RunStatus.failed)
         assert store.outcomes()["cleanup"].status is RunStatus.failed
         with store.engine.connect() as connection:
             found = connection.execute(
@@ -145,12 +147,7 @@ def test_q0007_goes_up_from_q0006_and_back_with_the_rows_in_place(database_url: 
         # q0006's trigger keeps the outcomes again.
         later = job_row("cleanup", RunStatus.running, NOW)
         write(store, later)
-        with store.engine.begin() as connection:
-            connection.execute(
-                update(store.runs)
-                .where(store.runs.c.id == later["id"])
-                .values(status=RunStatus.succeeded)
-            )
+        end(store, later["id"], RunStatus.succeeded)
         assert store.outcomes()["cleanup"].status is RunStatus.succeeded
         with store.writer.begin() as connection:
             command.upgrade(config(store, None, connection), "q0007")
