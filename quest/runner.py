@@ -75,6 +75,9 @@ LATE_WATCH_TTL = 3.0
 """Runs whose lease or heartbeat must be renewed sooner than this (a short ``lease_ttl`` or
 ``QUEST_LEASE_TTL``) are looked after from their start: the first renewal, a third of the TTL
 after the heartbeat's first look, then still comes well before the TTL runs out."""
+HEARTBEAT_JOIN = 10.0
+"""Seconds :meth:`Runner.close` waits for the heartbeat's writes under way (a renewal, a cancel
+check) to end before the store can be closed under them."""
 
 
 def new_run_id() -> str:
@@ -584,9 +587,13 @@ class Runner:
                 active.cancel()
 
     def close(self) -> None:
+        """Stop the heartbeat and wait for it, so that no write of it outlives the store."""
         self._stop_heartbeat.set()
         with self._lock:
             self._beat_wanted.notify_all()
+        heartbeat = self._heartbeat
+        if heartbeat is not None and heartbeat is not threading.current_thread():
+            heartbeat.join(HEARTBEAT_JOIN)
 
     # -- internals ---------------------------------------------------------------------------
 

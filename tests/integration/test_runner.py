@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,7 +93,23 @@ def returning_job(inputs: Any, ctx: Any) -> Any:
     return None
 
 
-SCRIPTS = [sync_job, async_job, failing_job, failing_async_job, discarding_job, returning_job]
+released = threading.Event()
+
+
+@script
+def held_job(inputs: Any, ctx: Any) -> None:
+    assert released.wait(10)
+
+
+SCRIPTS = [
+    sync_job,
+    async_job,
+    failing_job,
+    failing_async_job,
+    discarding_job,
+    returning_job,
+    held_job,
+]
 
 
 @pytest.fixture
@@ -290,3 +307,38 @@ def test_the_lease_is_released_after_a_run(app: Quest) -> None:
     assert app.store.lease("sync-job") is None
     app.run("failing-job")
     assert app.store.lease("failing-job") is None
+
+
+def test_closing_the_runner_waits_for_a_heartbeat_read_under_way(
+    app: Quest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is closed after the runner: a heartbeat still reading would reopen it."""
+    released.clear()
+    reading, go_on = threading.Event(), threading.Event()
+    cancel_requests = app.store.cancel_requests
+
+    def slow(run_ids: list[str]) -> dict[str, str]:
+        reading.set()
+        assert go_on.wait(10)
+        return cancel_requests(run_ids)
+
+    monkeypatch.setattr(app.store, "cancel_requests", slow)
+    app.runner.cancel_check_every = 0.01
+    run = threading.Thread(target=app.run, args=("held-job",))
+    run.start()
+    try:
+        assert reading.wait(10), "the heartbeat never looked for cancel requests"
+        closing = threading.Thread(target=app.runner.close)
+        closing.start()
+        closing.join(0.2)
+        assert closing.is_alive(), "close returned while the heartbeat was reading"
+        go_on.set()
+        closing.join(10)
+        assert not closing.is_alive()
+        heartbeat = app.runner._heartbeat
+        assert heartbeat is not None and not heartbeat.is_alive()
+    finally:
+        go_on.set()
+        released.set()
+        run.join(10)
+    assert app.store.history("held-job")[0]["status"] is RunStatus.succeeded
