@@ -197,13 +197,21 @@ class Listener:
         self._channel = channel
         self._connection: Any = None
         self._bell = _Bell()
-        self._connect()
+        try:
+            self._connect()
+        except BaseException:
+            self._bell.close()
+            raise
 
     def _connect(self) -> None:
         import psycopg
 
         connection = psycopg.connect(self._conninfo, autocommit=True)
-        connection.execute(f'LISTEN "{self._channel}"')
+        try:
+            connection.execute(f'LISTEN "{self._channel}"')
+        except BaseException:
+            connection.close()
+            raise
         self._connection = connection
 
     def _drop(self) -> None:

@@ -385,6 +385,29 @@ def test_a_forked_process_never_closes_the_sqlite_connections_it_inherited(tmp_p
 
 
 @pytest.mark.postgres
+def test_a_listener_that_cannot_listen_closes_what_it_opened(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from quest.store import wake
+
+    opened: list[Any] = []
+    connect = psycopg.connect
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        opened.append(connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(psycopg, "connect", recording)
+    pipes = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(psycopg.Error):
+        wake.Listener(postgres_url, 'no "such" channel')
+    assert len(opened) == 1 and opened[0].closed
+    assert len(os.listdir("/proc/self/fd")) == pipes, "the self-pipe is closed too"
+
+
+@pytest.mark.postgres
 def test_a_listener_comes_back_after_its_connection_is_lost(postgres_url: str) -> None:
     with postgres_schema(postgres_url) as url:
         store = Store(make_engine(url))
