@@ -56,7 +56,11 @@ class Quest:
     @functools.cached_property
     def store(self) -> Store:
         store = Store.from_settings(self.settings)
-        store.ensure_schema()
+        try:
+            store.ensure_schema()
+        except BaseException:
+            store.dispose()  # never cached, so close() could not
+            raise
         return store
 
     @functools.cached_property

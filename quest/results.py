@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_RESULT_BYTES = 64 * 1024
 MAX_DEPTH = 100
@@ -34,6 +34,13 @@ MAX_ITEMS = 100_000
 MAX_REPR = 1000
 REPR_MARKER = "quest:repr"
 TRUNCATED_MARKER = "quest:truncated"
+
+
+class Captured(NamedTuple):
+    """A result :func:`capture` already made storable, in the process that ran the script (a
+    worker, a timed child): capturing it again would wrap a cut result in a second cut."""
+
+    value: Any
 
 
 def capture(value: Any, *, limit: int = MAX_RESULT_BYTES) -> Any:

@@ -32,7 +32,7 @@ from .errors import Discard, InvalidInputs, LeaseHeld, RunCancelled, RunInterrup
 from .failures import ScriptFailed
 from .inputs import Inputs, dump, secrets, validate
 from .progress import EVERY, KIND, Reading
-from .results import capture, exception_text
+from .results import Captured, capture, exception_text
 from .signals import (
     JobEvent,
     emit,
@@ -170,6 +170,7 @@ class Runner:
         self._lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
         self._stop_heartbeat = threading.Event()
+        self._closed = False
         # The heartbeat thread waits on this while no run is active: an idle runner never wakes.
         self._beat_wanted = threading.Condition(self._lock)
         self.pool: Executor | None = None
@@ -587,9 +588,11 @@ class Runner:
                 active.cancel()
 
     def close(self) -> None:
-        """Stop the heartbeat and wait for it, so that no write of it outlives the store."""
+        """Stop the heartbeat and wait for it, so that no write of it outlives the store; a run
+        started later is not looked after."""
         self._stop_heartbeat.set()
         with self._lock:
+            self._closed = True
             self._beat_wanted.notify_all()
         heartbeat = self._heartbeat
         if heartbeat is not None and heartbeat is not threading.current_thread():
@@ -687,10 +690,10 @@ class Runner:
             finally:
                 ctx.progress.flush()
                 self.flush_progress([active], final=True)
-            result = capture(value)
+            result = value.value if isinstance(value, Captured) else capture(value)
             result = redact.scrub_value(result, hidden)
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit) and not active.interrupted:
+            if isinstance(exc, KeyboardInterrupt) and not active.interrupted:
                 escaping = exc
             error, trace = _describe(exc, hidden)
             status = _status_for(exc, script, active)
@@ -789,9 +792,10 @@ class Runner:
         timeout = block.timeout
         if self.pool is not None and self._in_worker(script):
             seconds = None if timeout is None else timeout.total_seconds()
-            return self.pool.execute(script, inputs, ctx, active, seconds)
+            return Captured(self.pool.execute(script, inputs, ctx, active, seconds))
         if not script.is_async and timeout is not None and self.timed is not None:
-            return self.timed.execute(script, inputs, ctx, active, timeout.total_seconds())
+            seconds = timeout.total_seconds()
+            return Captured(self.timed.execute(script, inputs, ctx, active, seconds))
         # The run executes in this thread: what the thread logs meanwhile is the run's.
         with runlog.capture(ctx.run_id, _log_sender(ctx)):
             if script.is_async:
@@ -889,11 +893,14 @@ class Runner:
         self._ensure_heartbeat()
 
     def _ensure_heartbeat(self) -> None:
-        if self._heartbeat is not None and self._heartbeat.is_alive():
-            return
-        self._stop_heartbeat.clear()
-        self._heartbeat = threading.Thread(target=self._beat, name="quest-heartbeat", daemon=True)
-        self._heartbeat.start()
+        with self._lock:
+            if self._closed or (self._heartbeat is not None and self._heartbeat.is_alive()):
+                return
+            self._stop_heartbeat.clear()
+            self._heartbeat = threading.Thread(
+                target=self._beat, name="quest-heartbeat", daemon=True
+            )
+            self._heartbeat.start()
 
     def _beat(self) -> None:
         """Renew leases and heartbeats of the active runs; stop the runs someone cancelled."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,19 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Seconds(click.FloatRange):
+    """A number of seconds within bounds; ``nan`` and infinity, which compare false with every
+    bound, are refused too."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds (such as 30)", param, ctx)
+        return number
+
+
 def get_app(ctx: click.Context | None = None) -> Quest:
     """The :class:`~quest.app.Quest` of this invocation (tests pass one as ``obj``)."""
     ctx = ctx or click.get_current_context()
@@ -33,6 +47,7 @@ def get_app(ctx: click.Context | None = None) -> Quest:
             root.obj = Quest()
         except ConfigError as exc:
             raise click.UsageError(exc.message) from None
+        root.call_on_close(root.obj.close)  # built here, so closed here
     app: Quest = root.obj
     return app
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._common import get_app, user_errors
+from ._common import Seconds, get_app, user_errors
 
 if TYPE_CHECKING:
     from quest.store import Store
@@ -20,7 +20,7 @@ POLL_EVERY = 0.1
 @click.option("--no-wait", is_flag=True, help="Return once the request is stored.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0),
     default=10.0,
     show_default=True,
     help="Seconds to wait for a running run to stop.",

@@ -9,7 +9,7 @@ import socket
 
 import click
 
-from ._common import get_app, user_errors
+from ._common import Seconds, get_app, user_errors
 
 
 @click.command()
@@ -26,7 +26,7 @@ from ._common import get_app, user_errors
     "poll_seconds",
     default=2.0,
     show_default=True,
-    type=click.FloatRange(0.2, 3600),
+    type=Seconds(0.2, 3600),
     help="Seconds between live updates of an open page.",
 )
 def dashboard(host: str, port: int, poll_seconds: float) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import get_app, level_for, setup_logging, user_errors, verbosity
+from ._common import Seconds, get_app, level_for, setup_logging, user_errors, verbosity
 
 if TYPE_CHECKING:
     from quest.metrics import MetricsServer
@@ -48,7 +48,7 @@ class MemorySize(click.ParamType):  # type: ignore[type-arg]
 @click.command()
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0),
     default=30.0,
     show_default=True,
     help="Seconds to let running runs finish on SIGTERM/SIGINT before stopping them.",

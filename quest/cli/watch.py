@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import console, get_app, user_errors
+from ._common import Seconds, console, get_app, user_errors
 from ._progress import elapsed_text, progress_text
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def _log_tails(store: Any, run_ids: list[str]) -> dict[str, str]:
 @click.command()
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1, max=3600),
+    type=Seconds(min=0.1, max=3600),
     default=1.0,
     show_default=True,
     help="Seconds between two refreshes.",

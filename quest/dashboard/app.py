@@ -7,11 +7,12 @@ request is a POST carrying the CSRF token of the browser's cookie.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,8 @@ class Dashboard:
         poll_seconds: float,
     ) -> None:
         self._quest = quest
+        self._owned = False
+        """Whether the dashboard built its quest itself (and so closes it when it stops)."""
         if authorize is None:
             password = password or os.environ.get("QUEST_DASHBOARD_PASSWORD") or None
         self.password = password
@@ -122,7 +125,15 @@ class Dashboard:
     def quest(self) -> Quest:
         if self._quest is None:
             self._quest = Quest()
+            self._owned = True
         return self._quest
+
+    def close(self) -> None:
+        """Close the quest the dashboard built (a quest it was given is its owner's to close)."""
+        quest, owned = self._quest, self._owned
+        if quest is not None and owned:
+            self._quest, self._owned = None, False
+            quest.close()
 
     def now(self) -> datetime:
         return self.quest.clock.now()
@@ -643,6 +654,12 @@ def build(
 ) -> Starlette:
     dashboard = Dashboard(quest, authorize=authorize, password=password, poll_seconds=poll_seconds)
     dashboard.routes = routes(dashboard)
-    app = Starlette(debug=debug, routes=dashboard.routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        dashboard.close()
+
+    app = Starlette(debug=debug, routes=dashboard.routes, lifespan=lifespan)
     app.state.dashboard = dashboard
     return app

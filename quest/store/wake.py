@@ -196,6 +196,7 @@ class Listener:
         self._conninfo = conninfo
         self._channel = channel
         self._connection: Any = None
+        self._closed = False
         self._bell = _Bell()
         try:
             self._connect()
@@ -213,6 +214,8 @@ class Listener:
             connection.close()
             raise
         self._connection = connection
+        if self._closed:  # closed meanwhile, from another thread
+            self._drop()
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
@@ -236,6 +239,8 @@ class Listener:
         import psycopg
         from psycopg.pq import ConnStatus
 
+        if self._closed:
+            return False
         if self._connection is None:
             return self._reconnect(timeout)
         deadline = time.monotonic() + timeout
@@ -268,5 +273,6 @@ class Listener:
         self._bell.ring()
 
     def close(self) -> None:
+        self._closed = True
         self._drop()
         self._bell.close()

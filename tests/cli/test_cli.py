@@ -79,6 +79,14 @@ SCRIPTS = {
         def explode(inputs, ctx):
             raise RuntimeError("the upstream service said no")
         """,
+    "quits.py": """\
+        import sys
+        from quest import script
+
+        @script()
+        def quits(inputs, ctx):
+            sys.exit(4)
+        """,
 }
 
 BROKEN = {
@@ -274,6 +282,16 @@ def test_a_failing_script_exits_1_with_message_and_traceback(app: Quest) -> None
     assert runs[0]["inputs"] == {"secret": "***"}
 
 
+def test_a_script_calling_sys_exit_is_a_failed_run_and_exits_1(app: Quest) -> None:
+    result = invoke(app, "run", "quits")
+
+    assert result.exit_code == 1, result.output
+    assert "quits failed" in result.stderr
+    assert "SystemExit: 4" in result.stderr
+    [run] = history(app, "quits")
+    assert run["status"] == "failed" and run["error"] == "SystemExit: 4"
+
+
 # -- bad input: exit 2, one clear screen, nothing recorded --------------------------------------
 
 
@@ -397,7 +415,7 @@ def test_list_json(app: Quest) -> None:
     result = invoke(app, "list", "--json")
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert set(rows) == {"cleanup-sessions", "explode", "reports-send-digest"}
+    assert set(rows) == {"cleanup-sessions", "explode", "quits", "reports-send-digest"}
     digest = rows["reports-send-digest"]
     assert digest["friendly_name"] == "Send digest"
     assert digest["timezone"] == "Europe/Paris"

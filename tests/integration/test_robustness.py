@@ -34,6 +34,13 @@ def exits(inputs: Any, ctx: Any) -> None:
         sys.exit(3)
 
 
+@script(inputs={"how": Input(str, default="exit")})
+def quits(inputs: Any, ctx: Any) -> None:
+    if inputs.how == "exit":
+        sys.exit(4)
+    raise KeyboardInterrupt
+
+
 @script(quest={"concurrency": 1, "without_overlapping": False})
 def one_at_a_time(inputs: Any, ctx: Any) -> None:
     return None
@@ -76,6 +83,31 @@ def test_a_script_calling_sys_exit_is_recorded_and_serve_goes_on(
         rows = sorted(app.store.history("exits", limit=None), key=lambda r: r["scheduled_for"])
     assert [r["status"] for r in rows] == [RunStatus.failed, RunStatus.succeeded]
     assert rows[0]["error"].startswith("SystemExit: 3")
+
+
+def test_queued_runs_that_exit_or_interrupt_their_thread_leave_the_queue_draining(
+    tmp_path: Path, database_url: str
+) -> None:
+    """In thread isolation a script's ``sys.exit`` or ``KeyboardInterrupt`` reaches the serve's
+    thread: each is recorded, and the slot it held is free again for the runs after it."""
+    clock = FrozenClock(NOW)
+    with temporary_quest(
+        tmp_path, scripts=[quits, other], database_url=database_url, clock=clock
+    ) as app:
+        quitting = [app.enqueue("quits", {"how": how}) for how in ("exit", "exit", "ki", "ki")]
+        clock.advance(1)
+        after = [app.enqueue("other") for _ in range(3)]
+        serve = Serve(app, concurrency=2)
+        serve.start(clock.now())
+        for _ in range(len(quitting) + len(after)):
+            serve.drain(clock.now())
+            assert serve._workers.join(20)
+        rows = {run_id: app.store.get_run(run_id) for run_id in quitting + after}
+        assert serve._queued_active == 0
+    statuses = [rows[run_id]["status"] for run_id in quitting]  # type: ignore[index]
+    assert statuses == [RunStatus.failed] * 2 + [RunStatus.interrupted] * 2
+    assert rows[quitting[0]]["error"].startswith("SystemExit: 4")  # type: ignore[index]
+    assert [rows[run_id]["status"] for run_id in after] == [RunStatus.succeeded] * 3  # type: ignore[index]
 
 
 def test_a_script_at_its_limit_does_not_stall_the_rest_of_the_queue(

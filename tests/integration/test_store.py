@@ -408,6 +408,16 @@ def test_a_listener_that_cannot_listen_closes_what_it_opened(
 
 
 @pytest.mark.postgres
+def test_a_closed_listener_never_connects_again(postgres_url: str) -> None:
+    from quest.store import wake
+
+    listener = wake.Listener(postgres_url, "quest")
+    listener.close()
+    assert listener.wait(0.01) is False
+    assert listener._connection is None
+
+
+@pytest.mark.postgres
 def test_a_listener_comes_back_after_its_connection_is_lost(postgres_url: str) -> None:
     with postgres_schema(postgres_url) as url:
         store = Store(make_engine(url))

@@ -1,0 +1,71 @@
+"""A result made storable where the script ran (a worker process, a timed child process) is
+recorded as it came: a result over the size limit is cut once, its size the real one."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from quest.app import Quest
+from quest.results import MAX_RESULT_BYTES, TRUNCATED_MARKER
+from quest.testing import project_settings
+from tests.integration.conftest import pooled_quest
+
+pytestmark = pytest.mark.slow
+
+BIG = 100_000
+SCRIPTS = {
+    "big.py": f"""
+        from quest import script
+
+        @script()
+        def big(inputs, ctx):
+            return "b" * {BIG}
+    """,
+    "big_timed.py": f"""
+        from quest import script
+
+        @script(quest={{"timeout": "30 seconds"}})
+        def big_timed(inputs, ctx):
+            return "b" * {BIG}
+    """,
+}
+
+
+def cut_once(result: object) -> None:
+    assert isinstance(result, dict), result
+    assert result[TRUNCATED_MARKER] is True
+    assert result["size"] == len(json.dumps("b" * BIG))
+    assert result["preview"] == json.dumps("b" * BIG)[:MAX_RESULT_BYTES]
+
+
+@pytest.mark.parametrize("name", ["big", "big-timed"])
+def test_a_large_result_from_a_worker_is_cut_once(tmp_path: Path, name: str) -> None:
+    with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+        outcome = app.run(name)
+        assert outcome.ok, outcome.error
+        cut_once(outcome.result)
+        row = app.store.get_run(outcome.run_id)
+        assert row is not None
+        cut_once(row["result"])
+
+
+def test_a_large_result_from_a_timed_child_process_is_cut_once(tmp_path: Path) -> None:
+    """Without a pool, a sync script with a timeout runs in a child process of its own."""
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (folder / "big_timed.py").write_text(textwrap.dedent(SCRIPTS["big_timed.py"]))
+    app = Quest(project_settings(tmp_path, scripts_dir=folder))
+    try:
+        app.store.ensure_schema()
+        outcome = app.run("big-timed")
+        assert outcome.ok, outcome.error
+        cut_once(outcome.result)
+        row = app.store.get_run(outcome.run_id)
+        assert row is not None
+        cut_once(row["result"])
+    finally:
+        app.close()
