@@ -247,6 +247,8 @@ nodes = Table(
     Column("isolation", String(20), nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
     Column("stopped_at", UTCDateTime),
+    # Seconds: the node renews its runs' heartbeats at a third of it (migration q0008).
+    Column("lease_ttl", Float),
 )
 
 # A request to stop a running run, read by the serve that owns it.

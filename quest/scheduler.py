@@ -238,6 +238,7 @@ class Serve:
                 now=now,
                 concurrency=self.concurrency,
                 isolation=Isolation.process.value if self.pool else Isolation.thread.value,
+                lease_ttl=self.quest.settings.lease_ttl,
             )
             # Registering stamped the heartbeat: the next beat is due a beat from now.
             self._last_node_beat = moment

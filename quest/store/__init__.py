@@ -391,9 +391,10 @@ class Store:
         now: datetime,
         concurrency: int,
         isolation: str,
+        lease_ttl: float | None = None,
         node_id: str | None = None,
     ) -> str:
-        """Record a serve process; returns its node id."""
+        """Record a serve process (*lease_ttl*: its ``QUEST_LEASE_TTL``); returns its node id."""
         return self._nodes.register(
             host=host,
             pid=pid,
@@ -401,6 +402,7 @@ class Store:
             now=now,
             concurrency=concurrency,
             isolation=isolation,
+            lease_ttl=lease_ttl,
             node_id=node_id,
         )
 

@@ -37,6 +37,7 @@ class Nodes:
         now: datetime,
         concurrency: int,
         isolation: str,
+        lease_ttl: float | None = None,
         node_id: str | None = None,
     ) -> str:
         node_id = node_id or uuid.uuid4().hex
@@ -50,6 +51,7 @@ class Nodes:
             "isolation": isolation,
             "heartbeat_at": now,
             "stopped_at": None,
+            "lease_ttl": lease_ttl,
         }
         self.db.write(lambda connection: connection.execute(insert(nodes), values))
         return node_id

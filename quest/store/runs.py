@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 
 from ..enums import RunStatus
-from ..models import cancels, run_logs
+from ..models import cancels, nodes, run_logs
 from ._engine import Database, as_utc
 
 ASKED = "quest_cancel_requested_by"
@@ -224,18 +224,25 @@ class Runs:
         request for it is pending (never retried). Each returned row carries its new status.
         """
         runs = self.table
-        cutoff = now - ttl
         with self.db.reading() as connection:
             stale = [
                 dict(row._mapping)
                 for row in connection.execute(
                     select(runs, cancels.c.requested_by.label(ASKED))
                     .outerjoin(cancels, cancels.c.run_id == runs.c.id)
-                    .where(runs.c.status == RunStatus.running, runs.c.heartbeat_at < cutoff)
+                    .where(runs.c.status == RunStatus.running, runs.c.heartbeat_at < now - ttl)
                 )
             ]
+            owners = _owner_ttls(connection, stale)
         ended = []
         for row in stale:
+            # Its owner renews the heartbeat at a third of its own TTL, which may be longer than
+            # the caller's: the row is stale only past the longer of the two.
+            owned = owners.get((row["owner_host"], row["owner_pid"]))
+            cutoff = now - max(ttl, timedelta(seconds=owned or 0))
+            beat = as_utc(row["heartbeat_at"])
+            if beat is not None and beat >= cutoff:
+                continue
             asked = row.pop(ASKED)
             owner = f"{row['owner_host']}:{row['owner_pid']}"
             last = f"{row['heartbeat_at']:%Y-%m-%d %H:%M:%S} UTC"
@@ -261,6 +268,24 @@ class Runs:
                 row["status"] = status
                 ended.append(row)
         return ended
+
+
+def _owner_ttls(
+    connection: Connection, rows: Sequence[dict[str, Any]]
+) -> dict[tuple[str, int], float]:
+    """The lease TTL each serve still registered as running gave for itself, by (host, pid), for
+    the owners of *rows*; the longest where a pid was used twice."""
+    hosts = {row["owner_host"] for row in rows if row["owner_host"] is not None}
+    if not hosts:
+        return {}
+    found: dict[tuple[str, int], float] = {}
+    for host, pid, lease_ttl in connection.execute(
+        select(nodes.c.host, nodes.c.pid, nodes.c.lease_ttl).where(
+            nodes.c.host.in_(hosts), nodes.c.stopped_at.is_(None), nodes.c.lease_ttl.is_not(None)
+        )
+    ):
+        found[(host, pid)] = max(lease_ttl, found.get((host, pid), 0.0))
+    return found
 
 
 def _delete_with_logs(connection: Connection, runs: Table, where: list[Any]) -> int:

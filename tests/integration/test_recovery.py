@@ -236,3 +236,103 @@ def test_a_late_end_does_not_overwrite_another_serve_s_verdict(
     assert outcome.status is RunStatus.succeeded
     assert row is not None and row["status"] is RunStatus.abandoned
     assert row["result"] is None
+
+
+def test_a_run_is_judged_by_its_owner_s_heartbeat_rate_when_that_is_slower(
+    app: Quest, serve: Serve, clock: FrozenClock
+) -> None:
+    """A serve with a shorter lease TTL than the run's owner leaves the run alone until the
+    owner's own TTL has passed since its last beat: the owner beats at a third of its TTL."""
+    slower = 4 * TTL
+    run_id = claimed_elsewhere(app, "import-orders")
+    app.store.register_node(
+        host="worker-7",
+        pid=4242,
+        version="test",
+        now=NOW,
+        concurrency=4,
+        isolation="process",
+        lease_ttl=slower,
+    )
+    clock.set(NOW + timedelta(seconds=slower - 1))
+    assert serve.recover(clock.now()) == [], "within the owner's lease TTL"
+    clock.set(NOW + timedelta(seconds=slower + 1))
+    assert serve.recover(clock.now()) == [run_id]
+    assert app.store.get_run(run_id)["status"] is RunStatus.abandoned  # type: ignore[index]
+
+
+def test_a_stopped_owner_s_run_is_judged_by_the_serve_s_own_ttl(
+    app: Quest, serve: Serve, clock: FrozenClock
+) -> None:
+    run_id = claimed_elsewhere(app, "import-orders")
+    node = app.store.register_node(
+        host="worker-7",
+        pid=4242,
+        version="test",
+        now=NOW,
+        concurrency=4,
+        isolation="process",
+        lease_ttl=4 * TTL,
+    )
+    app.store.stop_node(node, NOW)
+    clock.set(NOW + timedelta(seconds=TTL + 1))
+    assert serve.recover(clock.now()) == [run_id]
+
+
+def test_a_slower_owner_serve_is_not_outwaited_by_a_faster_one(
+    tmp_path: Path, database_url: str, clock: FrozenClock
+) -> None:
+    """Two serves on one database, the owner with the default lease TTL and another with a
+    short one: the other never abandons the owner's running run while the owner beats."""
+    with (
+        temporary_quest(
+            tmp_path / "owner", scripts=[once_only], database_url=database_url, clock=clock
+        ) as owner,
+        temporary_quest(
+            tmp_path / "quick",
+            scripts=[once_only],
+            database_url=database_url,
+            clock=clock,
+            lease_ttl=5.0,
+        ) as quick,
+    ):
+        mine = Serve(owner, inline=True)
+        mine.start(NOW)
+        run_id = owner.enqueue("once-only")
+        [row] = owner.store.claim_queued(
+            now=NOW, limit=1, owner_host=owner.runner.owner.split(":")[0], owner_pid=os.getpid()
+        )
+        assert row["id"] == run_id
+        other = Serve(quick, inline=True)
+        other.start(NOW)
+        clock.set(NOW + timedelta(seconds=owner.settings.lease_ttl / 3 + 1))
+        assert other.recover(clock.now()) == [], "the owner beats every 10 s; 5 s is no news"
+
+
+def test_q0008_adds_each_node_s_lease_ttl_and_takes_it_back(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from quest.migrate import config
+    from quest.store import Store, make_engine
+
+    store = Store(make_engine(database_url))
+    try:
+
+        def columns() -> set[str]:
+            return {column["name"] for column in inspect(store.engine).get_columns("quest_nodes")}
+
+        with store.writer.begin() as connection:
+            command.upgrade(config(store, None, connection), "q0007")
+        assert "lease_ttl" not in columns()
+        store.ensure_schema()
+        assert "lease_ttl" in columns()
+        node = store.register_node(
+            host="h", pid=1, version="v", now=NOW, concurrency=1, isolation="thread", lease_ttl=9.0
+        )
+        assert [n["lease_ttl"] for n in store.nodes() if n["id"] == node] == [9.0]
+        with store.writer.begin() as connection:
+            command.downgrade(config(store, None, connection), "q0007")
+        assert "lease_ttl" not in columns()
+    finally:
+        store.dispose()
