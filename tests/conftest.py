@@ -55,9 +55,11 @@ def postgres_schema(base_url: str) -> Iterator[str]:
         separator = "&" if "?" in base_url else "?"
         yield f"{base_url}{separator}options=-csearch_path%3D{schema}"
     finally:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        engine.dispose()
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture
