@@ -35,18 +35,23 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def calls_to(monkeypatch: pytest.MonkeyPatch, cls: type, name: str) -> list[Any]:
+    """The instances of *cls* whose method *name* is called from now on (it still runs)."""
+    seen: list[Any] = []
+    method = getattr(cls, name)
+
+    def spying(self: Any) -> None:
+        seen.append(self)
+        method(self)
+
+    monkeypatch.setattr(cls, name, spying)
+    return seen
+
+
 @pytest.fixture
 def closed(monkeypatch: pytest.MonkeyPatch) -> list[Quest]:
     """Every quest closed from now on."""
-    seen: list[Quest] = []
-    close = Quest.close
-
-    def closing(self: Quest) -> None:
-        seen.append(self)
-        close(self)
-
-    monkeypatch.setattr(Quest, "close", closing)
-    return seen
+    return calls_to(monkeypatch, Quest, "close")
 
 
 def test_a_command_closes_the_quest_it_built(project: Path, closed: list[Quest]) -> None:
@@ -90,14 +95,7 @@ def test_a_closed_runner_starts_no_heartbeat(tmp_path: Path) -> None:
 def test_a_quest_whose_schema_check_fails_closes_its_store(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    disposed: list[Store] = []
-    dispose = Store.dispose
-
-    def disposing(self: Store) -> None:
-        disposed.append(self)
-        dispose(self)
-
-    monkeypatch.setattr(Store, "dispose", disposing)
+    disposed: list[Store] = calls_to(monkeypatch, Store, "dispose")
     Quest().close()  # the schema, in place
     disposed.clear()
     broken = Quest()

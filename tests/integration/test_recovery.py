@@ -238,6 +238,19 @@ def test_a_late_end_does_not_overwrite_another_serve_s_verdict(
     assert row["result"] is None
 
 
+def owner_node(app: Quest, *, lease_ttl: float) -> str:
+    """Register the serve of :func:`claimed_elsewhere`'s owner as a node with *lease_ttl*."""
+    return app.store.register_node(
+        host="worker-7",
+        pid=4242,
+        version="test",
+        now=NOW,
+        concurrency=4,
+        isolation="process",
+        lease_ttl=lease_ttl,
+    )
+
+
 def test_a_run_is_judged_by_its_owner_s_heartbeat_rate_when_that_is_slower(
     app: Quest, serve: Serve, clock: FrozenClock
 ) -> None:
@@ -245,15 +258,7 @@ def test_a_run_is_judged_by_its_owner_s_heartbeat_rate_when_that_is_slower(
     owner's own TTL has passed since its last beat: the owner beats at a third of its TTL."""
     slower = 4 * TTL
     run_id = claimed_elsewhere(app, "import-orders")
-    app.store.register_node(
-        host="worker-7",
-        pid=4242,
-        version="test",
-        now=NOW,
-        concurrency=4,
-        isolation="process",
-        lease_ttl=slower,
-    )
+    owner_node(app, lease_ttl=slower)
     clock.set(NOW + timedelta(seconds=slower - 1))
     assert serve.recover(clock.now()) == [], "within the owner's lease TTL"
     clock.set(NOW + timedelta(seconds=slower + 1))
@@ -265,16 +270,7 @@ def test_a_stopped_owner_s_run_is_judged_by_the_serve_s_own_ttl(
     app: Quest, serve: Serve, clock: FrozenClock
 ) -> None:
     run_id = claimed_elsewhere(app, "import-orders")
-    node = app.store.register_node(
-        host="worker-7",
-        pid=4242,
-        version="test",
-        now=NOW,
-        concurrency=4,
-        isolation="process",
-        lease_ttl=4 * TTL,
-    )
-    app.store.stop_node(node, NOW)
+    app.store.stop_node(owner_node(app, lease_ttl=4 * TTL), NOW)
     clock.set(NOW + timedelta(seconds=TTL + 1))
     assert serve.recover(clock.now()) == [run_id]
 
