@@ -23,16 +23,28 @@ class Failure:
     message: str
     traceback: str
     discard: bool = False
+    interrupt: bool = False
+    """Whether it was a ``KeyboardInterrupt`` (or a subclass): the run was interrupted."""
 
     @classmethod
     def of(cls, exc: BaseException, discard_on: tuple[type[BaseException], ...] = ()) -> Failure:
         discard = isinstance(exc, (Discard, *discard_on))
-        return cls(type(exc).__name__, _text(exc), "".join(tb.format_exception(exc)), discard)
+        return cls(
+            type(exc).__name__,
+            _text(exc),
+            "".join(tb.format_exception(exc)),
+            discard,
+            isinstance(exc, KeyboardInterrupt),
+        )
 
     def scrubbed(self) -> Failure:
         """This failure with the secrets of the process's active runs replaced by ``***``."""
         return Failure(
-            self.type_name, redact.scrub(self.message), redact.scrub(self.traceback), self.discard
+            self.type_name,
+            redact.scrub(self.message),
+            redact.scrub(self.traceback),
+            self.discard,
+            self.interrupt,
         )
 
     def reraise(self) -> NoReturn:

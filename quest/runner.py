@@ -699,7 +699,7 @@ class Runner:
             status = _status_for(exc, script, active)
             if isinstance(exc, KeyboardInterrupt) or (
                 # raised in a worker process: the same outcome as in this one
-                isinstance(exc, ScriptFailed) and exc.failure.type_name == "KeyboardInterrupt"
+                isinstance(exc, ScriptFailed) and exc.failure.interrupt
             ):
                 status = RunStatus.interrupted
         if status is RunStatus.failed and request.attempt < max_attempts and escaping is None:

@@ -1,5 +1,6 @@
-"""A result made storable where the script ran (a worker process, a timed child process) is
-recorded as it came: a result over the size limit is cut once, its size the real one."""
+"""What a run in another process (a worker, a timed child) ends with is recorded as in a thread:
+a result over the size limit is cut once, its size the real one; a ``KeyboardInterrupt``, a
+subclass included, is an interrupted run."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from quest.app import Quest
+from quest.enums import RunStatus
 from quest.results import MAX_RESULT_BYTES, TRUNCATED_MARKER
 from quest.testing import project_settings
 from tests.integration.conftest import pooled_quest
@@ -31,6 +33,26 @@ SCRIPTS = {
         @script(quest={{"timeout": "30 seconds"}})
         def big_timed(inputs, ctx):
             return "b" * {BIG}
+    """,
+    "halt.py": """
+        from quest import script
+
+        class Halt(KeyboardInterrupt):
+            pass
+
+        @script()
+        def halt(inputs, ctx):
+            raise Halt("stop here")
+    """,
+    "halt_timed.py": """
+        from quest import script
+
+        class Halt(KeyboardInterrupt):
+            pass
+
+        @script(quest={"timeout": "30 seconds"})
+        def halt_timed(inputs, ctx):
+            raise Halt("stop here")
     """,
 }
 
@@ -67,5 +89,29 @@ def test_a_large_result_from_a_timed_child_process_is_cut_once(tmp_path: Path) -
         row = app.store.get_run(outcome.run_id)
         assert row is not None
         cut_once(row["result"])
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("name", ["halt", "halt-timed"])
+def test_a_keyboard_interrupt_subclass_in_a_worker_is_an_interrupted_run(
+    tmp_path: Path, name: str
+) -> None:
+    with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+        outcome = app.run(name)
+        assert outcome.status is RunStatus.interrupted, outcome.error
+
+
+def test_a_keyboard_interrupt_subclass_in_a_timed_child_is_an_interrupted_run(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (folder / "halt_timed.py").write_text(textwrap.dedent(SCRIPTS["halt_timed.py"]))
+    app = Quest(project_settings(tmp_path, scripts_dir=folder))
+    try:
+        app.store.ensure_schema()
+        outcome = app.run("halt-timed")
+        assert outcome.status is RunStatus.interrupted, outcome.error
     finally:
         app.close()
