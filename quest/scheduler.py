@@ -655,30 +655,28 @@ class Serve:
         claims its next run in the transaction that records the end, without waiting for the
         loop."""
         next_row: dict[str, Any] | None = row
-        try:
-            while next_row is not None:
-                current, next_row = next_row, None
-                follow = None if self.inline else _Next(self)
-                try:
-                    outcome = self.quest.run_claimed(current, follow)
-                    if outcome is not None and self.on_outcome is not None:
-                        self.on_outcome(outcome)
-                except BaseException:
-                    # A script run in this thread may raise SystemExit or KeyboardInterrupt: the
-                    # runner has recorded the run, and the queue goes on.
-                    log.exception(
-                        "queued run %s of %s could not be carried out",
-                        current["id"],
-                        current["name"],
-                        extra={"script": current["name"], "run_id": current["id"]},
-                    )
-                if follow is not None:
-                    rows = follow.rows
-                    next_row = rows[0] if rows else None
-        finally:
-            with self._lock:
-                self._queued_active -= 1
-            self._wake()
+        while next_row is not None:
+            current, next_row = next_row, None
+            follow = None if self.inline else _Next(self)
+            try:
+                outcome = self.quest.run_claimed(current, follow)
+                if outcome is not None and self.on_outcome is not None:
+                    self.on_outcome(outcome)
+            except BaseException:
+                # A script run in this thread may raise SystemExit or KeyboardInterrupt: the
+                # runner has recorded the run, and the queue goes on.
+                log.exception(
+                    "queued run %s of %s could not be carried out",
+                    current["id"],
+                    current["name"],
+                    extra={"script": current["name"], "run_id": current["id"]},
+                )
+            if follow is not None:
+                rows = follow.rows
+                next_row = rows[0] if rows else None
+        with self._lock:
+            self._queued_active -= 1
+        self._wake()
 
     def _maintain(self, now: datetime) -> None:
         moment = self.clock.monotonic()

@@ -130,9 +130,8 @@ class Dashboard:
 
     def close(self) -> None:
         """Close the quest the dashboard built (a quest it was given is its owner's to close)."""
-        quest, owned = self._quest, self._owned
-        if quest is not None and owned:
-            self._quest, self._owned = None, False
+        if self._owned and self._quest is not None:
+            quest, self._quest, self._owned = self._quest, None, False
             quest.close()
 
     def now(self) -> datetime:

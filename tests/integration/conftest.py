@@ -46,22 +46,32 @@ def job_row(name: str, status: RunStatus, at: datetime, **extra: Any) -> dict[st
 
 
 @contextmanager
-def pooled_quest(root: Path, scripts: dict[str, str], *, size: int) -> Iterator[Quest]:
-    """A quest of *scripts* (file name → source) under *root*, its runner executing runs in a
-    started pool of *size* worker processes, as ``quest serve`` does."""
+def scripted_quest(root: Path, scripts: dict[str, str]) -> Iterator[Quest]:
+    """A quest of *scripts* (file name → source) under *root*, its schema in place; its runs
+    execute in this process (a sync script with a ``timeout`` in a child process of its own)."""
     folder = root / "scripts"
     folder.mkdir()
     for name, source in scripts.items():
         (folder / name).write_text(textwrap.dedent(source))
     app = Quest(project_settings(root, scripts_dir=folder))
-    app.store.ensure_schema()
-    app.runner  # noqa: B018 - built before the fork, as serve does
-    pool = WorkerPool(app, size=size)
-    pool.start()
-    app.runner.pool = pool
     try:
-        assert pool.wait_ready()
+        app.store.ensure_schema()
         yield app
     finally:
-        pool.close()
         app.close()
+
+
+@contextmanager
+def pooled_quest(root: Path, scripts: dict[str, str], *, size: int) -> Iterator[Quest]:
+    """:func:`scripted_quest`, its runner executing runs in a started pool of *size* worker
+    processes, as ``quest serve`` does."""
+    with scripted_quest(root, scripts) as app:
+        app.runner  # noqa: B018 - built before the fork, as serve does
+        pool = WorkerPool(app, size=size)
+        pool.start()
+        app.runner.pool = pool
+        try:
+            assert pool.wait_ready()
+            yield app
+        finally:
+            pool.close()

@@ -5,16 +5,13 @@ subclass included, is an interrupted run."""
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from quest.app import Quest
 from quest.enums import RunStatus
 from quest.results import MAX_RESULT_BYTES, TRUNCATED_MARKER
-from quest.testing import project_settings
-from tests.integration.conftest import pooled_quest
+from tests.integration.conftest import pooled_quest, scripted_quest
 
 pytestmark = pytest.mark.slow
 
@@ -77,20 +74,13 @@ def test_a_large_result_from_a_worker_is_cut_once(tmp_path: Path, name: str) -> 
 
 def test_a_large_result_from_a_timed_child_process_is_cut_once(tmp_path: Path) -> None:
     """Without a pool, a sync script with a timeout runs in a child process of its own."""
-    folder = tmp_path / "scripts"
-    folder.mkdir()
-    (folder / "big_timed.py").write_text(textwrap.dedent(SCRIPTS["big_timed.py"]))
-    app = Quest(project_settings(tmp_path, scripts_dir=folder))
-    try:
-        app.store.ensure_schema()
+    with scripted_quest(tmp_path, SCRIPTS) as app:
         outcome = app.run("big-timed")
         assert outcome.ok, outcome.error
         cut_once(outcome.result)
         row = app.store.get_run(outcome.run_id)
         assert row is not None
         cut_once(row["result"])
-    finally:
-        app.close()
 
 
 @pytest.mark.parametrize("name", ["halt", "halt-timed"])
@@ -105,13 +95,6 @@ def test_a_keyboard_interrupt_subclass_in_a_worker_is_an_interrupted_run(
 def test_a_keyboard_interrupt_subclass_in_a_timed_child_is_an_interrupted_run(
     tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "scripts"
-    folder.mkdir()
-    (folder / "halt_timed.py").write_text(textwrap.dedent(SCRIPTS["halt_timed.py"]))
-    app = Quest(project_settings(tmp_path, scripts_dir=folder))
-    try:
-        app.store.ensure_schema()
+    with scripted_quest(tmp_path, SCRIPTS) as app:
         outcome = app.run("halt-timed")
         assert outcome.status is RunStatus.interrupted, outcome.error
-    finally:
-        app.close()
