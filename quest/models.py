@@ -27,9 +27,12 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    and_,
+    or_,
     text,
 )
 from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from .enums import RunStatus, Trigger
 
@@ -106,6 +109,16 @@ FINISHED_WHERE = "status NOT IN ('queued', 'running')"
 finished runs says it: a query meaning to use that index repeats this text. Two values, not the
 eight finished ones: SQLite tests a list of more than two by building a temporary b-tree each
 time a statement evaluates it, which every insert and end of a run did for this index."""
+RETRY_WHERE = "root_id <> id"
+"""The runs of a chain after its first (a first attempt is its chain's root: its ``root_id`` is
+its own id), as the partial index of chains says it. A query for a chain reads the root by its id
+and the rest through that index, saying this condition so the planner may use it."""
+
+
+def in_chain(table: Table, root: Any) -> ColumnElement[bool]:
+    """The runs of the chain whose first run is *root* (an id, or a column): the root by its id,
+    the retries through the partial index of chains."""
+    return or_(table.c.id == root, and_(table.c.root_id == root, table.c.root_id != table.c.id))
 
 
 def _job_log_indexes() -> tuple[Index, ...]:
@@ -126,7 +139,13 @@ def _job_log_indexes() -> tuple[Index, ...]:
             postgresql_where=text(FINISHED_WHERE),
             sqlite_where=text(FINISHED_WHERE),
         ),
-        Index(f"ix_{table}_root", "root_id"),
+        # The retries of each chain; a first attempt, its chain's root, is read by its id.
+        Index(
+            f"ix_{table}_root",
+            "root_id",
+            postgresql_where=text(RETRY_WHERE),
+            sqlite_where=text(RETRY_WHERE),
+        ),
         # The claim's candidates: due queued runs in order, read from the index alone.
         Index(
             f"ix_{table}_due",

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..enums import RunStatus, Trigger
-from ..models import FINISHED_WHERE
+from ..models import FINISHED_WHERE, in_chain
 from ..store import Outcome
 from ..store.runs import queued_where
 
@@ -823,7 +823,7 @@ def run_detail(app: Quest, run_id: str) -> RunDetail | None:
                     table.c.finished_at,
                     table.c.error,
                 )
-                .where(or_(table.c.root_id == root, table.c.id == root))
+                .where(in_chain(table, root))
                 .order_by(table.c.created_at, table.c.id)
                 .limit(200)
             )

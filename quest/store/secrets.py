@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, delete, insert, select
 
 from ..enums import RunStatus
-from ..models import pending_secrets
+from ..models import in_chain, pending_secrets
 from ._engine import Database
 
 
@@ -56,7 +56,7 @@ class Secrets:
         alive = (
             select(runs.c.id)
             .where(
-                runs.c.root_id == table.c.root_id,
+                in_chain(runs, table.c.root_id),
                 runs.c.status.in_([RunStatus.queued, RunStatus.running]),
             )
             .exists()
