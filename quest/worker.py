@@ -231,11 +231,23 @@ def _streams_open() -> bool:
     return True
 
 
+_STATM: list[tuple[int, int]] = []
+"""This process's ``/proc/self/statm``, opened once: its pid and the descriptor (a forked child,
+whose inherited descriptor reads its parent's, opens its own)."""
+
+
 def _rss() -> int:
-    """This process's resident set size in bytes (0 where /proc is not available)."""
+    """This process's resident set size in bytes (0 where /proc is not available). Read after
+    every run: one ``pread`` of a descriptor kept open, not a file opened and closed each time."""
+    pid = os.getpid()
     try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        if not _STATM or _STATM[0][0] != pid:
+            fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+            if _STATM:
+                with contextlib.suppress(OSError):
+                    os.close(_STATM.pop()[1])
+            _STATM.append((pid, fd))
+        return int(os.pread(_STATM[0][1], 128, 0).split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
 
