@@ -31,6 +31,29 @@ log = logging.getLogger("quest.store")
 HAS_UNIX_SOCKETS = hasattr(socket, "AF_UNIX") and os.name == "posix"
 POLL_EVERY = 0.01
 
+SELECT_SLACK = 0.002
+"""How late, as a share of its timeout, a ``select`` may wake on Linux (the kernel allows a
+thousandth, so a 1 s wait may end 1 ms after its deadline; twice that, to be sure)."""
+SHORT_WAIT = 0.01
+"""A wait this short is asked for as it is: its slack is a few microseconds."""
+
+
+def select_until(watched: list[Any], timeout: float) -> list[Any]:
+    """What in *watched* is ready to read, waiting up to *timeout* seconds and no later.
+
+    A serve sleeps until its next slot in one ``select``; Linux may end a wait up to a thousandth
+    of its timeout late, which is most of a fire's lateness. A long wait therefore asks for a
+    little less and finishes with a short one whose slack is negligible.
+    """
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= SHORT_WAIT:
+            return select.select(watched, [], [], max(left, 0.0))[0]
+        ready = select.select(watched, [], [], left * (1 - SELECT_SLACK))[0]
+        if ready:
+            return ready
+
 
 class Waiter(Protocol):
     def wait(self, timeout: float) -> bool:
@@ -128,7 +151,7 @@ class SocketWaiter:
 
     def wait(self, timeout: float) -> bool:
         watched: list[Any] = [self._socket, self._bell.read]
-        ready, _, _ = select.select(watched, [], [], max(timeout, 0.0))
+        ready = select_until(watched, timeout)
         if not ready:
             return False
         self._bell.drain()
@@ -231,7 +254,7 @@ class Listener:
             return True
         except psycopg.Error as exc:
             log.warning("cannot listen for wake-ups (%s); polling", exc)
-            ready, _, _ = select.select([self._bell.read], [], [], max(timeout, 0.0))
+            ready = select_until([self._bell.read], timeout)
             self._bell.drain()
             return bool(ready)
 
@@ -247,7 +270,7 @@ class Listener:
         while True:
             left = max(deadline - time.monotonic(), 0.0)
             pgconn = self._connection.pgconn
-            ready, _, _ = select.select([pgconn.socket, self._bell.read], [], [], left)
+            ready = select_until([pgconn.socket, self._bell.read], left)
             if not ready:
                 return False
             woken = False
