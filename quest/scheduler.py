@@ -36,6 +36,10 @@ MAX_MISSED_WALK = 100_000
 SLOT_MEMORY = timedelta(days=2)
 NODE_MEMORY = timedelta(days=1)
 HANDOFF = 0.02
+HOUSEKEEPING_DEFER = 0.25
+"""Housekeeping (a node beat, recovery, pruning, a safety poll of the queue) that comes due this
+many seconds or less before a scheduled slot waits for the slot and runs right after its fire,
+instead of delaying the fire by its transactions."""
 
 
 class Workers:
@@ -381,16 +385,34 @@ class Serve:
         )
 
     def seconds_until_next(self, now: datetime) -> float:
-        limit = min(self.maintenance_every, self._recovery_every, self._queue_wait(now))
+        housekeeping = min(self.maintenance_every, self._recovery_every)
+        queue = self._queue_wait(now)
         if self._queue_timed:
             # The queue no longer wakes the loop every second: the node's heartbeat keeps its own.
             since = self.clock.monotonic() - self._last_node_beat
-            limit = min(limit, max(0.0, self.node_every - since))
+            housekeeping = min(housekeeping, max(0.0, self.node_every - since))
+        else:
+            # Polled (the wake-ups come by LISTEN/NOTIFY): a poll is housekeeping too.
+            housekeeping = min(housekeeping, queue)
+            queue = housekeeping
+        wait = self._slot_wait(now)
+        if wait is None:
+            return min(housekeeping, queue)
+        if wait - housekeeping <= HOUSEKEEPING_DEFER:
+            housekeeping = wait
+            if not self._queue_timed:
+                queue = wait
+        return max(0.0, min(wait, housekeeping, queue))
+
+    def _slot_wait(self, now: datetime) -> float | None:
+        """Seconds until the next scheduled slot (``None`` without one)."""
         upcoming = [e.next_slot for e in self.entries.values() if e.next_slot is not None]
-        if not upcoming:
-            return limit
-        wait = (min(upcoming) - now).total_seconds()
-        return max(0.0, min(wait, limit))
+        return None if not upcoming else (min(upcoming) - now).total_seconds()
+
+    def _housekeeping_waits(self, now: datetime) -> bool:
+        """Whether a slot comes so soon that housekeeping should wait for its fire."""
+        wait = self._slot_wait(now)
+        return wait is not None and wait <= HOUSEKEEPING_DEFER
 
     @property
     def _recovery_every(self) -> float:
@@ -465,7 +487,8 @@ class Serve:
                     # interpreter for housekeeping: their lateness is what a user sees.
                     self._stop.wait(HANDOFF)
                 now = self.clock.now()
-                self._maintain(now)
+                if fired or not self._housekeeping_waits(now):
+                    self._maintain(now)
                 if claim:
                     self._plan_queue(now, self._drain(now)[1])
             except Exception:

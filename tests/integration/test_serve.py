@@ -695,6 +695,42 @@ def test_the_next_look_at_the_queue_follows_its_rows(
                 serve._waiter.close()
 
 
+def test_housekeeping_due_just_before_a_slot_waits_for_the_slot_s_fire(
+    tmp_path: Path, database_url: str, clock: FrozenClock
+) -> None:
+    """A node beat or a safety poll of the queue due a moment before a slot would hold the fire
+    for its transactions: it is done right after the fire instead. Further from a slot, and for
+    a queued row that comes due (its time is its own), the loop wakes when they are due."""
+    with quest_of(tmp_path, database_url, clock, every_minute, queued_ping) as app:
+        serve = Serve(app, poll_every=0.1, queue_check_every=10)
+        serve.start(START)
+        serve._ensure_waiter()
+        try:
+            timed = app.store.dialect == "sqlite"
+            serve._plan_queue(START, more=False)
+            # Housekeeping is due in 0.1 s: the node's beat (SQLite), the queue's poll (PostgreSQL).
+            serve._last_node_beat = clock.monotonic() - serve.node_every + 0.1
+            (entry,) = serve.entries.values()
+
+            entry.next_slot = START + timedelta(seconds=0.2)
+            assert serve.seconds_until_next(START) == pytest.approx(0.2)
+            assert serve._housekeeping_waits(START)
+
+            entry.next_slot = START + timedelta(seconds=2)
+            assert serve.seconds_until_next(START) == pytest.approx(0.1)
+            assert not serve._housekeeping_waits(START)
+
+            if timed:
+                app.enqueue("queued-ping", run_at=START + timedelta(seconds=0.1))
+                serve._plan_queue(START, more=False)
+                serve._last_node_beat = clock.monotonic()
+                entry.next_slot = START + timedelta(seconds=0.2)
+                assert serve.seconds_until_next(START) == pytest.approx(0.1)
+        finally:
+            if serve._waiter is not None:
+                serve._waiter.close()
+
+
 def test_the_first_claim_comes_before_the_start_s_housekeeping_and_after_listening(
     tmp_path: Path, database_url: str
 ) -> None:
