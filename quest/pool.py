@@ -14,9 +14,11 @@ process died: SIGSEGV``. It also learns what the workers import while they run (
 learned is replaced by a fresh fork, which shares them.
 
 One worker executes one run at a time. The pool keeps one worker warm and forks more on demand,
-one for each run that finds every worker busy: up to ``size`` for queued runs, and beyond for a
-scheduled fire, so a busy queue never delays the schedule. Workers beyond the first retire once
-idle for ``IDLE_RETIRE`` seconds. A worker is replaced after ``max_runs`` runs, or after a run that
+one for each run that finds every worker busy: up to ``size`` at once, and beyond for a scheduled
+fire that finds ``size`` workers busy for ``OVERFLOW_WAIT`` seconds, so a busy queue delays the
+schedule by that much at most, while several short runs due at one instant share the workers
+instead of forking one each. Workers beyond the first retire once idle for ``IDLE_RETIRE``
+seconds. A worker is replaced after ``max_runs`` runs, or after a run that
 left it above ``max_memory`` bytes.
 
 Each worker leads a process group of its own. A worker the supervisor ends (a timeout, a cancel,
@@ -72,6 +74,10 @@ IDLE_RETIRE = 90.0
 stays."""
 SPAWN_TIMEOUT = 30.0
 BRIEF = 0.002
+OVERFLOW_WAIT = 0.05
+"""How long a run that finds ``size`` workers busy waits for one to come back before a worker
+beyond ``size`` is forked for it (only scheduled fires get there: queued runs are bounded by
+``size`` before they are claimed)."""
 """Runs taking less than this, from hand-off to answer, are brief: a run handed to a worker
 while runs are this brief is expected to end in time to commit with the ends of the others (see
 :meth:`quest.store.Database.expect`), so that a serve draining a queue of short runs records their
@@ -338,16 +344,24 @@ class WorkerPool:
         if waiting is not None:
             waiting()  # outside the pool's lock: it takes the runner's
         with self._changed:
-            deadline = time.monotonic() + SPAWN_TIMEOUT
+            now = time.monotonic()
+            deadline, patient_until = now + SPAWN_TIMEOUT, now + OVERFLOW_WAIT
             self._wanted += 1
             try:
                 while not self._idle:
                     if self._closed:
                         raise RunInterrupted("stopped by shutdown")
-                    if self._pending < self._wanted:
-                        self._spawn_locked()  # one fork for each run waiting
-                    if not self._changed.wait(max(0.0, deadline - time.monotonic())):
+                    now = time.monotonic()
+                    if now >= deadline:
                         raise WorkerDied("no worker process could be started")
+                    wake_at = deadline
+                    if self._pending < self._wanted:
+                        live = len(self._idle) + len(self._busy) + self._pending
+                        if live < self.size or now >= patient_until:
+                            self._spawn_locked()  # one fork for each run waiting
+                        else:
+                            wake_at = patient_until  # beyond size: a busy worker may be back first
+                    self._changed.wait(max(0.0, wake_at - now))
             finally:
                 self._wanted -= 1
             worker = self._idle.pop()

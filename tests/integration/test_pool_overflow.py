@@ -1,0 +1,96 @@
+"""Runs that find every one of the pool's ``size`` workers busy: several short runs due at one
+instant share the workers instead of forking one each, and a run whose workers stay busy gets a
+worker beyond ``size`` after ``OVERFLOW_WAIT`` (a busy pool never holds a scheduled fire for
+long)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quest import pool
+from tests.integration.conftest import pooled_quest
+
+pytestmark = pytest.mark.slow
+
+SCRIPTS = {
+    "pid.py": """
+        import os
+        from quest import script
+
+        @script(quest={"without_overlapping": False})
+        def pid(inputs, ctx):
+            return os.getpid()
+    """,
+    "hold.py": """
+        import os, time
+        from pathlib import Path
+        from quest import script
+
+        @script(quest={"without_overlapping": False})
+        def hold(inputs, ctx):
+            flag = Path(os.environ["QUEST_TEST_RELEASE"])
+            for _ in range(3000):
+                if flag.exists():
+                    break
+                time.sleep(0.01)
+            return os.getpid()
+    """,
+}
+
+
+def together(app: Any, count: int) -> list[Any]:
+    """*count* runs of ``pid`` started at one instant from as many threads; their outcomes."""
+    start = threading.Barrier(count)
+    outcomes: list[Any] = [None] * count
+
+    def one(i: int) -> None:
+        start.wait()
+        outcomes[i] = app.run("pid")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return outcomes
+
+
+def test_short_runs_due_together_share_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool, "OVERFLOW_WAIT", 30.0)
+    with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+        outcomes = together(app, 6)
+        assert all(o is not None and o.ok for o in outcomes), outcomes
+        assert len({o.result for o in outcomes}) == 1, "a worker was forked beyond size"
+        assert len(app.runner.pool.pids) == 1
+
+
+def test_a_run_whose_workers_stay_busy_gets_one_beyond_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = tmp_path / "release"
+    monkeypatch.setenv("QUEST_TEST_RELEASE", str(release))
+    with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+        held: list[Any] = []
+        holder = threading.Thread(target=lambda: held.append(app.run("hold")))
+        holder.start()
+        try:
+            busy = app.runner.pool
+            for _ in range(3000):
+                if busy._busy:
+                    break
+                threading.Event().wait(0.01)
+            assert busy._busy, "the first run never reached its worker"
+            quick = app.run("pid")
+            assert quick.ok, quick.error
+        finally:
+            release.touch()
+            holder.join(60)
+        assert held and held[0].ok, held
+        assert quick.result != held[0].result, "the run waited for the busy worker"
+        assert len(set(app.runner.pool.pids)) == 2
