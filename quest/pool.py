@@ -14,12 +14,12 @@ process died: SIGSEGV``. It also learns what the workers import while they run (
 learned is replaced by a fresh fork, which shares them.
 
 One worker executes one run at a time. The pool keeps one worker warm and forks more on demand,
-one for each run that finds every worker busy: up to ``size`` at once, and beyond for a scheduled
-fire that finds ``size`` workers busy for ``OVERFLOW_WAIT`` seconds, so a busy queue delays the
-schedule by that much at most, while several short runs due at one instant share the workers
-instead of forking one each. Workers beyond the first retire once idle for ``IDLE_RETIRE``
-seconds. A worker is replaced after ``max_runs`` runs, or after a run that
-left it above ``max_memory`` bytes.
+one for each run that finds every worker busy: a queued run at once, up to ``size``; any other
+run (a scheduled fire) once it has waited ``FIRE_WAIT`` seconds for a busy worker to come back,
+beyond ``size`` too. So scripts due at one instant share the workers when their runs are short,
+and a full queue delays the schedule by ``FIRE_WAIT`` at most. Workers beyond the first retire
+once idle for ``IDLE_RETIRE`` seconds. A worker is replaced after ``max_runs`` runs, or after a
+run that left it above ``max_memory`` bytes.
 
 Each worker leads a process group of its own. A worker the supervisor ends (a timeout, a cancel,
 a shutdown's interrupt) or finds dead is ended with its whole group, so the processes a script
@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .enums import Trigger
 from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
 from .inputs import sensitive_values
 from .learning import ModuleWatch, learn
@@ -74,10 +75,10 @@ IDLE_RETIRE = 90.0
 stays."""
 SPAWN_TIMEOUT = 30.0
 BRIEF = 0.002
-OVERFLOW_WAIT = 0.05
-"""How long a run that finds ``size`` workers busy waits for one to come back before a worker
-beyond ``size`` is forked for it (only scheduled fires get there: queued runs are bounded by
-``size`` before they are claimed)."""
+FIRE_WAIT = 0.25
+"""How long a run that is not a queued one (a scheduled fire) and finds every worker busy waits
+for one to come back before a worker is forked for it. A queued run does not wait (up to
+``size``): a drain gets its workers at once."""
 """Runs taking less than this, from hand-off to answer, are brief: a run handed to a worker
 while runs are this brief is expected to end in time to commit with the ends of the others (see
 :meth:`quest.store.Database.expect`), so that a serve draining a queue of short runs records their
@@ -212,7 +213,8 @@ class WorkerPool:
             context=ctx.identity(),
             secrets=tuple(sensitive_values(inputs, script.inputs)),
         )
-        worker = self._hand(job, active.watch)
+        queued = ctx.trigger in (Trigger.enqueued, Trigger.retry)
+        worker = self._hand(job, active.watch, patient=not queued)
         handed = time.monotonic()
         db = self.quest.store.db
         if self._typical < BRIEF:
@@ -241,11 +243,14 @@ class WorkerPool:
             done.failure.reraise()
         return done.result
 
-    def _hand(self, job: Job, waiting: Callable[[], None] | None = None) -> Worker:
+    def _hand(
+        self, job: Job, waiting: Callable[[], None] | None = None, *, patient: bool = False
+    ) -> Worker:
         """Send *job* to an idle worker (a worker found dead is replaced and the next tried);
-        *waiting* is called first if none is idle."""
+        *waiting* is called first if none is idle. A *patient* job waits ``FIRE_WAIT`` for a busy
+        worker to come back before one is forked for it."""
         while True:
-            worker = self._checkout(waiting)
+            worker = self._checkout(waiting, patient=patient)
             try:
                 worker.channel.send(job)
                 return worker
@@ -335,7 +340,9 @@ class WorkerPool:
 
     # -- the workers ------------------------------------------------------------------------------
 
-    def _checkout(self, waiting: Callable[[], None] | None = None) -> Worker:
+    def _checkout(
+        self, waiting: Callable[[], None] | None = None, *, patient: bool = False
+    ) -> Worker:
         with self._changed:
             if self._idle:
                 worker = self._idle.pop()
@@ -345,7 +352,7 @@ class WorkerPool:
             waiting()  # outside the pool's lock: it takes the runner's
         with self._changed:
             now = time.monotonic()
-            deadline, patient_until = now + SPAWN_TIMEOUT, now + OVERFLOW_WAIT
+            deadline, patient_until = now + SPAWN_TIMEOUT, now + FIRE_WAIT
             self._wanted += 1
             try:
                 while not self._idle:
@@ -357,10 +364,10 @@ class WorkerPool:
                     wake_at = deadline
                     if self._pending < self._wanted:
                         live = len(self._idle) + len(self._busy) + self._pending
-                        if live < self.size or now >= patient_until:
+                        if (live < self.size and not patient) or now >= patient_until:
                             self._spawn_locked()  # one fork for each run waiting
                         else:
-                            wake_at = patient_until  # beyond size: a busy worker may be back first
+                            wake_at = patient_until  # a busy worker may be back first
                     self._changed.wait(max(0.0, wake_at - now))
             finally:
                 self._wanted -= 1

@@ -1,7 +1,7 @@
-"""Runs that find every one of the pool's ``size`` workers busy: several short runs due at one
-instant share the workers instead of forking one each, and a run whose workers stay busy gets a
-worker beyond ``size`` after ``OVERFLOW_WAIT`` (a busy pool never holds a scheduled fire for
-long)."""
+"""Runs that find every worker of the pool busy: short runs due at one instant share the workers
+instead of forking one each, a run whose workers stay busy gets one of its own after
+``FIRE_WAIT`` (beyond ``size`` too: a full queue never holds a scheduled fire for long), and
+queued runs get their workers at once, up to ``size``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from quest import pool
+from quest.enums import Trigger
+from quest.runner import RunRequest
 from tests.integration.conftest import pooled_quest
 
 pytestmark = pytest.mark.slow
@@ -62,7 +64,7 @@ def together(app: Any, count: int) -> list[Any]:
 def test_short_runs_due_together_share_the_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pool, "OVERFLOW_WAIT", 30.0)
+    monkeypatch.setattr(pool, "FIRE_WAIT", 30.0)
     with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
         outcomes = together(app, 6)
         assert all(o is not None and o.ok for o in outcomes), outcomes
@@ -94,3 +96,33 @@ def test_a_run_whose_workers_stay_busy_gets_one_beyond_size(
         assert held and held[0].ok, held
         assert quick.result != held[0].result, "the run waited for the busy worker"
         assert len(set(app.runner.pool.pids)) == 2
+
+
+def test_queued_runs_get_their_workers_at_once_up_to_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool, "FIRE_WAIT", 30.0)
+    release = tmp_path / "release"
+    monkeypatch.setenv("QUEST_TEST_RELEASE", str(release))
+    with pooled_quest(tmp_path, SCRIPTS, size=3) as app:
+        held: list[Any] = []
+        request = RunRequest(trigger=Trigger.enqueued)
+        threads = [
+            threading.Thread(target=lambda: held.append(app.runner.run("hold", {}, request)))
+            for _ in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        busy = app.runner.pool
+        try:
+            for _ in range(1000):
+                if len(busy._busy) == 3:
+                    break
+                threading.Event().wait(0.01)
+            assert len(busy._busy) == 3, "a queued run waited for a busy worker"
+        finally:
+            release.touch()
+            for thread in threads:
+                thread.join(60)
+        assert len(held) == 3 and all(o.ok for o in held), held
+        assert len({o.result for o in held}) == 3
