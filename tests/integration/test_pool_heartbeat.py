@@ -145,9 +145,9 @@ def test_a_run_cancelled_while_it_waits_for_a_worker_is_stopped_at_once(
 ) -> None:
     hand = WorkerPool._hand
 
-    def cancelled_meanwhile(self: WorkerPool, job: Any, waiting: Any = None) -> Any:
+    def cancelled_meanwhile(self: WorkerPool, job: Any, waiting: Any = None, **how: Any) -> Any:
         assert app.runner.cancel(job.run_id, "tester")
-        return hand(self, job, waiting)
+        return hand(self, job, waiting, **how)
 
     monkeypatch.setattr(WorkerPool, "_hand", cancelled_meanwhile)
     done = tmp_path / "done"
