@@ -444,7 +444,10 @@ def figure_5(plan: Plan, scratch: Path) -> list[Row]:
 
     def processes_of(name: str) -> str:
         n = count[name]
-        return "one process" if n == 1 else f"supervisor + {n - 1} workers"
+        if n == 1:
+            return "one process"
+        workers = n - 2  # the supervisor and the template the workers are forked from
+        return f"supervisor, template + {workers} worker{'' if workers == 1 else 's'}"
 
     one = count["process"] == 1
     return [
