@@ -75,14 +75,14 @@ IDLE_RETIRE = 90.0
 stays."""
 SPAWN_TIMEOUT = 30.0
 BRIEF = 0.002
-FIRE_WAIT = 0.25
-"""How long a run that is not a queued one (a scheduled fire) and finds every worker busy waits
-for one to come back before a worker is forked for it. A queued run does not wait (up to
-``size``): a drain gets its workers at once."""
 """Runs taking less than this, from hand-off to answer, are brief: a run handed to a worker
 while runs are this brief is expected to end in time to commit with the ends of the others (see
 :meth:`quest.store.Database.expect`), so that a serve draining a queue of short runs records their
 ends in one transaction rather than one each."""
+FIRE_WAIT = 0.25
+"""How long a run that is not a queued one (a scheduled fire) and finds every worker busy waits
+for one to come back before a worker is forked for it. A queued run does not wait (up to
+``size``): a drain gets its workers at once."""
 MESSAGE_SIZE = 1 << 16
 """The largest message between the supervisor and the template (a list of module names is cut
 into messages below it)."""
