@@ -50,6 +50,11 @@ class Trigger(StrEnum):
     enqueued = "enqueued"
     retry = "retry"
 
+    @property
+    def queued(self) -> bool:
+        """Whether runs of this trigger come from the queue (enqueued, or a retry)."""
+        return self in (Trigger.enqueued, Trigger.retry)
+
 
 class SkipReason(StrEnum):
     """Why a fire did not run."""

@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .enums import Trigger
 from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
 from .inputs import sensitive_values
 from .learning import ModuleWatch, learn
@@ -213,8 +212,7 @@ class WorkerPool:
             context=ctx.identity(),
             secrets=tuple(sensitive_values(inputs, script.inputs)),
         )
-        queued = ctx.trigger in (Trigger.enqueued, Trigger.retry)
-        worker = self._hand(job, active.watch, patient=not queued)
+        worker = self._hand(job, active.watch, patient=not ctx.trigger.queued)
         handed = time.monotonic()
         db = self.quest.store.db
         if self._typical < BRIEF:

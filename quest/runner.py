@@ -323,7 +323,7 @@ class Runner:
                 f"{script.name} is already running ({self._holder_text(script.name)}); "
                 "it declares without_overlapping. Use --wait to wait for it."
             )
-        if request.trigger in (Trigger.enqueued, Trigger.retry):
+        if request.trigger.queued:
             return RunOutcome(
                 script.name,
                 run_id,

@@ -8,6 +8,7 @@ waiting. Fire times come from APScheduler triggers built in :mod:`quest.plan`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import random
@@ -393,15 +394,12 @@ class Serve:
             housekeeping = min(housekeeping, max(0.0, self.node_every - since))
         else:
             # Polled (the wake-ups come by LISTEN/NOTIFY): a poll is housekeeping too.
-            housekeeping = min(housekeeping, queue)
-            queue = housekeeping
+            housekeeping, queue = min(housekeeping, queue), math.inf
         wait = self._slot_wait(now)
         if wait is None:
             return min(housekeeping, queue)
         if wait - housekeeping <= HOUSEKEEPING_DEFER:
             housekeeping = wait
-            if not self._queue_timed:
-                queue = wait
         return max(0.0, min(wait, housekeeping, queue))
 
     def _slot_wait(self, now: datetime) -> float | None:
