@@ -25,7 +25,6 @@ import os
 import threading
 import time
 import traceback
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -132,6 +131,12 @@ class Capture:
 
     def flush(self, *, wait: bool = True, final: bool = False) -> None:
         """Send the waiting lines as one batch (*final*: the last one, even when empty)."""
+        if final:
+            with self._lock:
+                if self.seq == 0:
+                    # The run logged nothing: there is nothing to send, then or later.
+                    self._closed = True
+                    return
         if not self._sending.acquire(blocking=wait):
             return  # another thread is sending this run's lines right now
         try:
@@ -182,9 +187,10 @@ _current: contextvars.ContextVar[Capture | None] = contextvars.ContextVar(
 )
 _process: Capture | None = None
 _local = threading.local()
-_captures: weakref.WeakSet[Capture] = weakref.WeakSet()
-_by_run: weakref.WeakValueDictionary[str, Capture] = weakref.WeakValueDictionary()
-_flusher_pid: int | None = None
+# Each capture is in both while its block runs (the block's end takes it out).
+_captures: set[Capture] = set()
+_by_run: dict[str, Capture] = {}
+_flusher_started = False
 _flusher_lock = threading.Lock()
 # The flusher waits on this while no run has lines waiting, so neither an idle process nor a run
 # that logs nothing wakes it.
@@ -257,12 +263,14 @@ def capture(run_id: str, send: Send, *, process: bool = False) -> Iterator[Captu
 
 
 def _start_flusher() -> None:
-    global _flusher_pid
+    global _flusher_started
+    if _flusher_started:
+        return
     with _flusher_lock:
-        if _flusher_pid == os.getpid():
+        if _flusher_started:
             return
-        _flusher_pid = os.getpid()
         threading.Thread(target=_flush_quiet_runs, name="quest-log-flush", daemon=True).start()
+        _flusher_started = True
 
 
 def _flush_quiet_runs() -> None:
@@ -283,8 +291,8 @@ def _flush_quiet_runs() -> None:
 
 
 def _after_fork() -> None:
-    global _flusher_pid, _flusher_lock, _flusher_wanted
-    _flusher_pid = None
+    global _flusher_started, _flusher_lock, _flusher_wanted
+    _flusher_started = False
     _flusher_lock = threading.Lock()
     _flusher_wanted = threading.Condition()
     for run in list(_captures):

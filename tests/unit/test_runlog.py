@@ -185,3 +185,24 @@ def test_a_run_that_logs_nothing_does_not_wake_the_flusher() -> None:
         log.info("a line")
         assert list(runlog._flusher_wanted._waiters) != waiters  # type: ignore[attr-defined]
     assert sent and sent[-1]["final"]
+
+
+def test_a_forked_process_starts_a_flusher_of_its_own() -> None:
+    """The parent's flusher thread does not survive a fork: a run in the child that logs and
+    then goes quiet still has its lines sent while it runs, by the child's own flusher."""
+    import os
+
+    with runlog.capture("parent-run", lambda batch: None):
+        pass  # the parent's flusher is running
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        code = 1
+        try:
+            sent = threading.Event()
+            with runlog.capture("child-run", lambda batch: sent.set()):
+                log.info("one line, then quiet")
+                code = 0 if sent.wait(10 * runlog.FLUSH_EVERY) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
