@@ -61,7 +61,7 @@ class Store:
     ) -> None:
         self.engine = engine
         self.models = models
-        self.runs: Table = job_log if job_log is not None else fallback_job_log()
+        self.runs: Table = job_log if job_log is not None else fallback_job_log(engine.dialect.name)
         self.metadatas = list(metadatas) or [self.runs.metadata, quest_metadata]
         self._folder = None
         if engine.dialect.name == "sqlite" and wake.HAS_UNIX_SOCKETS:
@@ -86,8 +86,9 @@ class Store:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
-        job_log, metadatas = load_models(settings)
-        return cls(make_engine(settings.database_url), job_log, metadatas, models=settings.models)
+        engine = make_engine(settings.database_url)
+        job_log, metadatas = load_models(settings, engine.dialect.name)
+        return cls(engine, job_log, metadatas, models=settings.models)
 
     @property
     def dialect(self) -> str:

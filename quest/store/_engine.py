@@ -96,17 +96,16 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"database URL {url!r} is not usable: {exc}") from None
 
 
-_FALLBACK = MetaData()
-
-
 @functools.cache
-def fallback_job_log() -> Table:
-    """The JobLog of projects whose models module defines none."""
-    return job_log_table(_FALLBACK)
+def fallback_job_log(dialect: str | None = None) -> Table:
+    """The JobLog of projects whose models module defines none, in a metadata of its own, with
+    the partial indexes of *dialect* (of every dialect when ``None``)."""
+    return job_log_table(MetaData(), dialect)
 
 
-def load_models(settings: Settings) -> tuple[Table, list[MetaData]]:
-    """The JobLog table and every metadata to create: the app's models module, then quest's."""
+def load_models(settings: Settings, dialect: str | None = None) -> tuple[Table, list[MetaData]]:
+    """The JobLog table and every metadata to create: the app's models module, then quest's.
+    A JobLog of quest's own gets the partial indexes of *dialect* (of every dialect if ``None``)."""
     from ..models import metadata as quest_metadata
 
     metadatas: list[MetaData] = []
@@ -126,7 +125,7 @@ def load_models(settings: Settings) -> tuple[Table, list[MetaData]]:
             if base is not None:
                 metadatas.append(base.metadata)
     if job_log is None:
-        job_log = fallback_job_log()
+        job_log = fallback_job_log(dialect)
     if job_log.metadata not in metadatas:
         metadatas.append(job_log.metadata)
     metadatas.append(quest_metadata)
