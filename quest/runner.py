@@ -18,7 +18,7 @@ import traceback as tb
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from . import redact, runlog
@@ -177,6 +177,7 @@ class Runner:
         self._closed = False
         # The heartbeat thread waits on this while no run is active: an idle runner never wakes.
         self._beat_wanted = threading.Condition(self._lock)
+        self._facets: dict[str, tuple[Script, logging.Logger, tzinfo]] = {}
         self.pool: Executor | None = None
         self.reporters: dict[str, Callable[[str, Any], None]] = {KIND: self._on_progress}
         self.logs = runlog.RunLogs(store)
@@ -190,8 +191,8 @@ class Runner:
     def prepare(self, name: str, raw: Mapping[str, Any] | None = None) -> tuple[Script, Inputs]:
         """Find *name* and validate *raw* inputs; raises before anything is recorded."""
         script = self.registry.get(name)
-        tz = script.timezone(self.settings.timezone)
-        return script, validate(script.model, script.inputs, raw or {}, timezone=tz)
+        _, zone = self._script_facets(script)
+        return script, validate(script.model, script.inputs, raw or {}, timezone=zone)
 
     def enqueue(
         self,
@@ -457,6 +458,7 @@ class Runner:
 
     def context(self, script: Script, *, run_id: str, now: datetime, **fields: Any) -> Context:
         """The context a run of *script* receives (its clock, logger, database, enqueue)."""
+        logger, zone = self._script_facets(script)
         return Context(
             name=script.name,
             run_id=run_id,
@@ -464,17 +466,24 @@ class Runner:
             trigger=fields.pop("trigger", Trigger.manual),
             attempt=fields.pop("attempt", 1),
             clock=self.clock,
-            log=RunLogger(
-                logging.getLogger(f"quest.script.{script.name}"),
-                {"script": script.name, "run_id": run_id},
-            ),
+            log=RunLogger(logger, {"script": script.name, "run_id": run_id}),
             db=self.store.sessions,
             settings=self.settings,
-            timezone=script.timezone(self.settings.timezone),
+            timezone=zone,
             _enqueue=self._enqueue,
             _report=fields.pop("report", None) or functools.partial(self.report, run_id),
             **fields,
         )
+
+    def _script_facets(self, script: Script) -> tuple[logging.Logger, tzinfo]:
+        """*script*'s logger and time zone, found once per script (a registry that reloads
+        gives new script objects, found again)."""
+        found = self._facets.get(script.name)
+        if found is None or found[0] is not script:
+            logger = logging.getLogger(f"quest.script.{script.name}")
+            found = (script, logger, script.timezone(self.settings.timezone))
+            self._facets[script.name] = found
+        return found[1], found[2]
 
     def report(self, run_id: str, kind: str, payload: Any) -> None:
         """What a run reports while it runs (progress, log lines), from any process, ends here."""
