@@ -403,7 +403,11 @@ class Database:
         if prepared is None:
             prepared = self._prepared[key] = _Prepared(statement, self.engine.dialect, values)
         parameters = prepared.parameters(values)
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        group = self.group
+        if group is not None and connection is group._connection:
+            cursor = group._raw.cursor()
+        else:
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         dbapi = self.engine.dialect.loaded_dbapi
         try:
             cursor.execute(prepared.sql, parameters)
@@ -697,6 +701,9 @@ class _Group:
         """The thread leading, while it leads."""
         self._connection: Connection | None = None
         """The leaders' connection, kept between groups (only a leader uses it)."""
+        self._raw: Any = None
+        """The driver's connection under it (read once: each statement of a run would otherwise
+        walk SQLAlchemy's properties down to it)."""
 
     def expect(self) -> None:
         """This thread will commit a unit in a moment: a leader may wait for it."""
@@ -846,6 +853,7 @@ class _Group:
             connection.execution_options(**{KEPT_OPTION: True})
             connection.begin()
             self._connection = connection
+            self._raw = connection.connection.driver_connection
         return self._connection
 
     def _driver(self, connection: Connection, sql: str) -> None:
@@ -853,8 +861,11 @@ class _Group:
         are raised as SQLAlchemy's, as a statement's would be."""
         dialect = self.db.engine.dialect
         dbapi = dialect.loaded_dbapi
+        raw: Any = self._raw
+        if connection is not self._connection:
+            raw = connection.connection.driver_connection
         try:
-            connection.connection.driver_connection.execute(sql)  # type: ignore[union-attr]
+            raw.execute(sql)
         except dbapi.Error as exc:
             raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=dialect) from exc
 
@@ -862,6 +873,7 @@ class _Group:
         """Let the leaders' connection go after a failure: the next group takes a fresh one.
         Closing it rolls back what it had begun."""
         connection, self._connection = self._connection, None
+        self._raw = None
         if connection is not None:
             try:
                 connection.close()
@@ -886,6 +898,7 @@ class _Group:
         self._lingering = False
         self._holder = None
         self._connection = None
+        self._raw = None
 
 
 def _aborted(connection: Connection) -> bool:
