@@ -9,8 +9,8 @@ with ``BEGIN IMMEDIATE`` so that concurrent processes queue on the lock instead 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -134,13 +134,11 @@ class Store:
 
     # -- units of work -------------------------------------------------------------------------
 
-    @contextmanager
     def unit(
         self, *, durable: bool = False, about: Mapping[str, Any] | None = None
-    ) -> Iterator[Unit | None]:
+    ) -> AbstractContextManager[Unit | None]:
         """Group this thread's writes into one transaction (see :meth:`Database.unit`)."""
-        with self.db.unit(durable=durable, about=about) as unit:
-            yield unit
+        return self.db.unit(durable=durable, about=about)
 
     def flush(self) -> None:
         """Commit what this thread's unit of work has written so far; the unit stays open."""

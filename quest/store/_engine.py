@@ -154,10 +154,7 @@ class Database:
 
     # -- units of work -------------------------------------------------------------------------
 
-    @contextmanager
-    def unit(
-        self, *, durable: bool = False, about: Mapping[str, Any] | None = None
-    ) -> Iterator[Unit | None]:
+    def unit(self, *, durable: bool = False, about: Mapping[str, Any] | None = None) -> _Scope:
         """Group this thread's writes into one transaction, committed when the block ends.
 
         Writes that return something (a claim, a lease) run at once on the unit's transaction;
@@ -166,19 +163,7 @@ class Database:
         one with backoff, for up to ``retry_for`` seconds, so that no outcome is lost. A unit
         opened inside another joins it.
         """
-        if getattr(self._local, "unit", None) is not None:
-            yield self.current()
-            return
-        unit = Unit(durable, dict(about or {}), self.group)
-        self._local.unit = unit
-        try:
-            yield unit
-        except BaseException:
-            self._local.unit = None
-            unit.close(commit=False)
-            raise
-        self._local.unit = None
-        self._commit(unit)
+        return _Scope(self, durable, about)
 
     def current(self) -> Unit | None:
         """This thread's open unit of work, if any."""
@@ -517,6 +502,39 @@ class _Prepared:
         if self.positional:
             return processed
         return dict(zip(self.names, processed, strict=True))
+
+
+class _Scope:
+    """The block of :meth:`Database.unit`: opens this thread's unit of work, or joins the one
+    open, and commits it (or rolls it back on an exception) when the block it opened ends."""
+
+    __slots__ = ("about", "db", "durable", "opened")
+
+    def __init__(self, db: Database, durable: bool, about: Mapping[str, Any] | None) -> None:
+        self.db = db
+        self.durable = durable
+        self.about = about
+        self.opened: Unit | None = None
+
+    def __enter__(self) -> Unit | None:
+        db = self.db
+        current: Unit | None = getattr(db._local, "unit", None)
+        if current is not None:
+            return current
+        unit = self.opened = Unit(self.durable, dict(self.about or {}), db.group)
+        db._local.unit = unit
+        return unit
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        unit = self.opened
+        if unit is None:
+            return
+        self.opened = None
+        self.db._local.unit = None
+        if kind is not None:
+            unit.close(commit=False)
+            return
+        self.db._commit(unit)
 
 
 class Unit:
