@@ -656,14 +656,15 @@ class Runner:
             extra=dict(request.extra),
         )
         emit(job_start, self, event, between=self.store.flush)
-        log.info(
-            "start %s run=%s trigger=%s attempt=%d",
-            script.name,
-            run_id,
-            request.trigger.value,
-            request.attempt,
-            extra={"script": script.name, "run_id": run_id, "action": "start"},
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "start %s run=%s trigger=%s attempt=%d",
+                script.name,
+                run_id,
+                request.trigger.value,
+                request.attempt,
+                extra={"script": script.name, "run_id": run_id, "action": "start"},
+            )
         return event
 
     def _execute(
@@ -754,23 +755,25 @@ class Runner:
             request.follow.discard()
         if escaping is not None:
             raise escaping
-        log.log(
-            logging.INFO if status is RunStatus.succeeded else logging.ERROR,
-            "end %s run=%s trigger=%s duration_ms=%d status=%s%s",
-            script.name,
-            run_id,
-            request.trigger.value,
-            duration_ms,
-            status.value,
-            f" error={error!r}" if error else "",
-            extra={
-                "script": script.name,
-                "run_id": run_id,
-                "action": "end",
-                "status": status.value,
-                "duration_ms": duration_ms,
-            },
-        )
+        level = logging.INFO if status is RunStatus.succeeded else logging.ERROR
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "end %s run=%s trigger=%s duration_ms=%d status=%s%s",
+                script.name,
+                run_id,
+                request.trigger.value,
+                duration_ms,
+                status.value,
+                f" error={error!r}" if error else "",
+                extra={
+                    "script": script.name,
+                    "run_id": run_id,
+                    "action": "end",
+                    "status": status.value,
+                    "duration_ms": duration_ms,
+                },
+            )
         return RunOutcome(
             name=script.name,
             run_id=run_id,
