@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from .errors import RunCancelled, RunInterrupted, RunTimeout, WorkerDied
 from .inputs import sensitive_values
 from .learning import ModuleWatch, learn
-from .worker import CANCEL, STOP, Done, Job, Report
+from .worker import CANCEL, STOP, Done, Job, Report, portable
 
 if TYPE_CHECKING:
     from .app import Quest
@@ -209,7 +209,7 @@ class WorkerPool:
             run_id=ctx.run_id,
             name=script.name,
             inputs=inputs.model_dump(),
-            context=ctx.identity(),
+            context=portable(ctx.identity()),
             secrets=tuple(sensitive_values(inputs, script.inputs)),
         )
         worker = self._hand(job, active.watch, patient=not ctx.trigger.queued)

@@ -21,10 +21,12 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from . import redact, runlog
+from .enums import Trigger
 from .failures import Failure
 from .results import capture
 
@@ -36,13 +38,45 @@ if TYPE_CHECKING:
 
 class Job(NamedTuple):
     """One run for a worker: the script, its validated inputs, its context's identity
-    (:meth:`~quest.context.Context.identity`) and the values to scrub while it runs."""
+    (:meth:`~quest.context.Context.identity`, as :func:`portable` sends it) and the values to
+    scrub while it runs."""
 
     run_id: str
     name: str
     inputs: dict[str, Any]
     context: dict[str, Any]
     secrets: tuple[Any, ...] = ()
+
+
+_INSTANTS = ("now", "scheduled_for")
+
+
+def portable(identity: dict[str, Any]) -> dict[str, Any]:
+    """A context's identity as it crosses to a worker: UTC instants without their time zone and
+    the trigger as its value, which pickle in a fraction of the time an aware datetime and an
+    enum member take (every run's job carries them). :func:`restored` undoes it."""
+    wire = dict(identity)
+    for key in _INSTANTS:
+        value = wire.get(key)
+        if isinstance(value, datetime) and value.tzinfo is UTC:
+            wire[key] = value.replace(tzinfo=None)
+    trigger = wire.get("trigger")
+    if isinstance(trigger, Trigger):
+        wire["trigger"] = trigger.value
+    return wire
+
+
+def restored(wire: dict[str, Any]) -> dict[str, Any]:
+    """The identity :func:`portable` sent."""
+    identity = dict(wire)
+    for key in _INSTANTS:
+        value = identity.get(key)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            identity[key] = value.replace(tzinfo=UTC)
+    trigger = identity.get("trigger")
+    if isinstance(trigger, str):
+        identity["trigger"] = Trigger(trigger)
+    return identity
 
 
 class Done(NamedTuple):
@@ -143,7 +177,7 @@ class _Worker:
             script = self.quest.registry.get(job.name)
             inputs = script.model.model_construct(**job.inputs)
             context = self.quest.context_for(
-                script, report=self.reporter(job.run_id), **job.context
+                script, report=self.reporter(job.run_id), **restored(job.context)
             )
             value = script.fn(inputs, context)
             if asyncio.iscoroutine(value):
