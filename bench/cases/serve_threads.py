@@ -1,0 +1,91 @@
+"""CPU time per second of each thread of a running ``quest serve`` and its workers.
+
+    python -m bench.cases.serve_threads FOLDER [SECONDS] [ISOLATION]
+
+Starts ``quest -q serve --isolation ISOLATION`` (default ``process``) on the project FOLDER (its
+``scripts/`` and a fresh SQLite file there), lets it settle for 4 s, then reads every thread's
+``/proc/PID/task/TID/schedstat`` (time on CPU, in nanoseconds) at the start and the end of a
+window of SECONDS (default 30) and prints one JSON line per thread that ran, then the total:
+``{"pid": ..., "tid": ..., "role": "supervisor" | "worker", "ms_per_s": ...}``. Figure 4's CPU
+per scheduled run, taken apart: with a 1 s script, ms per second is ms per fire. Linux only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *descendants(child)]
+    return found
+
+
+def on_cpu(pid: int) -> dict[tuple[int, int], int]:
+    times = {}
+    for process in (pid, *descendants(pid)):
+        try:
+            tasks = list(Path(f"/proc/{process}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                times[(process, int(task.name))] = int((task / "schedstat").read_text().split()[0])
+            except OSError:
+                continue
+    return times
+
+
+def main(argv: list[str]) -> None:
+    folder = Path(argv[0]).resolve()
+    seconds = float(argv[1]) if len(argv) > 1 else 30.0
+    isolation = argv[2] if len(argv) > 2 else "process"
+    for leftover in folder.glob("threads.sqlite3*"):
+        leftover.unlink()
+    env = {
+        **os.environ,
+        "QUEST_SCRIPTS_DIR": str(folder / "scripts"),
+        "QUEST_DATABASE_URL": f"sqlite:///{folder / 'threads.sqlite3'}",
+        "QUEST_MODELS": "",
+        "QUEST_BOOTSTRAP": "",
+    }
+    subprocess.run(["quest", "db", "upgrade"], env=env, check=True, capture_output=True)
+    serve = subprocess.Popen(
+        ["quest", "-q", "serve", "--isolation", isolation],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(4)
+        before = on_cpu(serve.pid)
+        time.sleep(seconds)
+        after = on_cpu(serve.pid)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait()
+    total = 0
+    for (process, tid), ns in sorted(after.items()):
+        spent = ns - before.get((process, tid), 0)
+        total += spent
+        if spent > 0:
+            role = "supervisor" if process == serve.pid else "worker"
+            ms = round(spent / seconds / 1e6, 3)
+            print(json.dumps({"pid": process, "tid": tid, "role": role, "ms_per_s": ms}))
+    print(json.dumps({"total_ms_per_s": round(total / seconds / 1e6, 3)}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
