@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from . import redact
 from .clock import Clock
 from .enums import Trigger
@@ -17,6 +15,7 @@ from .progress import Progress
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .store import Sessions
 
 
 class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -59,7 +58,7 @@ class Context:
     now: datetime
     clock: Clock
     log: logging.LoggerAdapter  # type: ignore[type-arg]
-    db: sessionmaker[Session]
+    db: Sessions
     settings: Settings
     max_attempts: int = 1
     timezone: tzinfo = UTC

@@ -1,8 +1,9 @@
 """quest's tables: the JobLog columns (mapped by the app's ``JobLog``) and its own bookkeeping.
 
 The JobLog lives in the application's models (``app/models/job_log.py``) so the app can query it
-like any other model; it takes its columns from :class:`JobLogMixin`. Slot claims, overlap leases,
-script state, pending secrets, nodes and cancel requests are quest's own Core tables, in
+like any other model; it takes its columns from :class:`quest.orm.JobLogMixin` (also importable
+from here), built from :func:`job_log_columns` like quest's own Core table. Slot claims, overlap
+leases, script state, pending secrets, nodes and cancel requests are quest's own Core tables, in
 :data:`metadata`.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -31,10 +32,12 @@ from sqlalchemy import (
     or_,
     text,
 )
-from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from .enums import RunStatus, Trigger
+
+if TYPE_CHECKING:
+    from .orm import JobLogMixin as JobLogMixin
 
 JOB_LOG_TABLE = "quest_job_log"
 
@@ -167,38 +170,49 @@ def _job_log_indexes(dialect: str | None = None) -> tuple[Index, ...]:
     )
 
 
-class JobLogMixin:
-    """The columns of the JobLog: one row per run, created at start and finished at the end."""
+def job_log_columns() -> list[Column[Any]]:
+    """The columns of the JobLog, new objects on every call: one row per run, created at start
+    and finished at the end. quest's Core table and the ORM mixin (:mod:`quest.orm`) are both
+    built from them."""
+    return [
+        Column("id", String(32), primary_key=True),
+        Column("name", String(200), nullable=False),
+        Column("status", status_enum(RunStatus), nullable=False),
+        Column("trigger", status_enum(Trigger), nullable=False),
+        Column("attempt", Integer, default=1, nullable=False),
+        Column("max_attempts", Integer, default=1, nullable=False),
+        Column("root_id", String(32)),
+        Column("key", String(200)),
+        Column("inputs", JSON),
+        Column("scheduled_for", UTCDateTime),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("run_after", UTCDateTime),
+        Column("started_at", UTCDateTime),
+        Column("finished_at", UTCDateTime),
+        Column("heartbeat_at", UTCDateTime),
+        Column("duration_ms", Integer),
+        Column("result", JSON),
+        Column("error", Text),
+        Column("traceback", Text),
+        Column("reason", String(200)),
+        Column("owner_host", String(255)),
+        Column("owner_pid", Integer),
+    ]
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), nullable=False)
-    status: Mapped[RunStatus] = mapped_column(status_enum(RunStatus), nullable=False)
-    trigger: Mapped[Trigger] = mapped_column(status_enum(Trigger), nullable=False)
-    attempt: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
-    max_attempts: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
-    root_id: Mapped[str | None] = mapped_column(String(32))
-    key: Mapped[str | None] = mapped_column(String(200))
-    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
-    run_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    duration_ms: Mapped[int | None] = mapped_column(Integer)
-    result: Mapped[Any | None] = mapped_column(JSON)
-    error: Mapped[str | None] = mapped_column(Text)
-    traceback: Mapped[str | None] = mapped_column(Text)
-    reason: Mapped[str | None] = mapped_column(String(200))
-    owner_host: Mapped[str | None] = mapped_column(String(255))
-    owner_pid: Mapped[int | None] = mapped_column(Integer)
 
-    @declared_attr.directive
-    def __table_args__(cls) -> tuple[Any, ...]:
-        return _job_log_indexes()
+def job_log_indexes() -> tuple[Index, ...]:
+    """The JobLog's indexes with the partial ``WHERE`` of every dialect (the ORM mixin's)."""
+    return _job_log_indexes()
 
-    def __repr__(self) -> str:
-        return f"<JobLog {self.name} {self.id} {self.status.value}>"
+
+def __getattr__(name: str) -> Any:
+    # The ORM mixin is loaded when asked for: a process that maps no JobLog of its own (the
+    # CLI on quest's own table, a worker) never imports SQLAlchemy's ORM, 35-50 ms of its start.
+    if name == "JobLogMixin":
+        from .orm import JobLogMixin
+
+        return JobLogMixin
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 metadata = MetaData()
@@ -316,17 +330,11 @@ run_logs = Table(
 def job_log_table(target: MetaData, dialect: str | None = None) -> Table:
     """The JobLog as a Core table in *target*, for projects whose models define none; its
     partial indexes are those of *dialect* (of every dialect when ``None``)."""
-    columns = []
-    for name, value in vars(JobLogMixin).items():
-        if isinstance(value, MappedColumn):
-            column = value.column._copy()
-            column.name = column.key = name
-            columns.append(column)
     indexes = [
         Index(index.name, *index.expressions, **index.dialect_kwargs)
         for index in _job_log_indexes(dialect)
     ]
-    return Table(JOB_LOG_TABLE, target, *columns, *indexes)
+    return Table(JOB_LOG_TABLE, target, *job_log_columns(), *indexes)
 
 
 # What people did from the dashboard (or any caller of Store.record_action): who, what, to what.

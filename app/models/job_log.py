@@ -1,4 +1,5 @@
-from quest.models import JOB_LOG_TABLE, JobLogMixin
+from quest.models import JOB_LOG_TABLE
+from quest.orm import JobLogMixin
 
 from .base import Base
 

@@ -27,7 +27,7 @@ def seed(reset: bool) -> None:
     with user_errors():
         quest.store.ensure_schema()
         counts = sample.seed(
-            quest.store.sessions,
+            quest.store.sessions.maker(),
             now=quest.clock.now(),
             root=quest.settings.root,
             reset_first=reset,

@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import sessionmaker
 
 from ..config import Settings
 from ..enums import CancelOutcome, RunStatus
@@ -44,6 +43,7 @@ from .progress import Progress
 from .queue import Limits, Queue
 from .runs import Runs
 from .secrets import Secrets
+from .sessions import Sessions
 from .slots import Slots
 from .wake import Waiter
 
@@ -68,7 +68,7 @@ class Store:
             self._folder = wake.socket_folder(_sqlite_key(engine))
         self.db = Database(engine, ping=self._ring if self._folder is not None else None)
         self.writer = self.db.writer
-        self.sessions = sessionmaker(bind=self.writer, expire_on_commit=False)
+        self.sessions = Sessions(self.writer)
         self._schema_ready = False
         self._runs = Runs(self.db, self.runs)
         self._secrets = Secrets(self.db, self.runs)
@@ -550,6 +550,7 @@ __all__ = [
     "Gauges",
     "Limits",
     "Outcome",
+    "Sessions",
     "Store",
     "Taken",
     "Waiter",

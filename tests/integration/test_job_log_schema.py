@@ -1,5 +1,6 @@
-"""The JobLog's partial indexes name only the dialect in use, so a SQLite process never loads
-SQLAlchemy's PostgreSQL package; on either database the schema made from them is partial."""
+"""The JobLog's schema: quest's Core table and the ORM mixin give the same one; its partial indexes
+name only the dialect in use; a run on SQLite loads neither SQLAlchemy's PostgreSQL package nor
+its ORM, and a script that opens a session still gets one."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from quest.config import Settings
 from quest.store import Store, fallback_job_log
@@ -32,7 +38,7 @@ def test_each_dialect_s_table_names_its_own_where_only() -> None:
     assert where_options(None) == each("sqlite_where", "postgresql_where")
 
 
-def test_a_sqlite_run_does_not_import_the_postgresql_dialect(tmp_path: Path) -> None:
+def test_a_sqlite_run_imports_neither_the_postgresql_dialect_nor_the_orm(tmp_path: Path) -> None:
     """What ``quest serve`` and ``quest run`` do on SQLite once the schema is there: open the
     store, check its revision, record a run."""
     (tmp_path / "scripts").mkdir()
@@ -63,11 +69,12 @@ def test_a_sqlite_run_does_not_import_the_postgresql_dialect(tmp_path: Path) -> 
         "assert quest.run('noop').ok\n"
         "quest.close()\n"
         "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy.dialects.postgres')))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy.orm')))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert done.stdout.strip() == "[]", done.stderr
+    assert done.stdout.split() == ["[]", "[]"], done.stderr
 
 
 def test_the_schema_s_indexes_are_partial_on_both_databases(
@@ -90,3 +97,48 @@ def test_the_schema_s_indexes_are_partial_on_both_databases(
         store.dispose()
     for name in PARTIAL:
         assert " WHERE " in made[name].upper(), made[name]
+
+
+def test_the_orm_mixin_and_the_core_table_make_the_same_schema() -> None:
+    from sqlalchemy.orm import DeclarativeBase
+
+    from quest.models import JOB_LOG_TABLE, JobLogMixin
+
+    class Base(DeclarativeBase):
+        pass
+
+    class JobLog(JobLogMixin, Base):
+        __tablename__ = JOB_LOG_TABLE
+
+    mapped: Table = JobLog.__table__  # type: ignore[assignment]
+    core = fallback_job_log(None)
+    for dialect in (sqlite.dialect(), postgresql.dialect()):
+        assert _ddl(mapped, dialect) == _ddl(core, dialect)
+    assert [_column(c) for c in mapped.columns] == [_column(c) for c in core.columns]
+
+
+def _ddl(table: Table, dialect: Any) -> list[str]:
+    made = [str(CreateTable(table).compile(dialect=dialect))]
+    for index in sorted(table.indexes, key=lambda index: index.name or ""):
+        made.append(str(CreateIndex(index).compile(dialect=dialect)))
+    return made
+
+
+def _column(column: Any) -> tuple[Any, ...]:
+    default = None if column.default is None else column.default.arg
+    return (column.name, column.nullable, column.primary_key, default)
+
+
+def test_a_script_s_sessions_are_made_on_first_use(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'quest.sqlite3'}"
+    store = Store.from_settings(Settings(tmp_path, url, tmp_path, models=None))
+    try:
+        store.ensure_schema()
+        with store.sessions() as session:
+            assert session.execute(text("SELECT 1")).scalar() == 1
+        with store.sessions.begin() as session:
+            assert session.execute(text("SELECT 2")).scalar() == 2
+        assert store.sessions.kw["expire_on_commit"] is False
+        assert store.sessions.maker() is store.sessions.maker()
+    finally:
+        store.dispose()
