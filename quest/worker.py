@@ -20,7 +20,7 @@ import pickle
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
@@ -48,35 +48,52 @@ class Job(NamedTuple):
     secrets: tuple[Any, ...] = ()
 
 
-_INSTANTS = ("now", "scheduled_for")
-
-
 def portable(identity: dict[str, Any]) -> dict[str, Any]:
     """A context's identity as it crosses to a worker: UTC instants without their time zone and
     the trigger as its value, which pickle in a fraction of the time an aware datetime and an
     enum member take (every run's job carries them). :func:`restored` undoes it."""
-    wire = dict(identity)
-    for key in _INSTANTS:
-        value = wire.get(key)
-        if isinstance(value, datetime) and value.tzinfo is UTC:
-            wire[key] = value.replace(tzinfo=None)
-    trigger = wire.get("trigger")
-    if isinstance(trigger, Trigger):
-        wire["trigger"] = trigger.value
-    return wire
+    return _converted(identity, _TO_WIRE)
 
 
 def restored(wire: dict[str, Any]) -> dict[str, Any]:
     """The identity :func:`portable` sent."""
-    identity = dict(wire)
-    for key in _INSTANTS:
-        value = identity.get(key)
-        if isinstance(value, datetime) and value.tzinfo is None:
-            identity[key] = value.replace(tzinfo=UTC)
-    trigger = identity.get("trigger")
-    if isinstance(trigger, str):
-        identity["trigger"] = Trigger(trigger)
-    return identity
+    return _converted(wire, _FROM_WIRE)
+
+
+def _converted(fields: dict[str, Any], how: Mapping[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    return {key: how[key](value) if key in how else value for key, value in fields.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is UTC:
+        return value.replace(tzinfo=None)
+    return value
+
+
+def _aware(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _trigger_value(value: Any) -> Any:
+    return value.value if isinstance(value, Trigger) else value
+
+
+def _trigger(value: Any) -> Any:
+    return Trigger(value) if isinstance(value, str) else value
+
+
+_TO_WIRE: Mapping[str, Callable[[Any], Any]] = {
+    "now": _plain,
+    "scheduled_for": _plain,
+    "trigger": _trigger_value,
+}
+_FROM_WIRE: Mapping[str, Callable[[Any], Any]] = {
+    "now": _aware,
+    "scheduled_for": _aware,
+    "trigger": _trigger,
+}
 
 
 class Done(NamedTuple):
