@@ -40,4 +40,8 @@ class Sessions:
         return self.maker().begin()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in self.__slots__:
+            # Special lookups (copy, pickle) and a half-built copy's own slots stay this
+            # object's: they must not make the sessionmaker, nor recurse into it.
+            raise AttributeError(name)
         return getattr(self.maker(), name)
