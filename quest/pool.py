@@ -93,6 +93,8 @@ class Worker:
 
     pid: int
     channel: Channel
+    template: int | None = None
+    """The pid of the template process that forked it: the worker dies with it."""
     runs: int = 0
     rss: int = 0
     idle_since: float = field(default_factory=time.monotonic)
@@ -127,6 +129,9 @@ class WorkerPool:
         self._learned: dict[str, None] = {}
         self._exits: dict[int, int] = {}
         self._orphaned: set[int] = set()
+        self._dead_templates: set[int] = set()
+        """The templates seen to die: a worker forked by one died with it, whether or not it was
+        busy when its template's death was read (its run may have seen its channel close first)."""
         self._control: socket.socket | None = None
         self._template_pid: int | None = None
         self._reader: threading.Thread | None = None
@@ -315,14 +320,17 @@ class WorkerPool:
             return RunInterrupted("stopped by shutdown")
         if stop.reason == "timeout":
             return RunTimeout(f"exceeded its timeout of {timeout:g} s")
-        return WorkerDied(f"worker process died: {self.exit_text(worker.pid)}")
+        return WorkerDied(f"worker process died: {self.exit_text(worker.pid, worker.template)}")
 
-    def exit_text(self, pid: int) -> str:
-        """How worker *pid* ended, in words (``SIGSEGV``, ``exit code 1``)."""
+    def exit_text(self, pid: int, template: int | None = None) -> str:
+        """How worker *pid* (forked by *template*) ended, in words (``SIGSEGV``, ``exit code 1``,
+        ``its template process died``)."""
         with self._changed:
-            self._changed.wait_for(lambda: pid in self._exits, EXIT_REPORT_WAIT)
+            self._changed.wait_for(
+                lambda: pid in self._exits or template in self._dead_templates, EXIT_REPORT_WAIT
+            )
             status = self._exits.pop(pid, None)
-            orphaned = pid in self._orphaned
+            orphaned = pid in self._orphaned or template in self._dead_templates
             self._orphaned.discard(pid)
         if status is None and orphaned:
             return "its template process died"
@@ -508,6 +516,7 @@ class WorkerPool:
         self._orphaned = {worker.pid for worker in self._busy}
         self._pending = 0
         if self._template_pid is not None:
+            self._dead_templates.add(self._template_pid)
             _reap(self._template_pid, EXIT_REPORT_WAIT)
             self._template_pid = None
         if self._closed:
@@ -534,12 +543,13 @@ class WorkerPool:
         theirs.close()
         self._control = ours
         self._template_pid = pid
+        self._dead_templates.discard(pid)  # a pid the system gave again
         self._reader = threading.Thread(
-            target=self._read_template, args=(ours,), name="quest-pool", daemon=True
+            target=self._read_template, args=(ours, pid), name="quest-pool", daemon=True
         )
         self._reader.start()
 
-    def _read_template(self, control: socket.socket) -> None:
+    def _read_template(self, control: socket.socket, template: int) -> None:
         while True:
             try:
                 data, fds, _, _ = socket.recv_fds(control, MESSAGE_SIZE, 1)
@@ -557,7 +567,7 @@ class WorkerPool:
                 if message[0] == "spawned" and fds:
                     self._pending -= 1
                     self._exits.pop(message[1], None)  # an earlier process's, if pids wrapped
-                    worker = Worker(message[1], Channel(fds[0]))
+                    worker = Worker(message[1], Channel(fds[0]), template)
                     if self._closed:
                         _send(worker.channel, STOP)
                         worker.channel.close()
