@@ -136,7 +136,9 @@ def _partial(where: str, dialect: str | None) -> dict[str, Any]:
     return {f"{name}_where": text(where) for name in names if name in PARTIAL_DIALECTS}
 
 
-def _job_log_indexes(dialect: str | None = None) -> tuple[Index, ...]:
+def job_log_indexes(dialect: str | None = None) -> tuple[Index, ...]:
+    """The JobLog's indexes, new objects on every call, with the partial ``WHERE`` of *dialect*
+    (of every dialect when ``None``, as the ORM mixin has them)."""
     table = JOB_LOG_TABLE
     return (
         Index(f"ix_{table}_name_created", "name", "created_at"),
@@ -198,11 +200,6 @@ def job_log_columns() -> list[Column[Any]]:
         Column("owner_host", String(255)),
         Column("owner_pid", Integer),
     ]
-
-
-def job_log_indexes() -> tuple[Index, ...]:
-    """The JobLog's indexes with the partial ``WHERE`` of every dialect (the ORM mixin's)."""
-    return _job_log_indexes()
 
 
 def __getattr__(name: str) -> Any:
@@ -330,11 +327,7 @@ run_logs = Table(
 def job_log_table(target: MetaData, dialect: str | None = None) -> Table:
     """The JobLog as a Core table in *target*, for projects whose models define none; its
     partial indexes are those of *dialect* (of every dialect when ``None``)."""
-    indexes = [
-        Index(index.name, *index.expressions, **index.dialect_kwargs)
-        for index in _job_log_indexes(dialect)
-    ]
-    return Table(JOB_LOG_TABLE, target, *job_log_columns(), *indexes)
+    return Table(JOB_LOG_TABLE, target, *job_log_columns(), *job_log_indexes(dialect))
 
 
 # What people did from the dashboard (or any caller of Store.record_action): who, what, to what.

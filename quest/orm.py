@@ -1,6 +1,7 @@
 """The JobLog as an ORM mixin, for an application that maps it among its own models.
 
-    from quest.models import JOB_LOG_TABLE, JobLogMixin
+    from quest.models import JOB_LOG_TABLE
+    from quest.orm import JobLogMixin
 
     class JobLog(JobLogMixin, Base):
         __tablename__ = JOB_LOG_TABLE

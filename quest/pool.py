@@ -128,7 +128,6 @@ class WorkerPool:
         self._taught: set[str] = set()
         self._learned: dict[str, None] = {}
         self._exits: dict[int, int] = {}
-        self._orphaned: set[int] = set()
         self._dead_templates: set[int] = set()
         """The templates seen to die: a worker forked by one died with it, whether or not it was
         busy when its template's death was read (its run may have seen its channel close first)."""
@@ -293,7 +292,7 @@ class WorkerPool:
             try:
                 ready = worker.channel.poll(max(min(wait, EXIT_CHECK_EVERY), 0.0))
                 if not ready:
-                    if self._exited(worker.pid):
+                    if self._exited(worker):
                         return None
                     continue
                 message = worker.channel.recv()
@@ -306,10 +305,13 @@ class WorkerPool:
                 worker.rss = message.rss
                 return message
 
-    def _exited(self, pid: int) -> bool:
-        """Whether the template reported worker *pid* ended (or the template itself is gone)."""
+    def _exited(self, worker: Worker) -> bool:
+        """Whether the template reported *worker* ended (or the template itself is gone)."""
         with self._lock:
-            return pid in self._exits or pid in self._orphaned
+            return self._ended_locked(worker.pid, worker.template)
+
+    def _ended_locked(self, pid: int, template: int | None) -> bool:
+        return pid in self._exits or template in self._dead_templates
 
     def _why_stopped(
         self, active: Any, stop: _Stop, worker: Worker, timeout: float | None
@@ -326,12 +328,9 @@ class WorkerPool:
         """How worker *pid* (forked by *template*) ended, in words (``SIGSEGV``, ``exit code 1``,
         ``its template process died``)."""
         with self._changed:
-            self._changed.wait_for(
-                lambda: pid in self._exits or template in self._dead_templates, EXIT_REPORT_WAIT
-            )
+            self._changed.wait_for(lambda: self._ended_locked(pid, template), EXIT_REPORT_WAIT)
             status = self._exits.pop(pid, None)
-            orphaned = pid in self._orphaned or template in self._dead_templates
-            self._orphaned.discard(pid)
+            orphaned = template in self._dead_templates
         if status is None and orphaned:
             return "its template process died"
         if status is None:
@@ -513,7 +512,6 @@ class WorkerPool:
             worker.channel.close()
             self.deaths += 1
         self._idle.clear()
-        self._orphaned = {worker.pid for worker in self._busy}
         self._pending = 0
         if self._template_pid is not None:
             self._dead_templates.add(self._template_pid)

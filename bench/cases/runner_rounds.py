@@ -2,75 +2,45 @@
 
     python -m bench.cases.runner_rounds [--rounds R] [--runs N] CHECKOUT [CHECKOUT ...]
 
-Each round runs, for every CHECKOUT in turn, a fresh process importing quest from that folder
-(``PYTHONPATH``) on a fresh SQLite project (upgraded by that checkout), which times N runs of a
-no-op (default 3,000, after one untimed run). Prints one JSON line per checkout: the median and
-the fastest microseconds a run over R rounds (default 8), and the median per-round ratio to the
-first checkout. The way to tell whether a change to the runner's path is worth keeping.
+Each round runs, for every CHECKOUT in turn, figure 3's quest contender
+(``bench.cases.throughput quest``) in a fresh process importing quest from that folder, on a
+fresh project upgraded by that checkout: N runs of a no-op (default 3,000) after one untimed run.
+Prints one JSON line per checkout: the median and the fastest microseconds a run over R rounds
+(default 8), and the median per-round ratio to the first checkout. The way to tell whether a
+change to the runner's path is worth keeping.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-NOOP = (
-    "from quest import script\n\n\n"
-    "@script(description='Does nothing.')\n"
-    "def noop(inputs, ctx):\n"
-    "    return None\n"
-)
+from .. import _projects
+from .._lib import PYTHON, ROOT, project_env
 
-TIMED = """
-import sys, time
-from pathlib import Path
-from quest.app import Quest
-from quest.config import load_settings
-quest = Quest(load_settings(Path(sys.argv[1])))
-runner = quest.runner
-runner.run("noop", {})
-n = int(sys.argv[2])
-began = time.perf_counter()
-for _ in range(n):
-    runner.run("noop", {})
-print((time.perf_counter() - began) / n * 1e6)
-quest.close()
-"""
+UPGRADE = "import sys; sys.argv = ['quest', 'db', 'upgrade']; from quest.cli import main; main()"
 
 
 def one(checkout: Path, runs: int, scratch: Path) -> float:
-    folder = Path(tempfile.mkdtemp(dir=scratch))
-    (folder / "scripts").mkdir()
-    (folder / "scripts" / "noop.py").write_text(NOOP)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(checkout),
-        "QUEST_SCRIPTS_DIR": str(folder / "scripts"),
-        "QUEST_DATABASE_URL": f"sqlite:///{folder / 'quest.sqlite3'}",
-        "QUEST_MODELS": "",
-        "QUEST_BOOTSTRAP": "",
-    }
-    upgrade = (
-        "import sys; sys.argv = ['quest', 'db', 'upgrade']; from quest.cli import main; main()"
-    )
-    subprocess.run(
-        [sys.executable, "-c", upgrade], env=env, cwd=folder, check=True, capture_output=True
-    )
+    """Microseconds a run of *checkout*'s runner, on a project of its own."""
+    folder = _projects.project(Path(tempfile.mkdtemp(dir=scratch)), noop=_projects.NOOP)
+    env = project_env(folder)
+    env["PYTHONPATH"] = f"{checkout}:{ROOT}"
+    subprocess.run([PYTHON, "-c", UPGRADE], env=env, cwd=folder, check=True, capture_output=True)
     done = subprocess.run(
-        [sys.executable, "-c", TIMED, str(folder), str(runs)],
+        [PYTHON, "-m", "bench.cases.throughput", "quest", str(runs), str(folder)],
         env=env,
         cwd=folder,
         check=True,
         capture_output=True,
         text=True,
     )
-    return float(done.stdout.strip().splitlines()[-1])
+    return 1e6 / float(json.loads(done.stdout)["rate"])
 
 
 def main(argv: list[str]) -> None:

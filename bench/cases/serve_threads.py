@@ -13,12 +13,13 @@ per scheduled run, taken apart: with a 1 s script, ms per second is ms per fire.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .._lib import QUEST, project_env
 
 
 def descendants(pid: int) -> list[int]:
@@ -52,18 +53,12 @@ def main(argv: list[str]) -> None:
     folder = Path(argv[0]).resolve()
     seconds = float(argv[1]) if len(argv) > 1 else 30.0
     isolation = argv[2] if len(argv) > 2 else "process"
-    for leftover in folder.glob("threads.sqlite3*"):
+    for leftover in folder.glob("quest.sqlite3*"):
         leftover.unlink()
-    env = {
-        **os.environ,
-        "QUEST_SCRIPTS_DIR": str(folder / "scripts"),
-        "QUEST_DATABASE_URL": f"sqlite:///{folder / 'threads.sqlite3'}",
-        "QUEST_MODELS": "",
-        "QUEST_BOOTSTRAP": "",
-    }
-    subprocess.run(["quest", "db", "upgrade"], env=env, check=True, capture_output=True)
+    env = project_env(folder)
+    subprocess.run([QUEST, "db", "upgrade"], env=env, check=True, capture_output=True)
     serve = subprocess.Popen(
-        ["quest", "-q", "serve", "--isolation", isolation],
+        [QUEST, "-q", "serve", "--isolation", isolation],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

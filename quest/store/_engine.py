@@ -388,9 +388,8 @@ class Database:
         if prepared is None:
             prepared = self._prepared[key] = _Prepared(statement, self.engine.dialect, values)
         parameters = prepared.parameters(values)
-        group = self.group
-        if group is not None and connection is group._connection:
-            cursor = group._raw.cursor()
+        if self.group is not None:
+            cursor = self.group.driver_of(connection).cursor()
         else:
             cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         dbapi = self.engine.dialect.loaded_dbapi
@@ -518,7 +517,7 @@ class _Scope:
 
     def __enter__(self) -> Unit | None:
         db = self.db
-        current: Unit | None = getattr(db._local, "unit", None)
+        current = db.current()
         if current is not None:
             return current
         unit = self.opened = Unit(self.durable, dict(self.about or {}), db.group)
@@ -796,7 +795,7 @@ class _Group:
                 connection.info.pop(PING, None)
                 if connection.invalidated:
                     self._drop()
-                elif rollback and connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+                elif rollback and self.driver_of(connection).in_transaction:
                     try:
                         self._driver(connection, "ROLLBACK")
                     except BaseException:
@@ -874,16 +873,19 @@ class _Group:
             self._raw = connection.connection.driver_connection
         return self._connection
 
+    def driver_of(self, connection: Connection) -> Any:
+        """The driver's connection under *connection* (the leaders' is read once, when made)."""
+        if connection is self._connection:
+            return self._raw
+        return connection.connection.driver_connection
+
     def _driver(self, connection: Connection, sql: str) -> None:
         """Run *sql* (``BEGIN IMMEDIATE``, ``COMMIT``, ``ROLLBACK``) on the driver; its errors
         are raised as SQLAlchemy's, as a statement's would be."""
         dialect = self.db.engine.dialect
         dbapi = dialect.loaded_dbapi
-        raw: Any = self._raw
-        if connection is not self._connection:
-            raw = connection.connection.driver_connection
         try:
-            raw.execute(sql)
+            self.driver_of(connection).execute(sql)
         except dbapi.Error as exc:
             raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=dialect) from exc
 
