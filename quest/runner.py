@@ -47,7 +47,8 @@ from .timespan import parse_timespan
 
 
 class FollowUp(Protocol):
-    """What to do in the transaction that records a run's end: a serve claims its next run."""
+    """What to do in the transaction that records a run's end: a serve claims its next queued
+    run there, or writes its node's heartbeat."""
 
     def claim(self) -> None: ...
 

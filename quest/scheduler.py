@@ -37,6 +37,10 @@ MAX_MISSED_WALK = 100_000
 SLOT_MEMORY = timedelta(days=2)
 NODE_MEMORY = timedelta(days=1)
 HANDOFF = 0.02
+NODE_BEAT_CARRIED = 2.0
+"""A scheduled run ending up to this many seconds before the node's heartbeat comes due writes
+the heartbeat in its end's transaction: a serve whose scripts fire often never spends a
+transaction of its own on it."""
 HOUSEKEEPING_DEFER = 0.25
 """Housekeeping (a node beat, recovery, pruning, a safety poll of the queue) that comes due this
 many seconds or less before a scheduled slot waits for the slot and runs right after its fire,
@@ -158,6 +162,26 @@ class _Next:
         return rows
 
 
+class _Beat:
+    """The follow-up of a scheduled run's end: the node's heartbeat, when it is nearly due,
+    written in the transaction that records the end."""
+
+    __slots__ = ("before", "serve")
+
+    def __init__(self, serve: Serve) -> None:
+        self.serve = serve
+        self.before: float | None = None
+
+    def claim(self) -> None:
+        self.before = self.serve._carry_node_beat()
+
+    def discard(self) -> None:
+        if self.before is not None:
+            # The end's transaction was replayed write by write: the beat may not have landed.
+            self.serve._last_node_beat = self.before
+            self.before = None
+
+
 @dataclass
 class Serve:
     """Schedules the scripts of one :class:`~quest.app.Quest`."""
@@ -258,6 +282,17 @@ class Serve:
             self.quest.store.beat_node(self.node_id, now)
         except Exception:
             log.warning("node heartbeat failed", exc_info=True)
+
+    def _carry_node_beat(self) -> float | None:
+        """Write the node's heartbeat in the unit of work open in this thread if it comes due
+        within :data:`NODE_BEAT_CARRIED` seconds; the time of the previous beat if it did."""
+        moment = self.clock.monotonic()
+        last = self._last_node_beat
+        if self.node_id is None or moment - last < self.node_every - NODE_BEAT_CARRIED:
+            return None
+        self._last_node_beat = moment
+        self.quest.store.beat_node(self.node_id, self.clock.now())
+        return last
 
     def _skip_disabled(self, script: Script) -> list[Fire]:
         """Say once per start, as a skip, why a script with a schedule is not scheduled."""
@@ -639,7 +674,13 @@ class Serve:
     def _fire(self, entry: _Entry, slot: datetime, trigger: Trigger) -> list[Fire]:
         """Start the run of a slot; the worker claims the slot, so only one serve runs it."""
         script = entry.planned.script
-        request = RunRequest(trigger=trigger, run_id=new_run_id(), scheduled_for=slot, slot=True)
+        request = RunRequest(
+            trigger=trigger,
+            run_id=new_run_id(),
+            scheduled_for=slot,
+            slot=True,
+            follow=_Beat(self),
+        )
         if not self.inline:
             self._workers.submit(self._run, script.name, request)
             return [Fire(script.name, slot, str(request.run_id), trigger)]

@@ -766,3 +766,53 @@ def test_the_first_claim_comes_before_the_start_s_housekeeping_and_after_listeni
         assert order[:3] == ["listening", "claim", "recover"]
         assert serve.node_id is not None
         assert "beat" not in order, "registering stamped the heartbeat; no beat follows at once"
+
+
+def test_a_scheduled_run_s_end_carries_the_node_s_heartbeat_when_it_is_nearly_due(
+    tmp_path: Path, database_url: str, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A heartbeat due within ``NODE_BEAT_CARRIED`` seconds when a scheduled run ends is written
+    in the transaction that records the end, and the loop's own beat then waits a whole beat;
+    further from due, the end carries none. A replayed end gives the beat back to the loop."""
+    from quest.scheduler import NODE_BEAT_CARRIED, _Beat
+
+    with quest_of(tmp_path, database_url, clock, every_minute) as app:
+        clock.set(START)
+        serve = Serve(app, inline=True)
+        serve.start(START)
+        (entry,) = serve.entries.values()
+        beats: list[bool] = []
+        beat = app.store.beat_node
+
+        def counted(node_id: str, now: datetime) -> None:
+            beats.append(app.store.db.current() is not None)
+            beat(node_id, now)
+
+        monkeypatch.setattr(app.store, "beat_node", counted)
+        serve._last_node_beat = clock.monotonic() - serve.node_every + NODE_BEAT_CARRIED + 1
+        clock.advance(0.5)
+        serve._fire(entry, START, Trigger.scheduled)
+        assert beats == []
+
+        serve._last_node_beat = clock.monotonic() - serve.node_every + 1
+        clock.advance(30)
+        ran = serve._fire(entry, START + timedelta(minutes=1), Trigger.scheduled)
+        assert [fire.skipped for fire in ran] == [None]
+        assert beats == [True]  # inside the end's unit of work
+        assert serve._last_node_beat == clock.monotonic()
+        (node,) = [n for n in app.store.nodes() if n["id"] == serve.node_id]
+        assert node["heartbeat_at"].replace(tzinfo=UTC) == clock.now()
+        assert app.store.get_run(ran[0].run_id)["status"] is RunStatus.succeeded
+
+        serve._maintain(clock.now())
+        assert beats == [True]
+        clock.advance(serve.node_every)
+        serve._maintain(clock.now())
+        assert beats == [True, False]  # the loop's own beat, in a transaction of its own
+
+        carried = _Beat(serve)
+        serve._last_node_beat = before = clock.monotonic() - serve.node_every
+        carried.claim()
+        assert serve._last_node_beat == clock.monotonic()
+        carried.discard()
+        assert serve._last_node_beat == before
