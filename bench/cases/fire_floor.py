@@ -15,9 +15,13 @@ like a 1 s interval script:
 - ``wake + thread + sql + worker``: the same, the wake-up handing the fire to a second thread
   as a pool would.
 
-Each process's CPU (its threads and its child, from ``/proc/PID/task/TID/schedstat``) over the
-window, divided by the fires in it, is printed as ``{"kind": ..., "cpu_ms_per_fire": ...}``.
-Linux only. No quest code runs in the window: the schema is made by quest beforehand.
+Beside them in the same window, for scale: plain APScheduler firing a no-op every second (figure
+4's peer, nothing recorded) and ``quest -q serve`` on a project whose one script ticks every second
+(figure 4's contender: process isolation, JobLog on SQLite).
+
+Each process's CPU (its threads and its descendants, from ``/proc/PID/task/TID/schedstat``) over
+the window, divided by the fires in it, is printed as ``{"kind": ..., "cpu_ms_per_fire": ...}``.
+Linux only. In the four floors no quest code runs: the schema is made by quest beforehand.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ import os
 import pickle
 import queue
 import select
+import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,6 +43,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from .._lib import PYTHON, QUEST, ROOT, bench_env, project_env
+from .._projects import TICK, project
 from .replay import LEASE, schema, stamp
 from .serve_threads import on_cpu
 
@@ -145,6 +153,8 @@ def main(argv: list[str]) -> None:
                 finally:
                     os._exit(0)
             pids[kind] = pid
+        peers = _peers(Path(scratch), begin, seconds)
+        pids.update({kind: process.pid for kind, process in peers.items()})
         time.sleep(max(0.0, begin + 1.5 - time.time()))
         before = {kind: on_cpu(pid) for kind, pid in pids.items()}
         time.sleep(seconds)
@@ -155,8 +165,29 @@ def main(argv: list[str]) -> None:
                 json.dumps({"kind": kind, "cpu_ms_per_fire": round(spent / seconds / 1e6, 3)}),
                 flush=True,
             )
-        for pid in pids.values():
-            os.waitpid(pid, 0)
+        for process in peers.values():
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+        for kind, pid in pids.items():
+            if kind not in peers:
+                os.waitpid(pid, 0)
+
+
+def _peers(scratch: Path, begin: float, seconds: float) -> dict[str, subprocess.Popen[bytes]]:
+    """APScheduler and ``quest serve``, firing every second over the window."""
+    folder = project(scratch / "quest", tick=TICK)
+    env = project_env(folder)
+    subprocess.run([QUEST, "db", "upgrade"], env=env, check=True, capture_output=True)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    return {
+        "APScheduler": subprocess.Popen(
+            [PYTHON, "-m", "bench.cases.aps", "fire", str(begin), str(begin + seconds + 3)],
+            env=bench_env(),
+            cwd=ROOT,
+            **quiet,
+        ),
+        "quest serve": subprocess.Popen([QUEST, "-q", "serve"], env=env, **quiet),
+    }
 
 
 if __name__ == "__main__":
