@@ -155,6 +155,22 @@ def _file_name(path: str) -> str:
     return script_name(Path(Path(path).name))
 
 
+INTERRUPTED = 130
+"""``quest run``'s exit status when the run was interrupted (as a shell reports Ctrl-C)."""
+
+
+def _interrupted(app: Any, name: str, run_id: str) -> str:
+    """What ``quest run`` says when the run it ran was interrupted: what was recorded of it."""
+    try:
+        row = app.store.get_run(run_id)
+    except Exception:
+        row = None
+    if row is None:
+        return f"{name}: interrupted before run {run_id} was recorded; nothing ran"
+    status = getattr(row["status"], "value", row["status"])
+    return f"{name}: interrupted; run {run_id} is recorded {status} (quest history {name})"
+
+
 def _collect(script: Script, params: dict[str, Any]) -> dict[str, Any]:
     return {key: params[key] for key in script.inputs if params.get(key) is not None}
 
@@ -176,7 +192,7 @@ def _make_run(script: Script) -> click.Command:
     def callback(**params: Any) -> None:
         from quest import redact
         from quest.errors import InvalidInputs
-        from quest.runner import RunRequest
+        from quest.runner import RunRequest, new_run_id
 
         ctx = click.get_current_context()
         app = get_app(ctx)
@@ -191,13 +207,19 @@ def _make_run(script: Script) -> click.Command:
             except InvalidInputs as exc:
                 raise _bad_inputs(script, exc) from None
         request = RunRequest(
+            run_id=new_run_id(),
             retry=True if params.get("retry") else None,
             wait=bool(params.get("wait")),
         )
         # Everything this command prints or logs about the run is scrubbed of its secrets.
         with redact.active(redact.sensitive_values(inputs, script.inputs)):
             with user_errors(), _showing_progress(app):
-                outcome = app.runner.run(script.name, inputs, request)
+                try:
+                    outcome = app.runner.run(script.name, inputs, request)
+                except KeyboardInterrupt:
+                    # Ctrl-C, or the script raised KeyboardInterrupt.
+                    click.echo(_interrupted(app, script.name, str(request.run_id)), err=True)
+                    ctx.exit(INTERRUPTED)
                 while outcome.retry_run_id is not None and params.get("retry"):
                     _report(outcome, as_json=False)
                     retried = _retry_here(app, outcome)

@@ -292,6 +292,44 @@ def test_a_script_calling_sys_exit_is_a_failed_run_and_exits_1(app: Quest) -> No
     assert run["status"] == "failed" and run["error"] == "SystemExit: 4"
 
 
+def test_a_run_interrupted_says_what_was_recorded_and_exits_130(
+    tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A script raising ``KeyboardInterrupt`` (what Ctrl-C raises): the run is recorded
+    ``interrupted``, and ``quest run`` says so with its id instead of click's ``Aborted!``. Ctrl-C
+    before the run was recorded says that nothing ran."""
+    folder = write_scripts(
+        tmp_path / "scripts",
+        {
+            "halts.py": """\
+                from quest import script
+
+                @script()
+                def halts(inputs, ctx):
+                    raise KeyboardInterrupt
+                """
+        },
+    )
+    with temporary_quest(tmp_path, scripts_dir=folder, clock=clock) as app:
+        result = invoke(app, "run", "halts")
+
+        assert result.exit_code == 130, result.output
+        assert "Aborted" not in result.output
+        [run] = history(app, "halts")
+        assert run["status"] == "interrupted"
+        assert f"halts: interrupted; run {run['run_id']} is recorded interrupted" in result.stderr
+
+        def stopped(*args: Any, **kwargs: Any) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(app.runner, "_admit", stopped)
+        result = invoke(app, "run", "halts")
+        assert result.exit_code == 130, result.output
+        assert "halts: interrupted before run " in result.stderr
+        assert "was recorded; nothing ran" in result.stderr
+        assert len(history(app, "halts")) == 1
+
+
 # -- bad input: exit 2, one clear screen, nothing recorded --------------------------------------
 
 
