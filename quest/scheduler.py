@@ -211,6 +211,11 @@ class Serve:
     node_every: float = 5.0
     _last_node_beat: float = float("-inf")
     _queued_active: int = 0
+    _unstarted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Queued rows this serve has claimed (they are ``running``) whose run has not begun."""
+    _released: bool = False
+    """Set at shutdown: claimed rows that had not begun went back to the queue, and no more
+    begin here."""
     _limits: dict[str, Limits] = field(default_factory=dict)
     pool: WorkerPool | None = None
     metrics: Metrics | None = None
@@ -384,7 +389,7 @@ class Serve:
             self._queued_active += free
         rows: list[dict[str, Any]] = []
         try:
-            rows = self._claim(now, free)
+            rows = self._hold(self._claim(now, free))
         finally:
             with self._lock:
                 self._queued_active -= free - len(rows)
@@ -394,6 +399,37 @@ class Serve:
             else:
                 self._workers.submit(self._run_queued, row)
         return [row["id"] for row in rows], len(rows) >= free
+
+    def _hold(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Note claimed *rows* as not begun yet; after shutdown, give them back instead."""
+        with self._lock:
+            if not self._released:
+                self._unstarted.update((row["id"], row) for row in rows)
+                return rows
+        self._give_back(rows)
+        return []
+
+    def _begin(self, row: dict[str, Any]) -> bool:
+        """Whether the claimed *row* may begin here (``False`` once shutdown gave it back)."""
+        with self._lock:
+            if self._released:
+                return False
+            self._unstarted.pop(row["id"], None)
+            return True
+
+    def _give_back(self, rows: list[dict[str, Any]]) -> None:
+        """Return claimed rows that never began to the queue, due when they were."""
+        for row in rows:
+            due = row.get("run_after") or self.clock.now()
+            try:
+                self.quest.store.requeue(row["id"], run_after=due)
+            except Exception:
+                log.warning(
+                    "could not give claimed run %s back to the queue; recovery will",
+                    row["id"],
+                    exc_info=True,
+                    extra={"run_id": row["id"], "script": row.get("name")},
+                )
 
     def _claim(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         rows = self.quest.store.claim_queued(
@@ -597,6 +633,10 @@ class Serve:
 
     def _shutdown(self, grace: float) -> list[str]:
         self._workers.join(grace)
+        with self._lock:
+            self._released = True
+            unstarted, self._unstarted = list(self._unstarted.values()), {}
+        self._give_back(unstarted)
         runner = self.quest.runner
         if not runner.active_runs():
             return []
@@ -719,6 +759,8 @@ class Serve:
         next_row: dict[str, Any] | None = row
         while next_row is not None:
             current, next_row = next_row, None
+            if not self._begin(current):
+                break
             follow = None if self.inline else _Next(self)
             try:
                 outcome = self.quest.run_claimed(current, follow)
@@ -734,7 +776,7 @@ class Serve:
                     extra={"script": current["name"], "run_id": current["id"]},
                 )
             if follow is not None:
-                rows = follow.rows
+                rows = self._hold(follow.rows)
                 next_row = rows[0] if rows else None
         with self._lock:
             self._queued_active -= 1

@@ -816,3 +816,37 @@ def test_a_scheduled_run_s_end_carries_the_node_s_heartbeat_when_it_is_nearly_du
         assert serve._last_node_beat == clock.monotonic()
         carried.discard()
         assert serve._last_node_beat == before
+
+
+def test_shutdown_gives_claimed_runs_that_never_began_back_to_the_queue(
+    tmp_path: Path, database_url: str, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows claimed for runs whose threads had not begun them when the grace ended (``--grace
+    0``) go back to the queue at once, due when they were, instead of staying ``running`` until
+    recovery; a thread that reaches one afterwards leaves it alone, and another serve runs it."""
+    started.clear()
+    clock.set(START)
+    with quest_of(tmp_path, database_url, clock, queued_ping) as app:
+        ids = {app.enqueue("queued-ping") for _ in range(3)}
+        serve = Serve(app, concurrency=2)
+        serve.start(START)
+        handed: list[tuple[Any, ...]] = []
+        monkeypatch.setattr(serve._workers, "submit", lambda *task: handed.append(task))
+        claimed = serve.drain(START)
+        assert len(claimed) == 2 and len(handed) == 2
+        assert {app.store.get_run(i)["status"] for i in claimed} == {RunStatus.running}
+
+        assert serve.shutdown(grace=0) == []
+        for run_id in claimed:
+            row = app.store.get_run(run_id)
+            assert row["status"] is RunStatus.queued
+            assert row["owner_pid"] is None and row["started_at"] is None
+        for task, *args in handed:
+            task(*args)  # the run threads, late
+        assert not started.is_set()
+        assert {app.store.get_run(i)["status"] for i in ids} == {RunStatus.queued}
+
+        other = Serve(app, concurrency=4, inline=True)
+        other.start(START)
+        assert set(other.drain(START)) == ids
+        assert {app.store.get_run(i)["status"] for i in ids} == {RunStatus.succeeded}
