@@ -423,6 +423,52 @@ def test_fifty_queued_runs_drained_with_concurrency_4(tmp_path: Path, served: li
     assert 1 < peak <= 4
 
 
+def test_a_grace_0_stop_mid_drain_leaves_nothing_running_and_loses_no_run(
+    tmp_path: Path, served: list[Served]
+) -> None:
+    """``--grace 0`` stops a draining serve at once: the runs it had begun are recorded
+    ``interrupted``, the runs it had claimed but not begun are back in the queue, nothing is left
+    ``running``; the next serve runs every queued run once."""
+    from quest.app import Quest
+    from quest.config import load_settings
+
+    project = make_project(tmp_path, {"work.py": WORK})
+    app = Quest(load_settings(project.root, environ=project.env))
+    try:
+        ids = {app.enqueue("work", {"n": n}) for n in range(120)}
+    finally:
+        app.close()
+    first = project.serve("--concurrency", "4", "--grace", "0", name="first")
+    served.append(first)
+    poll(
+        lambda: sum(r["status"].value == "succeeded" for r in project.rows("work")) >= 8,
+        20,
+        "some succeeded runs",
+    )
+    assert first.stop()[0] == 0
+    statuses = [r["status"].value for r in project.rows("work")]
+    assert "running" not in statuses
+    assert statuses.count("interrupted") <= 4
+    assert "queued" in statuses
+
+    second = project.serve("--concurrency", "4", name="second")
+    served.append(second)
+    poll(
+        lambda: all(r["status"].value != "queued" for r in project.rows("work")),
+        30,
+        "the queue drained",
+    )
+    assert second.stop()[0] == 0
+    runs = project.rows("work")
+    assert {r["id"] for r in runs} == ids
+    assert {r["status"].value for r in runs} <= {"succeeded", "interrupted"}
+    executions = sorted(map(int, (project.root / "executions.txt").read_text().split()))
+    assert len(executions) == len(set(executions)), "no run executed twice"
+    succeeded = {r["inputs"]["n"] for r in runs if r["status"].value == "succeeded"}
+    assert succeeded <= set(executions)
+    assert len(succeeded) >= 120 - 4
+
+
 def test_a_killed_serve_s_run_is_abandoned_and_retried_by_the_next(
     tmp_path: Path, served: list[Served]
 ) -> None:
