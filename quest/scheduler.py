@@ -418,11 +418,16 @@ class Serve:
             return True
 
     def _give_back(self, rows: list[dict[str, Any]]) -> None:
-        """Return claimed rows that never began to the queue, due when they were."""
+        """Return claimed rows that never began to the queue, due when they were, with the
+        overlap lease a claim may have taken for one (a retry of a scheduled run)."""
+        store = self.quest.store
         for row in rows:
             due = row.get("run_after") or self.clock.now()
             try:
-                self.quest.store.requeue(row["id"], run_after=due)
+                with store.unit():
+                    store.requeue(row["id"], run_after=due)
+                    if row["name"] in self._leases:
+                        store.release_lease(row["name"], run_id=row["id"])
             except Exception:
                 log.warning(
                     "could not give claimed run %s back to the queue; recovery will",

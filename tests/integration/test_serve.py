@@ -835,12 +835,20 @@ def test_shutdown_gives_claimed_runs_that_never_began_back_to_the_queue(
         claimed = serve.drain(START)
         assert len(claimed) == 2 and len(handed) == 2
         assert {app.store.get_run(i)["status"] for i in claimed} == {RunStatus.running}
+        # As a claim of a scheduled run's retry does: the overlap lease taken for the row.
+        ttl = timedelta(seconds=30)
+        serve._leases["queued-ping"] = ttl
+        owner = app.runner.owner
+        assert app.store.acquire_lease(
+            "queued-ping", run_id=claimed[0], owner=owner, now=START, ttl=ttl
+        )
 
         assert serve.shutdown(grace=0) == []
         for run_id in claimed:
             row = app.store.get_run(run_id)
             assert row["status"] is RunStatus.queued
             assert row["owner_pid"] is None and row["started_at"] is None
+        assert app.store.lease("queued-ping") is None
         for task, *args in handed:
             task(*args)  # the run threads, late
         assert not started.is_set()
