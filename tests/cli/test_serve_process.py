@@ -386,24 +386,35 @@ def test_the_queue_check_retries_and_discard(tmp_path: Path, served: list[Served
     assert SECRET not in queued.stdout + queued.stderr
 
 
-def test_fifty_queued_runs_drained_with_concurrency_4(tmp_path: Path, served: list[Served]) -> None:
+def enqueue_work(project: Project, count: int) -> set[str]:
+    """Queue *count* runs of ``work`` (``n`` from 0), as a web app would; their ids."""
     from quest.app import Quest
     from quest.config import load_settings
 
-    project = make_project(tmp_path, {"work.py": WORK})
     app = Quest(load_settings(project.root, environ=project.env))
     try:
-        ids = {app.enqueue("work", {"n": n}) for n in range(50)}
+        return {app.enqueue("work", {"n": n}) for n in range(count)}
     finally:
         app.close()
-    serve = project.serve("--concurrency", "4")
+
+
+def serve_until(project: Project, served: list[Served], succeeded: int, *args: str) -> None:
+    """Run ``quest serve *args`` until *succeeded* runs of ``work`` have succeeded, then stop it
+    with SIGTERM (exit 0)."""
+    serve = project.serve(*args)
     served.append(serve)
     poll(
-        lambda: sum(r["status"].value == "succeeded" for r in project.rows("work")) >= 50,
+        lambda: sum(r["status"].value == "succeeded" for r in project.rows("work")) >= succeeded,
         20,
-        "50 succeeded runs",
+        f"{succeeded} succeeded runs",
     )
     assert serve.stop()[0] == 0
+
+
+def test_fifty_queued_runs_drained_with_concurrency_4(tmp_path: Path, served: list[Served]) -> None:
+    project = make_project(tmp_path, {"work.py": WORK})
+    ids = enqueue_work(project, 50)
+    serve_until(project, served, 50, "--concurrency", "4")
 
     runs = project.history()
     assert len(runs) == 50
@@ -429,23 +440,9 @@ def test_a_grace_0_stop_mid_drain_leaves_nothing_running_and_loses_no_run(
     """``--grace 0`` stops a draining serve at once: the runs it had begun are recorded
     ``interrupted``, the runs it had claimed but not begun are back in the queue, nothing is left
     ``running``; the next serve runs every queued run once."""
-    from quest.app import Quest
-    from quest.config import load_settings
-
     project = make_project(tmp_path, {"work.py": WORK})
-    app = Quest(load_settings(project.root, environ=project.env))
-    try:
-        ids = {app.enqueue("work", {"n": n}) for n in range(120)}
-    finally:
-        app.close()
-    first = project.serve("--concurrency", "4", "--grace", "0", name="first")
-    served.append(first)
-    poll(
-        lambda: sum(r["status"].value == "succeeded" for r in project.rows("work")) >= 8,
-        20,
-        "some succeeded runs",
-    )
-    assert first.stop()[0] == 0
+    ids = enqueue_work(project, 120)
+    serve_until(project, served, 8, "--concurrency", "4", "--grace", "0")
     statuses = [r["status"].value for r in project.rows("work")]
     assert "running" not in statuses
     assert statuses.count("interrupted") <= 4
