@@ -45,7 +45,7 @@ from pathlib import Path
 
 from .._lib import PYTHON, QUEST, ROOT, bench_env, project_env
 from .._projects import TICK, project
-from .replay import LEASE, schema, stamp
+from .replay import END, LEASE, schema, stamp
 from .serve_threads import on_cpu
 
 SLOT = (
@@ -60,11 +60,6 @@ START = (
     " VALUES (?, 'tick', 'running', 'scheduled', 1, 1, ?, NULL, '{}', ?, ?, ?, ?, 'bench', 1)"
 )
 RELEASE = "DELETE FROM quest_leases WHERE name = 'tick' AND run_id = ?"
-END = (
-    "UPDATE quest_job_log SET status = 'succeeded', max_attempts = 1, finished_at = ?,"
-    " duration_ms = 0, result = 'null', error = NULL, traceback = NULL"
-    " WHERE id = ? AND status = 'running'"
-)
 KINDS = ("wake", "wake + sql", "wake + sql + worker", "wake + thread + sql + worker")
 
 

@@ -164,7 +164,7 @@ def _interrupted(app: Any, name: str, run_id: str) -> str:
     try:
         row = app.store.get_run(run_id)
     except Exception:
-        row = None
+        return f"{name}: interrupted; what was recorded of run {run_id} could not be read"
     if row is None:
         return f"{name}: interrupted before run {run_id} was recorded; nothing ran"
     status = getattr(row["status"], "value", row["status"])
