@@ -35,6 +35,7 @@ from .progress import EVERY, KIND, Reading
 from .results import Captured, capture, exception_text
 from .signals import (
     JobEvent,
+    Later,
     emit,
     job_complete,
     job_error,
@@ -132,6 +133,27 @@ class _Active:
     lasted until ``watch_at`` (``time.monotonic()``), or must wait for a worker (a run that ends
     before never wakes the heartbeat)."""
     watch_at: float = 0.0
+
+
+@dataclass(slots=True, eq=False)
+class Begun:
+    """A run whose start is recorded, waiting for its call: see :meth:`Runner.begin`."""
+
+    script: Script
+    inputs: Inputs
+    request: RunRequest
+    base: JobEvent
+    """The start's event, which the end's builds on."""
+    active: _Active
+    hidden: list[Any]
+    """The values of the run's sensitive inputs."""
+    ctx: Context
+    t0: float
+    secret_scope: int | None
+
+    @property
+    def run_id(self) -> str:
+        return self.base.run_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +266,24 @@ class Runner:
         The start (slot claim, overlap lease, JobLog row) is one transaction and the end (the row
         finished, a retry queued, the lease released) another.
         """
+        begun = self.begin(name, inputs, request)
+        if isinstance(begun, RunOutcome):
+            return begun
+        try:
+            value = self._call(begun.script, begun.inputs, begun.ctx, begun.active)
+        except BaseException as exc:
+            return self.finish(begun, failure=exc)
+        return self.finish(begun, value)
+
+    def begin(
+        self,
+        name: str,
+        inputs: Mapping[str, Any] | Inputs | None = None,
+        request: RunRequest | None = None,
+    ) -> Begun | RunOutcome:
+        """The first half of :meth:`run`: record the start; what the call needs, or the outcome
+        of a run refused (a slot taken, a lease held). Every :class:`Begun` is then ended by
+        :meth:`finish`, with what its call returned or raised."""
         request = request or RunRequest()
         if isinstance(inputs, Inputs):
             script = self.registry.get(name)
@@ -261,33 +301,41 @@ class Runner:
                 self._wait_for_lease(script, run_id, lease_ttl)
         active = _Active(script, run_id, lease_ttl)
         hidden = _sensitive(script, validated)
-        with self.store.unit():
-            refusal = self._admit(script, validated, request, run_id, lease_ttl)
-            if refusal is not None:
-                return refusal
-            start = self._start(script, validated, request, run_id, hidden)
-        active.event = start
-        if self._in_worker(script) and self._may_watch_late(lease_ttl):
-            active.watch = functools.partial(self._watch, active)
-            active.watch_at = time.monotonic() + WATCH_AFTER
-            with self._lock:
-                self._active[run_id] = active
-        else:
-            self._watch(active, adding=True)
-        secret_scope = redact.register(hidden) if hidden else None
-        ended = False
         try:
-            outcome = self._execute(script, validated, request, start, active, hidden)
-            ended = True
-            return outcome
-        finally:
-            if secret_scope is not None:
-                redact.unregister(secret_scope)
-            self.logs.end(run_id)
+            with self.store.unit():
+                refusal = self._admit(script, validated, request, run_id, lease_ttl)
+                if refusal is not None:
+                    return refusal
+                start = self._start(script, validated, request, run_id, hidden)
+            active.event = start
+            if self._in_worker(script) and self._may_watch_late(lease_ttl):
+                active.watch = functools.partial(self._watch, active)
+                active.watch_at = time.monotonic() + WATCH_AFTER
+                with self._lock:
+                    self._active[run_id] = active
+            else:
+                self._watch(active, adding=True)
+            ctx = self.context(
+                script,
+                run_id=run_id,
+                now=start.timestamp,
+                trigger=request.trigger,
+                attempt=request.attempt,
+                max_attempts=start.max_attempts,
+                scheduled_for=request.scheduled_for,
+                key=request.key,
+                root_id=request.root_id or run_id,
+            )
+        except BaseException:
             with self._lock:
                 self._active.pop(run_id, None)
-            if lease_ttl is not None and not ended:
+            if lease_ttl is not None:
                 self.store.release_lease(script.name, run_id=run_id)
+            raise
+        scope = redact.register(hidden) if hidden else None
+        return Begun(
+            script, validated, request, start, active, hidden, ctx, self.clock.monotonic(), scope
+        )
 
     def _admit(
         self,
@@ -668,30 +716,54 @@ class Runner:
             )
         return event
 
-    def _execute(
+    def finish(
         self,
-        script: Script,
-        inputs: Inputs,
-        request: RunRequest,
-        base: JobEvent,
-        active: _Active,
-        hidden: list[Any],
+        begun: Begun,
+        value: Any = None,
+        failure: BaseException | None = None,
+        *,
+        later: list[Later] | None = None,
     ) -> RunOutcome:
-        run_id = base.run_id
-        started = base.timestamp
-        max_attempts = base.max_attempts
-        t0 = self.clock.monotonic()
-        ctx = self.context(
-            script,
-            run_id=run_id,
-            now=started,
-            trigger=request.trigger,
-            attempt=request.attempt,
-            max_attempts=max_attempts,
-            scheduled_for=request.scheduled_for,
-            key=request.key,
-            root_id=request.root_id or run_id,
+        """The second half of :meth:`run`: record how *begun*'s call ended (it returned *value*,
+        or raised *failure*) and return the outcome.
+
+        With *later*, the end is written in the unit of work open in this thread, which the
+        caller commits (the ends of several runs together), and what the receivers of the end
+        signal other than the recorder have to do is appended to *later*, to be done once it has
+        committed (:func:`quest.signals.emit_later`).
+        """
+        ended = False
+        try:
+            outcome = self._end(begun, value, failure, later)
+            ended = True
+            return outcome
+        finally:
+            if begun.secret_scope is not None:
+                redact.unregister(begun.secret_scope)
+            run_id = begun.base.run_id
+            self.logs.end(run_id)
+            with self._lock:
+                self._active.pop(run_id, None)
+            if begun.active.lease_ttl is not None and not ended:
+                self.store.release_lease(begun.script.name, run_id=run_id)
+
+    def _end(
+        self,
+        begun: Begun,
+        value: Any,
+        failure: BaseException | None,
+        later: list[Later] | None,
+    ) -> RunOutcome:
+        script, inputs, request, active, hidden = (
+            begun.script,
+            begun.inputs,
+            begun.request,
+            begun.active,
+            begun.hidden,
         )
+        base = begun.base
+        run_id = base.run_id
+        max_attempts = base.max_attempts
         status = RunStatus.succeeded
         result: Any = None
         error: str | None = None
@@ -700,14 +772,17 @@ class Runner:
         retry_id: str | None = None
         escaping: BaseException | None = None
         try:
-            try:
-                value = self._call(script, inputs, ctx, active)
-            finally:
-                ctx.progress.flush()
-                self.flush_progress([active], final=True)
-            result = value.value if isinstance(value, Captured) else capture(value)
-            result = redact.scrub_value(result, hidden)
+            begun.ctx.progress.flush()
+            self.flush_progress([active], final=True)
+            if failure is None:
+                result = value.value if isinstance(value, Captured) else capture(value)
+                result = redact.scrub_value(result, hidden)
         except BaseException as exc:
+            if failure is None:
+                failure = exc
+        if failure is not None:
+            exc = failure
+            result = None
             if isinstance(exc, KeyboardInterrupt) and not active.interrupted:
                 escaping = exc
             error, trace = _describe(exc, hidden)
@@ -720,7 +795,7 @@ class Runner:
         if status is RunStatus.failed and request.attempt < max_attempts and escaping is None:
             retry_at, retry_id = self._retry_plan(script, request)
         finished = self.clock.now()
-        duration_ms = max(0, round((self.clock.monotonic() - t0) * 1000))
+        duration_ms = max(0, round((self.clock.monotonic() - begun.t0) * 1000))
         end = JobEvent(
             **{
                 **_fields(base),
@@ -750,7 +825,8 @@ class Runner:
                 job_complete if status is RunStatus.succeeded else job_error,
                 self,
                 end,
-                between=self.store.flush,
+                between=None if later is not None else self.store.flush,
+                later=later,
             )
         if request.follow is not None and unit is not None and unit.replayed:
             request.follow.discard()

@@ -145,28 +145,46 @@ def recorded_first(receiver: F) -> F:
     return receiver
 
 
+Later = tuple[NamedSignal, object, JobEvent, list[Callable[..., Any]]]
+"""A signal sent to its first receivers only, and what remains of it: see :func:`emit`."""
+
+
 def emit(
     signal: NamedSignal,
     sender: object,
     event: JobEvent,
     *,
     between: Callable[[], None] | None = None,
+    later: list[Later] | None = None,
 ) -> None:
     """Send *event* to every receiver; a receiver that raises is logged and skipped.
 
     Receivers marked :func:`recorded_first` are called first, then *between* (the runner commits
-    its transaction there), then the others. Every receiver gets the event scrubbed of the
-    sensitive values registered in this process (:func:`scrubbed`).
+    its transaction there), then the others. With *later*, the others are not called: what they
+    are owed is appended to it, for :func:`emit_later` once the caller has committed. Every
+    receiver gets the event scrubbed of the sensitive values registered in this process
+    (:func:`scrubbed`).
     """
     event = scrubbed(event)
     receivers = list(signal.receivers_for(sender)) if signal.receivers else []
     first = [r for r in receivers if getattr(r, "quest_first", False)]
     for receiver in first:
         _call(signal, receiver, sender, event)
+    rest = [r for r in receivers if not getattr(r, "quest_first", False)]
+    if later is not None:
+        if rest:
+            later.append((signal, sender, event, rest))
+        return
     if between is not None:
         between()
-    for receiver in receivers:
-        if not getattr(receiver, "quest_first", False):
+    for receiver in rest:
+        _call(signal, receiver, sender, event)
+
+
+def emit_later(pending: list[Later]) -> None:
+    """Call the receivers :func:`emit` left in *pending*, in order."""
+    for signal, sender, event, receivers in pending:
+        for receiver in receivers:
             _call(signal, receiver, sender, event)
 
 
