@@ -777,19 +777,18 @@ class Runner:
             if failure is None:
                 result = value.value if isinstance(value, Captured) else capture(value)
                 result = redact.scrub_value(result, hidden)
-        except BaseException as exc:
+        except BaseException as raised:
             if failure is None:
-                failure = exc
+                failure = raised
         if failure is not None:
-            exc = failure
             result = None
-            if isinstance(exc, KeyboardInterrupt) and not active.interrupted:
-                escaping = exc
-            error, trace = _describe(exc, hidden)
-            status = _status_for(exc, script, active)
-            if isinstance(exc, KeyboardInterrupt) or (
+            if isinstance(failure, KeyboardInterrupt) and not active.interrupted:
+                escaping = failure
+            error, trace = _describe(failure, hidden)
+            status = _status_for(failure, script, active)
+            if isinstance(failure, KeyboardInterrupt) or (
                 # raised in a worker process: the same outcome as in this one
-                isinstance(exc, ScriptFailed) and exc.failure.interrupt
+                isinstance(failure, ScriptFailed) and failure.failure.interrupt
             ):
                 status = RunStatus.interrupted
         if status is RunStatus.failed and request.attempt < max_attempts and escaping is None:
