@@ -140,6 +140,8 @@ class WorkerPool:
         self.recycled = 0
         self._typical = BRIEF
         """How long runs have taken lately, from hand-off to answer (a moving average)."""
+        self.on_idle: Callable[[], None] | None = None
+        """Called (from any thread) when a worker becomes idle: see :meth:`take_idle`."""
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -209,41 +211,123 @@ class WorkerPool:
         a ``quest cancel`` or the timeout stops the run, and its ``interrupted`` / ``cancelled_by``
         say why it was stopped.
         """
-        job = Job(
+        job = self._job(script, inputs, ctx)
+        worker = self._hand(job, active.watch, patient=not ctx.trigger.queued)
+        db = self.quest.store.db
+        if self._typical < BRIEF:
+            db.expect()  # its end is likely to come before a group commit under way is written
+        flight = self._flight(worker, script, job, ctx, active, timeout)
+        try:
+            while not flight.over:
+                wait = flight.due(time.monotonic())
+                if flight.over:
+                    break
+                try:
+                    ready = worker.channel.poll(wait)
+                except OSError:
+                    flight.over = True
+                    break
+                if ready:
+                    flight.read()
+                else:
+                    flight.check_exit()
+        finally:
+            if flight.done is not None:
+                db.expect()  # this thread records the run's end next
+        return self.settle(flight)
+
+    def take_idle(self, want: int = 1) -> Worker | None:
+        """An idle worker, checked out, or ``None``: then workers are forked, up to ``size`` and
+        *want* on their way, and :attr:`on_idle` is called as each becomes idle."""
+        with self._changed:
+            if self._idle:
+                worker = self._idle.pop()
+                self._busy.add(worker)
+                return worker
+            if self._closed:
+                raise RunInterrupted("stopped by shutdown")
+            while (
+                self._pending < want
+                and len(self._idle) + len(self._busy) + self._pending < self.size
+                and self._control is not None
+            ):
+                self._spawn_locked()
+            return None
+
+    def put_back(self, worker: Worker) -> None:
+        """Return a worker from :meth:`take_idle` that was given no run."""
+        with self._changed:
+            self._busy.discard(worker)
+            if self._closed:
+                _send(worker.channel, STOP)
+                worker.channel.close()
+                return
+            self._idle.append(worker)
+            self._changed.notify_all()
+            self._idled()
+
+    def launch(
+        self,
+        worker: Worker,
+        script: Script,
+        inputs: Inputs,
+        ctx: Context,
+        active: Any,
+        timeout: float | None,
+    ) -> Flight | None:
+        """Hand a run to *worker* (from :meth:`take_idle`); ``None`` if it could not take it
+        (it was found dead, and is replaced)."""
+        job = self._job(script, inputs, ctx)
+        try:
+            worker.channel.send(job)
+        except (OSError, ValueError):
+            self._give_back(worker, healthy=False)
+            return None
+        return self._flight(worker, script, job, ctx, active, timeout)
+
+    def settle(self, flight: Flight) -> Any:
+        """Give *flight*'s worker back and return what its run returned; raise what it ended
+        with (the run's own exception, or why it was stopped)."""
+        active, stop, worker, done = flight.active, flight.stop, flight.worker, flight.done
+        healthy = done is not None
+        if healthy:
+            self._typical += (time.monotonic() - flight.handed - self._typical) * 0.2
+        try:
+            active.cancel = None
+            if done is not None and done.modules:
+                self._teach(worker, done.modules)
+        finally:
+            self._give_back(worker, healthy, spent=done is not None and done.spent)
+        if stop.reason is not None or done is None:
+            raise self._why_stopped(active, stop, worker, flight.timeout)
+        if done.failure is not None:
+            done.failure.reraise()
+        return done.result
+
+    def _job(self, script: Script, inputs: Inputs, ctx: Context) -> Job:
+        return Job(
             run_id=ctx.run_id,
             name=script.name,
             inputs=inputs.model_dump(),
             context=portable(ctx.identity()),
             secrets=tuple(sensitive_values(inputs, script.inputs)),
         )
-        worker = self._hand(job, active.watch, patient=not ctx.trigger.queued)
-        handed = time.monotonic()
-        db = self.quest.store.db
-        if self._typical < BRIEF:
-            db.expect()  # its end is likely to come before a group commit under way is written
+
+    def _flight(
+        self,
+        worker: Worker,
+        script: Script,
+        job: Job,
+        ctx: Context,
+        active: Any,
+        timeout: float | None,
+    ) -> Flight:
         stop = _Stop(worker, script.is_async, job.run_id, ctx._report)
         active.cancel = stop
+        flight = Flight(self, worker, stop, active, timeout)
         if active.cancelled_by is not None or active.interrupted:
             stop()  # asked for before the run could be stopped (while it waited for a worker)
-        deadline = None if timeout is None else handed + timeout
-        healthy = False
-        done: Done | None = None
-        try:
-            done = self._await(worker, stop, deadline, active.watch, active.watch_at)
-            healthy = done is not None
-            answered = time.monotonic()
-            self._typical += (answered - handed - self._typical) * 0.2
-            db.expect()  # this thread records the run's end next
-        finally:
-            active.cancel = None
-            if done is not None and done.modules:
-                self._teach(worker, done.modules)
-            self._give_back(worker, healthy, spent=done is not None and done.spent)
-        if stop.reason is not None or done is None:
-            raise self._why_stopped(active, stop, worker, timeout)
-        if done.failure is not None:
-            done.failure.reraise()
-        return done.result
+        return flight
 
     def _hand(
         self, job: Job, waiting: Callable[[], None] | None = None, *, patient: bool = False
@@ -258,52 +342,6 @@ class WorkerPool:
                 return worker
             except (OSError, ValueError):
                 self._give_back(worker, healthy=False)
-
-    def _await(
-        self,
-        worker: Worker,
-        stop: _Stop,
-        deadline: float | None,
-        watch: Callable[[], None] | None,
-        watch_at: float,
-    ) -> Done | None:
-        """The worker's answer (``None`` if the worker died first); *watch* is called once the
-        run has lasted until *watch_at*."""
-        while True:
-            wait = 1.0
-            now = time.monotonic()
-            if watch is not None:
-                if now >= watch_at:
-                    watch()
-                    watch = None
-                else:
-                    wait = min(wait, watch_at - now)
-            if stop.kill_at is not None:
-                if now >= stop.kill_at:
-                    _kill_worker(worker.pid)
-                    stop.kill_at = None
-                else:
-                    wait = min(wait, stop.kill_at - now)
-            if deadline is not None and stop.reason is None:
-                if now >= deadline:
-                    stop("timeout")
-                    continue
-                wait = min(wait, deadline - now)
-            try:
-                ready = worker.channel.poll(max(min(wait, EXIT_CHECK_EVERY), 0.0))
-                if not ready:
-                    if self._exited(worker):
-                        return None
-                    continue
-                message = worker.channel.recv()
-            except (EOFError, OSError):
-                return None
-            if isinstance(message, Report) and message.run_id == stop.run_id:
-                stop.report(message.kind, message.payload)
-                continue
-            if isinstance(message, Done) and message.run_id == stop.run_id:
-                worker.rss = message.rss
-                return message
 
     def _exited(self, worker: Worker) -> bool:
         """Whether the template reported *worker* ended (or the template itself is gone)."""
@@ -398,6 +436,7 @@ class WorkerPool:
                 self._idle.append(worker)
                 self._retire_idle_locked()
                 self._changed.notify_all()
+                self._idled()
                 return
             if self._closed:
                 return
@@ -416,6 +455,11 @@ class WorkerPool:
             self.deaths += 1
             _kill_worker(worker.pid)
         worker.channel.close()
+
+    def _idled(self) -> None:
+        hook = self.on_idle
+        if hook is not None:
+            hook()
 
     def _top_up_locked(self) -> None:
         """Ask for workers until the warm ones are there (or on their way)."""
@@ -571,6 +615,7 @@ class WorkerPool:
                         worker.channel.close()
                     else:
                         self._idle.append(worker)
+                        self._idled()
                 elif message[0] == "learned":
                     self._learned_locked(message[1])
                 elif message[0] == "exit":
@@ -586,6 +631,93 @@ class WorkerPool:
                         if not self._closed:
                             self._top_up_locked()
                 self._changed.notify_all()
+
+
+class Flight:
+    """One run in one worker, from hand-off to answer.
+
+    :meth:`WorkerPool.execute` waits on one; a dispatcher waits on the channels of several at
+    once. Either way, whoever waits calls :meth:`due` for the timed checks (the heartbeat's
+    watch, a kill after an ignored cancel, the timeout), :meth:`read` when the worker's channel is
+    readable, and :meth:`check_exit` when it has been quiet; then :meth:`WorkerPool.settle`.
+    """
+
+    __slots__ = (
+        "active",
+        "deadline",
+        "done",
+        "handed",
+        "over",
+        "pool",
+        "quiet_since",
+        "stop",
+        "timeout",
+        "worker",
+    )
+
+    def __init__(
+        self, pool: WorkerPool, worker: Worker, stop: _Stop, active: Any, timeout: float | None
+    ) -> None:
+        self.pool = pool
+        self.worker = worker
+        self.stop = stop
+        self.active = active
+        self.timeout = timeout
+        self.handed = self.quiet_since = time.monotonic()
+        self.deadline = None if timeout is None else self.handed + timeout
+        self.done: Done | None = None
+        self.over = False
+        """Whether the answer came, or the worker is gone."""
+
+    def due(self, now: float) -> float:
+        """Do what is due at *now*; seconds until something may be due again (at most
+        ``EXIT_CHECK_EVERY``: the next look at the worker's exit, should its channel stay quiet)."""
+        wait = EXIT_CHECK_EVERY
+        active, stop = self.active, self.stop
+        if active.watch is not None:
+            if now >= active.watch_at:
+                active.watch()
+                active.watch = None
+            else:
+                wait = min(wait, active.watch_at - now)
+        if stop.kill_at is not None:
+            if now >= stop.kill_at:
+                _kill_worker(self.worker.pid)
+                stop.kill_at = None
+            else:
+                wait = min(wait, stop.kill_at - now)
+        if self.deadline is not None and stop.reason is None:
+            if now >= self.deadline:
+                stop("timeout")
+                return 0.0 if stop.kill_at is None else min(wait, stop.kill_at - now)
+            wait = min(wait, self.deadline - now)
+        return max(wait, 0.0)
+
+    def read(self) -> None:
+        """Take what the worker sent (call when its channel is readable): reports go to the
+        run, the answer ends the flight, and so does the channel's end."""
+        channel = self.worker.channel
+        self.quiet_since = time.monotonic()
+        try:
+            while True:
+                message = channel.recv()
+                if isinstance(message, Report) and message.run_id == self.stop.run_id:
+                    self.stop.report(message.kind, message.payload)
+                elif isinstance(message, Done) and message.run_id == self.stop.run_id:
+                    self.worker.rss = message.rss
+                    self.done = message
+                    self.over = True
+                    return
+                if not channel.buffered():
+                    return
+        except (EOFError, OSError):
+            self.over = True
+
+    def check_exit(self) -> None:
+        """The channel has been quiet: end the flight if the worker is known to have ended."""
+        self.quiet_since = time.monotonic()
+        if self.pool._exited(self.worker):
+            self.over = True
 
 
 class Channel:
@@ -624,6 +756,10 @@ class Channel:
         if self._frame() is not None:
             return True
         return bool(self._poll.poll(max(0, round(timeout * 1000))))
+
+    def buffered(self) -> bool:
+        """Whether a whole message is read already (:meth:`recv` returns it without waiting)."""
+        return self._frame() is not None
 
     def recv(self) -> Any:
         """The next message; ``EOFError`` once the worker's end is closed."""
