@@ -16,6 +16,7 @@ from .definition import Script
 from .discovery import Registry, discover
 from .enums import RunStatus
 from .errors import InvalidInputs
+from .inputs import Inputs
 from .isolation import ChildProcess
 from .recorder import Recorder
 from .runner import (
@@ -99,6 +100,17 @@ class Quest:
         self, row: Mapping[str, Any], follow: FollowUp | None = None
     ) -> RunOutcome | None:
         """Run a queued JobLog row already claimed by this process; ``None`` if it cannot run."""
+        request = self.claimed_request(row, follow)
+        if request is None:
+            return None
+        script, inputs, run = request
+        return self.runner.run(script.name, inputs, run)
+
+    def claimed_request(
+        self, row: Mapping[str, Any], follow: FollowUp | None = None
+    ) -> tuple[Script, Inputs, RunRequest] | None:
+        """What the runner needs to run a claimed queued row; ``None`` if it cannot run (its
+        script is gone, its inputs no longer validate), the row then recorded ``failed``."""
         store = self.store
         now = self.clock.now()
         script = self.registry.scripts.get(row["name"])
@@ -139,7 +151,7 @@ class Quest:
             follow=follow,
             extra={"queued": True, "claimed": True},
         )
-        return self.runner.run(script.name, inputs, request)
+        return script, inputs, request
 
     def claim(self, run_id: str) -> dict[str, Any] | None:
         """Claim one queued run by id (``None`` if another process has it)."""

@@ -186,6 +186,11 @@ class WorkerPool:
             return [worker.pid for worker in (*self._idle, *self._busy)]
 
     @property
+    def brief(self) -> bool:
+        """Whether runs have been brief lately (see ``BRIEF``)."""
+        return self._typical < BRIEF
+
+    @property
     def template_pid(self) -> int | None:
         return self._template_pid
 

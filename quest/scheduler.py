@@ -27,6 +27,7 @@ from .store import Limits, Taken, Waiter
 
 if TYPE_CHECKING:
     from .app import Quest
+    from .dispatch import Dispatcher
     from .metrics import Metrics
     from .pool import WorkerPool
 
@@ -219,6 +220,12 @@ class Serve:
     _limits: dict[str, Limits] = field(default_factory=dict)
     pool: WorkerPool | None = None
     metrics: Metrics | None = None
+    dispatch: bool | None = None
+    """Whether queued runs in worker processes are driven by one dispatcher thread
+    (:mod:`quest.dispatch`) rather than a thread each. By default, on SQLite, whose writes are
+    one at a time anyway; on PostgreSQL a thread a run overlaps the round trips of several runs
+    and carries each end in the statement that claims the next run, which one thread cannot."""
+    _dispatcher: Dispatcher | None = None
 
     @property
     def clock(self) -> Any:
@@ -393,12 +400,29 @@ class Serve:
         finally:
             with self._lock:
                 self._queued_active -= free - len(rows)
-        for row in rows:
-            if self.inline:
-                self._run_queued(row)
-            else:
-                self._workers.submit(self._run_queued, row)
+        dispatcher = self._dispatcher_for_queue()
+        if dispatcher is not None:
+            dispatcher.submit(rows)
+        else:
+            for row in rows:
+                if self.inline:
+                    self._run_queued(row)
+                else:
+                    self._workers.submit(self._run_queued, row)
         return [row["id"] for row in rows], len(rows) >= free
+
+    def _dispatcher_for_queue(self) -> Dispatcher | None:
+        if self.inline or self.pool is None:
+            return None
+        if self.dispatch is False or (
+            self.dispatch is None and self.quest.store.dialect != "sqlite"
+        ):
+            return None
+        if self._dispatcher is None:
+            from .dispatch import Dispatcher
+
+            self._dispatcher = Dispatcher(self, self.pool)
+        return self._dispatcher
 
     def _hold(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Note claimed *rows* as not begun yet; after shutdown, give them back instead."""
@@ -626,6 +650,7 @@ class Serve:
         try:
             return self._shutdown(self.grace if grace is None else grace)
         finally:
+            self._close_dispatcher()
             self._stop_node()
 
     def _stop_node(self) -> None:
@@ -661,6 +686,12 @@ class Serve:
             self._workers.join(5.0)
         self.record_interrupted()
         return interrupted
+
+    def _close_dispatcher(self) -> None:
+        dispatcher = self._dispatcher
+        if dispatcher is not None and self._workers.busy == 0:
+            self._dispatcher = None
+            dispatcher.close()
 
     def record_interrupted(self) -> None:
         """Mark every run still active in this process ``interrupted``."""

@@ -223,3 +223,34 @@ def test_receivers_for_one_runner_only(tmp_path: Path, app: quest.Quest) -> None
         other.run("send-report")
         app.run("send-report")
     assert seen == ["send-report"]
+
+
+def test_an_end_written_in_the_callers_unit_tells_receivers_once_it_has_committed(
+    app: quest.Quest,
+) -> None:
+    """``Runner.finish(later=...)``: the JobLog row is written in the unit the caller commits;
+    the other receivers hear of the end only when the caller passes on what was left."""
+    from quest.signals import Later, emit_later
+
+    heard: list[tuple[str, str]] = []
+
+    def receiver(sender: object, event: JobEvent) -> None:
+        row = app.store.get_run(event.run_id)
+        heard.append((event.status.value, row["status"] if row else "missing"))
+
+    job_complete.connect(receiver)
+    try:
+        runner = app.runner
+        begun = runner.begin("send-report", {})
+        assert not isinstance(begun, quest.RunOutcome)
+        later: list[Later] = []
+        with app.store.unit(durable=True):
+            outcome = runner.finish(begun, {"sent_to": "x"}, later=later)
+            assert heard == []
+        assert outcome.ok
+        assert heard == []
+        assert len(later) == 1
+        emit_later(later)
+        assert heard == [("succeeded", "succeeded")]
+    finally:
+        job_complete.disconnect(receiver)

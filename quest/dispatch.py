@@ -1,0 +1,301 @@
+"""The dispatcher: queued runs in worker processes, driven by one thread.
+
+A serve draining its queue with process isolation hands each claimed run to an idle worker and
+waits for the answers of every busy worker in one ``select``. The runs that ended together are
+recorded in one transaction, which also claims as many due runs as they freed workers; those are
+handed out as soon as it has committed. So a run costs the supervisor no thread of its own and no
+thread wake-up: the hand-off, the wait and the end are the same few steps whether one run ends at
+a time or four.
+
+The dispatcher runs while it has work (a thread of the serve's :class:`~quest.scheduler.Workers`,
+so that :meth:`~quest.scheduler.Serve.join` and the shutdown's grace period count it) and lets its
+thread go when it has none. Runs of scripts isolated in threads are handed to threads as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .errors import RunInterrupted
+from .pool import EXIT_CHECK_EVERY, Flight, Worker, WorkerPool
+from .runner import Begun, RunOutcome
+from .signals import Later, emit_later
+from .store.wake import _Bell
+
+if TYPE_CHECKING:
+    from .scheduler import Serve
+
+log = logging.getLogger("quest.serve")
+
+HOLD_AHEAD = 0.5
+"""Seconds the rows claimed ahead (beyond the serve's concurrency, while runs are brief) may
+wait for a worker before they go back to the queue: runs that turned out long keep no row of
+the queue ``running`` in this serve unstarted."""
+
+
+class Dispatcher:
+    """Runs the queued rows a :class:`~quest.scheduler.Serve` claims in its pool's workers."""
+
+    def __init__(self, serve: Serve, pool: WorkerPool) -> None:
+        self.serve = serve
+        self.pool = pool
+        self._lock = threading.Lock()
+        self._inbox: list[dict[str, Any]] = []
+        self._running = False
+        self._starved = False
+        self._stalled_at: float | None = None
+        self._bell = _Bell()
+        pool.on_idle = self._idle
+
+    def submit(self, rows: list[dict[str, Any]]) -> None:
+        """Run claimed *rows* (each holds one of the serve's queue slots until its run ends)."""
+        if not rows:
+            return
+        with self._lock:
+            self._inbox.extend(rows)
+            start, self._running = not self._running, True
+        if start:
+            self.serve._workers.submit(self._loop)
+        else:
+            self._bell.ring()
+
+    def close(self) -> None:
+        self.pool.on_idle = None
+        self._bell.close()
+
+    def _idle(self) -> None:
+        if self._starved:
+            self._bell.ring()
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        waiting: deque[dict[str, Any] | Begun] = deque()
+        flights: dict[Flight, Begun] = {}
+        while True:
+            with self._lock:
+                if self._inbox:
+                    waiting.extend(self._inbox)
+                    self._inbox.clear()
+                elif not waiting and not flights:
+                    self._running = False
+                    return
+            if waiting:
+                self._hand_out(waiting, flights)
+            self._wait(flights)
+            ended = [flight for flight in flights if flight.over]
+            if ended:
+                waiting.extend(self._record(ended, flights, waiting))
+
+    def _wait(self, flights: dict[Flight, Begun]) -> None:
+        """Wait until a worker answers, something is due, or the bell rings; read what came."""
+        now = time.monotonic()
+        timeout = EXIT_CHECK_EVERY
+        for flight in flights:
+            timeout = min(timeout, flight.due(now))
+            if flight.over or flight.worker.channel.buffered():
+                timeout = 0.0
+        watched: list[Any] = [self._bell.read, *(flight.worker.channel for flight in flights)]
+        try:
+            ready = select.select(watched, [], [], timeout)[0]
+        except (OSError, ValueError):
+            ready = []  # a channel closed under the select: each flight looks at its own
+        if self._bell.read in ready:
+            self._bell.drain()
+        now = time.monotonic()
+        for flight in flights:
+            if flight.over:
+                continue
+            channel = flight.worker.channel
+            if channel in ready or channel.buffered():
+                flight.read()
+            elif now - flight.quiet_since >= EXIT_CHECK_EVERY:
+                flight.check_exit()
+
+    def _hand_out(
+        self, waiting: deque[dict[str, Any] | Begun], flights: dict[Flight, Begun]
+    ) -> None:
+        """Hand waiting runs to idle workers, as many as there are."""
+        serve = self.serve
+        while waiting:
+            item = waiting[0]
+            if isinstance(item, dict) and not self._in_worker(item):
+                waiting.popleft()
+                serve._workers.submit(serve._run_queued, item)  # it keeps its queue slot
+                continue
+            self._starved = True
+            try:
+                worker = self.pool.take_idle(len(waiting))
+            except RunInterrupted as exc:
+                self._starved = False
+                waiting.popleft()
+                self._abandon(item, exc)
+                continue
+            if worker is None:
+                self._stalled(waiting)
+                return  # the bell rings when one is idle
+            self._starved = False
+            self._stalled_at = None
+            waiting.popleft()
+            begun = item if isinstance(item, Begun) else self._begin(item)
+            if begun is None:
+                self.pool.put_back(worker)
+                continue
+            flight = self._launch(worker, begun)
+            if flight is None:
+                waiting.appendleft(begun)  # that worker was dead; the next one takes it
+            else:
+                flights[flight] = begun
+
+    def _stalled(self, waiting: deque[dict[str, Any] | Begun]) -> None:
+        """No worker is idle for the runs waiting: once that has lasted ``HOLD_AHEAD``, the
+        rows claimed ahead go back to the queue, where another serve may take them."""
+        now = time.monotonic()
+        if self._stalled_at is None:
+            self._stalled_at = now
+            return
+        if now - self._stalled_at < HOLD_AHEAD:
+            return
+        self._stalled_at = None
+        serve = self.serve
+        with serve._lock:
+            ahead = serve._queued_active - serve.concurrency
+        rows = [item for item in waiting if isinstance(item, dict)]
+        count = min(ahead, len(rows))
+        if count <= 0:
+            return
+        back = rows[-count:]
+        for row in back:
+            waiting.remove(row)
+        with serve._lock:
+            for row in back:
+                serve._unstarted.pop(row["id"], None)
+        serve._give_back(back)
+        self._free(count)
+
+    def _in_worker(self, row: dict[str, Any]) -> bool:
+        script = self.serve.quest.registry.scripts.get(row["name"])
+        return script is None or self.serve.quest.runner._in_worker(script)
+
+    def _begin(self, row: dict[str, Any]) -> Begun | None:
+        """Begin the run of a claimed *row*; ``None`` if it ended here (it could not run, or
+        shutdown gave it back), its queue slot then freed."""
+        serve = self.serve
+        quest = serve.quest
+        begun: Begun | RunOutcome | None = None
+        if serve._begin(row):
+            try:
+                request = quest.claimed_request(row)
+                if request is not None:
+                    script, inputs, run = request
+                    begun = quest.runner.begin(script.name, inputs, run)
+            except Exception:
+                log.exception(
+                    "queued run %s of %s could not be carried out",
+                    row["id"],
+                    row["name"],
+                    extra={"script": row["name"], "run_id": row["id"]},
+                )
+        if isinstance(begun, Begun):
+            return begun
+        if begun is not None and serve.on_outcome is not None:
+            serve.on_outcome(begun)
+        self._free(1)
+        return None
+
+    def _launch(self, worker: Worker, begun: Begun) -> Flight | None:
+        block = begun.script.block()
+        timeout = None if block.timeout is None else block.timeout.total_seconds()
+        return self.pool.launch(
+            worker, begun.script, begun.inputs, begun.ctx, begun.active, timeout
+        )
+
+    def _abandon(self, item: dict[str, Any] | Begun, exc: BaseException) -> None:
+        """The pool is closed: a begun run ends with *exc*; a row not begun is left to the
+        shutdown, which gives it back."""
+        if isinstance(item, Begun):
+            self._finish([(item, None, exc)])
+        else:
+            self._free(1)
+
+    def _record(
+        self,
+        ended: list[Flight],
+        flights: dict[Flight, Begun],
+        waiting: deque[dict[str, Any] | Begun],
+    ) -> list[dict[str, Any]]:
+        """Settle the flights that ended, hand the runs waiting to the workers they freed, then
+        record the ends in one transaction that also claims as many due runs; returns the rows
+        claimed."""
+        settled: list[tuple[Begun, Any, BaseException | None]] = []
+        for flight in ended:
+            begun = flights.pop(flight)
+            try:
+                settled.append((begun, self.pool.settle(flight), None))
+            except BaseException as exc:
+                settled.append((begun, None, exc))
+        if waiting:
+            self._hand_out(waiting, flights)
+        claim = 0
+        if not self.serve.stopping:
+            ahead = self.pool.size if self.pool.brief else 0
+            claim = max(0, len(settled) + ahead - len(waiting))
+        return self._finish(settled, claim=claim)
+
+    def _finish(
+        self,
+        settled: list[tuple[Begun, Any, BaseException | None]],
+        *,
+        claim: int = 0,
+    ) -> list[dict[str, Any]]:
+        serve = self.serve
+        quest = serve.quest
+        runner = quest.runner
+        later: list[Later] = []
+        outcomes: list[RunOutcome] = []
+        taken = None
+        try:
+            with quest.store.unit(durable=True, about={"action": "run_end"}):
+                for begun, value, failure in settled:
+                    try:
+                        outcomes.append(runner.finish(begun, value, failure, later=later))
+                    except Exception:
+                        log.exception(
+                            "the end of run %s of %s could not be recorded",
+                            begun.run_id,
+                            begun.script.name,
+                            extra={"script": begun.script.name, "run_id": begun.run_id},
+                        )
+                if claim:
+                    taken = serve._claim_at_commit(quest.clock.now(), claim)
+        except Exception:
+            log.exception("recording the end of %d run(s) failed", len(settled))
+            taken = None
+        emit_later(later)
+        if serve.on_outcome is not None:
+            for outcome in outcomes:
+                serve.on_outcome(outcome)
+        rows: list[dict[str, Any]] = []
+        if taken is not None and taken.items:
+            rows = taken.items
+            if serve.metrics is not None:
+                serve.metrics.claimed(rows)
+            rows = serve._hold(rows)
+        self._free(len(settled) - len(rows))
+        return rows
+
+    def _free(self, slots: int) -> None:
+        """Give back *slots* queue slots (take them when negative: rows claimed ahead), and let
+        the serve's loop look at the queue."""
+        if slots == 0:
+            return
+        serve = self.serve
+        with serve._lock:
+            serve._queued_active -= slots
+        if slots > 0:
+            serve._wake()

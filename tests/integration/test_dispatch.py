@@ -1,0 +1,170 @@
+"""Queued runs in worker processes driven by one dispatcher thread: every claimed run runs once
+in a worker, ends read together are recorded together, runs of thread-isolated scripts still run
+in threads, rows claimed ahead go back to the queue when the workers stay busy, and the thread
+lets go once the queue is empty."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quest import dispatch
+from quest.app import Quest
+from quest.dispatch import Dispatcher
+from quest.enums import RunStatus
+from quest.scheduler import Serve
+from tests.integration.conftest import pooled_quest
+
+pytestmark = pytest.mark.slow
+
+SCRIPTS = {
+    "pid.py": """
+        import os
+        from quest import script
+
+        @script(quest={"without_overlapping": False})
+        def pid(inputs, ctx):
+            return os.getpid()
+    """,
+    "hold.py": """
+        import os, time
+        from pathlib import Path
+        from quest import script
+
+        @script(quest={"without_overlapping": False})
+        def hold(inputs, ctx):
+            flag = Path(os.environ["QUEST_TEST_RELEASE"])
+            for _ in range(3000):
+                if flag.exists():
+                    break
+                time.sleep(0.01)
+            return os.getpid()
+    """,
+    "here.py": """
+        import os
+        from quest import script
+
+        @script(quest={"without_overlapping": False, "isolation": "thread"})
+        def here(inputs, ctx):
+            return os.getpid()
+    """,
+}
+
+
+@contextmanager
+def serving(
+    root: Path, *, size: int, concurrency: int | None = None
+) -> Iterator[tuple[Quest, Serve]]:
+    with pooled_quest(root, SCRIPTS, size=size) as app:
+        pool = app.runner.pool
+        serve = Serve(app, concurrency=concurrency or size, pool=pool)  # type: ignore[arg-type]
+        try:
+            yield app, serve
+        finally:
+            serve.shutdown(grace=10)
+
+
+def until(condition: Any, what: str, seconds: float = 30.0) -> None:
+    """Wait for *condition* (checked every 10 ms) for up to *seconds*."""
+    for _ in range(int(seconds * 100)):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+def drain_all(serve: Serve) -> None:
+    """Claim until the queue is empty, joining the runs each claim started."""
+    while serve.drain():
+        serve.join(60)
+    serve.join(60)
+
+
+def rows(app: Quest, name: str) -> list[dict[str, Any]]:
+    return app.store.history(name, limit=1000)
+
+
+def test_a_drain_runs_every_row_once_in_the_workers(tmp_path: Path) -> None:
+    with serving(tmp_path, size=2) as (app, serve):
+        ids = [app.enqueue("pid") for _ in range(30)]
+        drain_all(serve)
+        found = {row["id"]: row for row in rows(app, "pid")}
+        assert set(found) == set(ids)
+        assert {row["status"] for row in found.values()} == {RunStatus.succeeded}
+        assert os.getpid() not in {row["result"] for row in found.values()}
+        assert isinstance(serve._dispatcher, Dispatcher)
+        assert serve._queued_active == 0
+        assert serve._workers.busy == 0, "the dispatcher kept its thread with nothing to do"
+
+
+def test_ends_read_together_are_recorded_in_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = tmp_path / "release"
+    monkeypatch.setenv("QUEST_TEST_RELEASE", str(release))
+    batches: list[int] = []
+    finish = Dispatcher._finish
+    wait = Dispatcher._wait
+
+    def counted(self: Dispatcher, settled: Any, **kwargs: Any) -> Any:
+        batches.append(len(settled))
+        return finish(self, settled, **kwargs)
+
+    def all_answered(self: Dispatcher, flights: Any) -> None:
+        if len(flights) == 3:
+            for flight in flights:
+                flight.worker.channel.poll(30)  # every worker has answered
+        wait(self, flights)
+
+    monkeypatch.setattr(Dispatcher, "_finish", counted)
+    monkeypatch.setattr(Dispatcher, "_wait", all_answered)
+    with serving(tmp_path, size=3) as (app, serve):
+        ids = [app.enqueue("hold") for _ in range(3)]
+        assert len(serve.drain()) == 3
+        until(lambda: len(app.runner.pool._busy) == 3, "three runs in workers")
+        release.touch()
+        serve.join(60)
+        assert batches == [3]
+        assert {row["id"] for row in rows(app, "hold") if row["status"] == "succeeded"} == set(ids)
+
+
+def test_runs_of_a_thread_isolated_script_run_in_this_process(tmp_path: Path) -> None:
+    with serving(tmp_path, size=2) as (app, serve):
+        here = [app.enqueue("here") for _ in range(3)]
+        there = [app.enqueue("pid") for _ in range(3)]
+        drain_all(serve)
+        results = {row["id"]: row["result"] for row in rows(app, "here") + rows(app, "pid")}
+        assert {results[i] for i in here} == {os.getpid()}
+        assert os.getpid() not in {results[i] for i in there}
+
+
+def test_rows_claimed_ahead_go_back_when_the_workers_stay_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = tmp_path / "release"
+    monkeypatch.setenv("QUEST_TEST_RELEASE", str(release))
+    monkeypatch.setattr(dispatch, "HOLD_AHEAD", 1.0)
+    with serving(tmp_path, size=1) as (app, serve):
+        first = app.enqueue("pid")
+        held = app.enqueue("hold")
+        behind = app.enqueue("pid")
+        app.runner.pool._typical = 0.0  # runs have been brief: the end of the first claims ahead
+        assert serve.drain() == [first]
+        until(lambda: app.store.get_run(held)["status"] == "running", "the held run started")
+        # Claimed with it, by the first run's end, though no worker is free for it.
+        assert app.store.get_run(behind)["status"] == "running"
+        # The worker stays busy: the row claimed ahead goes back, unowned, due as it was.
+        until(lambda: app.store.get_run(behind)["status"] == "queued", "the row claimed ahead back")
+        assert app.store.get_run(behind)["owner_pid"] is None
+        assert serve._queued_active == 1
+        release.touch()
+        serve.join(60)
+        drain_all(serve)
+        statuses = {row["id"]: row["status"] for row in rows(app, "pid") + rows(app, "hold")}
+        assert statuses == {first: "succeeded", held: "succeeded", behind: "succeeded"}
