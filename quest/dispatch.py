@@ -36,6 +36,8 @@ HOLD_AHEAD = 0.5
 """Seconds the rows claimed ahead (beyond the serve's concurrency, while runs are brief) may
 wait for a worker before they go back to the queue: runs that turned out long keep no row of
 the queue ``running`` in this serve unstarted."""
+FAILED_TURN_PAUSE = 0.05
+"""Seconds the dispatcher waits after a turn failed unexpectedly, before the next."""
 
 
 class Dispatcher:
@@ -78,19 +80,36 @@ class Dispatcher:
         waiting: deque[dict[str, Any] | Begun] = deque()
         flights: dict[Flight, Begun] = {}
         while True:
-            with self._lock:
-                if self._inbox:
-                    waiting.extend(self._inbox)
-                    self._inbox.clear()
-                elif not waiting and not flights:
-                    self._running = False
+            try:
+                if not self._turn(waiting, flights):
                     return
-            if waiting:
-                self._hand_out(waiting, flights)
-            self._wait(flights)
-            ended = [flight for flight in flights if flight.over]
-            if ended:
-                waiting.extend(self._record(ended, flights, waiting))
+            except Exception:
+                # Every run it holds is still in *waiting* or *flights*: the next turn goes on
+                # with them.
+                log.exception(
+                    "the queue's dispatcher failed; it carries on",
+                    extra={"action": "dispatch_error"},
+                )
+                time.sleep(FAILED_TURN_PAUSE)
+
+    def _turn(
+        self, waiting: deque[dict[str, Any] | Begun], flights: dict[Flight, Begun]
+    ) -> bool:
+        """Hand out, wait, record; ``False`` once there is nothing left to do."""
+        with self._lock:
+            if self._inbox:
+                waiting.extend(self._inbox)
+                self._inbox.clear()
+            elif not waiting and not flights:
+                self._running = False
+                return False
+        if waiting:
+            self._hand_out(waiting, flights)
+        self._wait(flights)
+        ended = [flight for flight in flights if flight.over]
+        if ended:
+            waiting.extend(self._record(ended, flights, waiting))
+        return True
 
     def _wait(self, flights: dict[Flight, Begun]) -> None:
         """Wait until a worker answers, something is due, or the bell rings; read what came."""

@@ -168,3 +168,27 @@ def test_rows_claimed_ahead_go_back_when_the_workers_stay_busy(
         drain_all(serve)
         statuses = {row["id"]: row["status"] for row in rows(app, "pid") + rows(app, "hold")}
         assert statuses == {first: "succeeded", held: "succeeded", behind: "succeeded"}
+
+
+def test_a_turn_that_fails_is_logged_and_the_runs_it_held_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    wait = Dispatcher._wait
+    failed: list[int] = []
+
+    def once(self: Dispatcher, flights: Any) -> None:
+        if flights and not failed:
+            failed.append(len(flights))
+            raise RuntimeError("a turn went wrong")
+        wait(self, flights)
+
+    monkeypatch.setattr(Dispatcher, "_wait", once)
+    monkeypatch.setattr(dispatch, "FAILED_TURN_PAUSE", 0.0)
+    with serving(tmp_path, size=2) as (app, serve):
+        ids = [app.enqueue("pid") for _ in range(6)]
+        drain_all(serve)
+        assert failed, "no turn failed"
+        assert "the queue's dispatcher failed" in caplog.text
+        statuses = {row["id"]: row["status"] for row in rows(app, "pid")}
+        assert statuses == dict.fromkeys(ids, "succeeded")
+        assert serve._queued_active == 0
