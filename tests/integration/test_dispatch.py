@@ -46,6 +46,17 @@ SCRIPTS = {
                 time.sleep(0.01)
             return os.getpid()
     """,
+    "crash.py": """
+        import ctypes, faulthandler, os
+        from quest import Input, script
+
+        @script(quest={"without_overlapping": False}, inputs={"how": Input(str)})
+        def crash(inputs, ctx):
+            if inputs.how == "exit":
+                os._exit(3)
+            faulthandler.disable()  # pytest's, inherited: its dump is not this test's output
+            ctypes.string_at(0)
+    """,
     "here.py": """
         import os
         from quest import script
@@ -192,3 +203,22 @@ def test_a_turn_that_fails_is_logged_and_the_runs_it_held_still_run(
         statuses = {row["id"]: row["status"] for row in rows(app, "pid")}
         assert statuses == dict.fromkeys(ids, "succeeded")
         assert serve._queued_active == 0
+
+
+def test_workers_that_die_mid_drain_fail_their_runs_only(tmp_path: Path) -> None:
+    with serving(tmp_path, size=2) as (app, serve):
+        exits = [app.enqueue("crash", {"how": "exit"}) for _ in range(2)]
+        segfaults = [app.enqueue("crash", {"how": "segfault"}) for _ in range(2)]
+        fine = [app.enqueue("pid") for _ in range(10)]
+        drain_all(serve)
+        found = {row["id"]: row for row in rows(app, "crash") + rows(app, "pid")}
+        assert {found[i]["error"] for i in exits} == {
+            "WorkerDied: worker process died: exit code 3"
+        }
+        assert {found[i]["error"] for i in segfaults} == {
+            "WorkerDied: worker process died: SIGSEGV"
+        }
+        assert {found[i]["status"] for i in exits + segfaults} == {"failed"}
+        assert {found[i]["status"] for i in fine} == {"succeeded"}
+        assert serve._queued_active == 0
+        assert app.runner.pool.deaths == 4
