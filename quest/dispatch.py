@@ -15,6 +15,7 @@ thread go when it has none. Runs of scripts isolated in threads are handed to th
 from __future__ import annotations
 
 import logging
+import math
 import select
 import threading
 import time
@@ -51,6 +52,12 @@ class Dispatcher:
         self._running = False
         self._starved = False
         self._stalled_at: float | None = None
+        runner = serve.quest.runner
+        self._all_in_workers = all(
+            runner._in_worker(script) for script in serve.quest.registry.scripts.values()
+        )
+        """Whether every script runs in the workers: rows are claimed ahead only then (a row of
+        a thread-isolated script goes to a thread of its own at once, holding a slot)."""
         self._bell = _Bell()
         pool.on_idle = self._idle
 
@@ -83,18 +90,16 @@ class Dispatcher:
             try:
                 if not self._turn(waiting, flights):
                     return
-            except Exception:
+            except BaseException:
                 # Every run it holds is still in *waiting* or *flights*: the next turn goes on
-                # with them.
+                # with them. (A callback may raise SystemExit: the queue goes on all the same.)
                 log.exception(
                     "the queue's dispatcher failed; it carries on",
                     extra={"action": "dispatch_error"},
                 )
                 time.sleep(FAILED_TURN_PAUSE)
 
-    def _turn(
-        self, waiting: deque[dict[str, Any] | Begun], flights: dict[Flight, Begun]
-    ) -> bool:
+    def _turn(self, waiting: deque[dict[str, Any] | Begun], flights: dict[Flight, Begun]) -> bool:
         """Hand out, wait, record; ``False`` once there is nothing left to do."""
         with self._lock:
             if self._inbox:
@@ -119,11 +124,17 @@ class Dispatcher:
             timeout = min(timeout, flight.due(now))
             if flight.over or flight.worker.channel.buffered():
                 timeout = 0.0
-        watched: list[Any] = [self._bell.read, *(flight.worker.channel for flight in flights)]
+        poller = select.poll()
+        poller.register(self._bell.read, select.POLLIN)
+        for flight in flights:
+            fd = flight.worker.channel.fileno()
+            if fd >= 0:
+                poller.register(fd, select.POLLIN)
         try:
-            ready = select.select(watched, [], [], timeout)[0]
-        except (OSError, ValueError):
-            ready = []  # a channel closed under the select: each flight looks at its own
+            ready = {fd for fd, _ in poller.poll(math.ceil(timeout * 1000))}
+        except OSError:
+            ready = set()
+            time.sleep(timeout)
         if self._bell.read in ready:
             self._bell.drain()
         now = time.monotonic()
@@ -131,7 +142,7 @@ class Dispatcher:
             if flight.over:
                 continue
             channel = flight.worker.channel
-            if channel in ready or channel.buffered():
+            if channel.fileno() in ready or channel.buffered():
                 flight.read()
             elif now - flight.quiet_since >= EXIT_CHECK_EVERY:
                 flight.check_exit()
@@ -165,11 +176,21 @@ class Dispatcher:
             if begun is None:
                 self.pool.put_back(worker)
                 continue
-            flight = self._launch(worker, begun)
-            if flight is None:
-                waiting.appendleft(begun)  # that worker was dead; the next one takes it
-            else:
+            try:
+                flight = self._launch(worker, begun)
+            except BaseException as exc:
+                self.pool.discard(worker)
+                self._finish([(begun, None, exc)])
+                continue
+            if flight is not None:
                 flights[flight] = begun
+                continue
+            # That worker was found dead; the next one takes the run, which the heartbeat
+            # looks after meanwhile.
+            waiting.appendleft(begun)
+            watch, begun.active.watch = begun.active.watch, None
+            if watch is not None:
+                watch()
 
     def _stalled(self, waiting: deque[dict[str, Any] | Begun]) -> None:
         """No worker is idle for the runs waiting: once that has lasted ``HOLD_AHEAD``, the
@@ -192,9 +213,11 @@ class Dispatcher:
         for row in back:
             waiting.remove(row)
         with serve._lock:
-            for row in back:
+            # Once shutdown has given back every row not begun, they are no longer this serve's.
+            mine = [] if serve._released else back
+            for row in mine:
                 serve._unstarted.pop(row["id"], None)
-        serve._give_back(back)
+        serve._give_back(mine)
         self._free(count)
 
     def _in_worker(self, row: dict[str, Any]) -> bool:
@@ -222,9 +245,9 @@ class Dispatcher:
                 )
         if isinstance(begun, Begun):
             return begun
-        if begun is not None and serve.on_outcome is not None:
-            serve.on_outcome(begun)
         self._free(1)
+        if begun is not None:
+            self._announce([begun])
         return None
 
     def _launch(self, worker: Worker, begun: Begun) -> Flight | None:
@@ -259,10 +282,13 @@ class Dispatcher:
             except BaseException as exc:
                 settled.append((begun, None, exc))
         if waiting:
-            self._hand_out(waiting, flights)
+            try:
+                self._hand_out(waiting, flights)
+            except Exception:
+                log.exception("handing out queued runs failed", extra={"action": "dispatch_error"})
         claim = 0
         if not self.serve.stopping:
-            ahead = self.pool.size if self.pool.brief else 0
+            ahead = self.pool.size if self.pool.brief and self._all_in_workers else 0
             claim = max(0, len(settled) + ahead - len(waiting))
         return self._finish(settled, claim=claim)
 
@@ -272,41 +298,69 @@ class Dispatcher:
         *,
         claim: int = 0,
     ) -> list[dict[str, Any]]:
+        """Record the ends of *settled* runs in one transaction that claims up to *claim* due
+        rows; returns the rows claimed (held for this serve). Should that transaction fail
+        otherwise than by the database (which it outlasts, replaying), each end is recorded
+        again in a transaction of its own."""
         serve = self.serve
         quest = serve.quest
-        runner = quest.runner
         later: list[Later] = []
         outcomes: list[RunOutcome] = []
         taken = None
         try:
             with quest.store.unit(durable=True, about={"action": "run_end"}):
                 for begun, value, failure in settled:
-                    try:
-                        outcomes.append(runner.finish(begun, value, failure, later=later))
-                    except Exception:
-                        log.exception(
-                            "the end of run %s of %s could not be recorded",
-                            begun.run_id,
-                            begun.script.name,
-                            extra={"script": begun.script.name, "run_id": begun.run_id},
-                        )
+                    outcomes.append(quest.runner.finish(begun, value, failure, later=later))
                 if claim:
                     taken = serve._claim_at_commit(quest.clock.now(), claim)
         except Exception:
-            log.exception("recording the end of %d run(s) failed", len(settled))
-            taken = None
+            log.exception(
+                "recording the end of %d run(s) together failed; recording each alone",
+                len(settled),
+                extra={"action": "dispatch_error"},
+            )
+            later, outcomes, taken = [], self._finish_each(settled), None
         emit_later(later)
-        if serve.on_outcome is not None:
-            for outcome in outcomes:
-                serve.on_outcome(outcome)
+        self._announce(outcomes)
         rows: list[dict[str, Any]] = []
         if taken is not None and taken.items:
             rows = taken.items
-            if serve.metrics is not None:
-                serve.metrics.claimed(rows)
+            try:
+                if serve.metrics is not None:
+                    serve.metrics.claimed(rows)
+            except Exception:
+                log.exception("counting claimed runs failed")
             rows = serve._hold(rows)
         self._free(len(settled) - len(rows))
         return rows
+
+    def _finish_each(
+        self, settled: list[tuple[Begun, Any, BaseException | None]]
+    ) -> list[RunOutcome]:
+        outcomes: list[RunOutcome] = []
+        for begun, value, failure in settled:
+            try:
+                outcomes.append(self.serve.quest.runner.finish(begun, value, failure))
+            except Exception:
+                log.exception(
+                    "the end of run %s of %s could not be recorded",
+                    begun.run_id,
+                    begun.script.name,
+                    extra={"script": begun.script.name, "run_id": begun.run_id},
+                )
+        return outcomes
+
+    def _announce(self, outcomes: list[RunOutcome]) -> None:
+        on_outcome = self.serve.on_outcome
+        if on_outcome is None:
+            return
+        for outcome in outcomes:
+            try:
+                on_outcome(outcome)
+            except BaseException:
+                log.exception(
+                    "a run's outcome could not be passed on", extra={"run_id": outcome.run_id}
+                )
 
     def _free(self, slots: int) -> None:
         """Give back *slots* queue slots (take them when negative: rows claimed ahead), and let

@@ -236,10 +236,18 @@ class WorkerPool:
                     flight.read()
                 else:
                     flight.check_exit()
-        finally:
-            if flight.done is not None:
-                db.expect()  # this thread records the run's end next
+        except BaseException:
+            active.cancel = None
+            self.discard(worker)
+            raise
+        if flight.done is not None:
+            db.expect()  # this thread records the run's end next
         return self.settle(flight)
+
+    def discard(self, worker: Worker) -> None:
+        """End a checked-out worker whose state is not known (its run went wrong on this
+        side); a fresh one takes its place."""
+        self._give_back(worker, healthy=False)
 
     def take_idle(self, want: int = 1) -> Worker | None:
         """An idle worker, checked out, or ``None``: then workers are forked, up to ``size`` and
@@ -294,7 +302,7 @@ class WorkerPool:
         """Give *flight*'s worker back and return what its run returned; raise what it ended
         with (the run's own exception, or why it was stopped)."""
         active, stop, worker, done = flight.active, flight.stop, flight.worker, flight.done
-        healthy = done is not None
+        healthy = done is not None and flight.failure is None
         if healthy:
             self._typical += (time.monotonic() - flight.handed - self._typical) * 0.2
         try:
@@ -303,6 +311,8 @@ class WorkerPool:
                 self._teach(worker, done.modules)
         finally:
             self._give_back(worker, healthy, spent=done is not None and done.spent)
+        if flight.failure is not None:
+            raise flight.failure
         if stop.reason is not None or done is None:
             raise self._why_stopped(active, stop, worker, flight.timeout)
         if done.failure is not None:
@@ -651,6 +661,7 @@ class Flight:
         "active",
         "deadline",
         "done",
+        "failure",
         "handed",
         "over",
         "pool",
@@ -671,6 +682,8 @@ class Flight:
         self.handed = self.quiet_since = time.monotonic()
         self.deadline = None if timeout is None else self.handed + timeout
         self.done: Done | None = None
+        self.failure: Exception | None = None
+        """What went wrong reading the worker's messages, if anything did."""
         self.over = False
         """Whether the answer came, or the worker is gone."""
 
@@ -716,6 +729,10 @@ class Flight:
                 if not channel.buffered():
                     return
         except (EOFError, OSError):
+            self.over = True
+        except Exception as exc:
+            # A message that cannot be read: the run ends with that error, its worker with it.
+            self.failure = exc
             self.over = True
 
     def check_exit(self) -> None:
@@ -772,9 +789,11 @@ class Channel:
             frame = self._frame()
             if frame is not None:
                 start, end = frame
-                with memoryview(self._buffer) as view, view[start:end] as body:
-                    message = pickle.loads(body)
-                del self._buffer[:end]
+                try:
+                    with memoryview(self._buffer) as view, view[start:end] as body:
+                        message = pickle.loads(body)
+                finally:
+                    del self._buffer[:end]  # a message that cannot be read is not read again
                 return message
             chunk = self._socket.recv(max(READ_SIZE, self._missing))
             if not chunk:

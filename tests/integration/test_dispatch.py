@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from quest import dispatch
 from quest.app import Quest
 from quest.dispatch import Dispatcher
 from quest.enums import RunStatus
+from quest.pool import WorkerPool
 from quest.scheduler import Serve
 from tests.integration.conftest import pooled_quest
 
@@ -57,6 +59,8 @@ SCRIPTS = {
             faulthandler.disable()  # pytest's, inherited: its dump is not this test's output
             ctypes.string_at(0)
     """,
+}
+HERE = {
     "here.py": """
         import os
         from quest import script
@@ -70,9 +74,9 @@ SCRIPTS = {
 
 @contextmanager
 def serving(
-    root: Path, *, size: int, concurrency: int | None = None
+    root: Path, *, size: int, concurrency: int | None = None, scripts: dict[str, str] = SCRIPTS
 ) -> Iterator[tuple[Quest, Serve]]:
-    with pooled_quest(root, SCRIPTS, size=size) as app:
+    with pooled_quest(root, scripts, size=size) as app:
         pool = app.runner.pool
         serve = Serve(app, concurrency=concurrency or size, pool=pool)  # type: ignore[arg-type]
         try:
@@ -146,13 +150,16 @@ def test_ends_read_together_are_recorded_in_one_transaction(
 
 
 def test_runs_of_a_thread_isolated_script_run_in_this_process(tmp_path: Path) -> None:
-    with serving(tmp_path, size=2) as (app, serve):
+    with serving(tmp_path, size=2, scripts={**SCRIPTS, **HERE}) as (app, serve):
         here = [app.enqueue("here") for _ in range(3)]
         there = [app.enqueue("pid") for _ in range(3)]
         drain_all(serve)
         results = {row["id"]: row["result"] for row in rows(app, "here") + rows(app, "pid")}
         assert {results[i] for i in here} == {os.getpid()}
         assert os.getpid() not in {results[i] for i in there}
+        # A row of a thread-isolated script goes to a thread of its own, holding a queue slot:
+        # no row is claimed ahead, which would run beyond the serve's concurrency.
+        assert serve._dispatcher is not None and not serve._dispatcher._all_in_workers
 
 
 def test_rows_claimed_ahead_go_back_when_the_workers_stay_busy(
@@ -222,3 +229,64 @@ def test_workers_that_die_mid_drain_fail_their_runs_only(tmp_path: Path) -> None
         assert {found[i]["status"] for i in fine} == {"succeeded"}
         assert serve._queued_active == 0
         assert app.runner.pool.deaths == 4
+
+
+def test_a_run_that_cannot_be_handed_to_its_worker_fails_and_the_worker_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launch = WorkerPool.launch
+    refused: list[str] = []
+
+    def once(self: WorkerPool, worker: Any, script: Any, *rest: Any) -> Any:
+        if not refused:
+            refused.append(worker.pid)
+            raise RuntimeError("the job could not be built")
+        return launch(self, worker, script, *rest)
+
+    monkeypatch.setattr(WorkerPool, "launch", once)
+    with serving(tmp_path, size=1) as (app, serve):
+        ids = [app.enqueue("pid") for _ in range(3)]
+        drain_all(serve)
+        found = {row["id"]: row for row in rows(app, "pid")}
+        assert found[ids[0]]["status"] == "failed"
+        assert found[ids[0]]["error"] == "RuntimeError: the job could not be built"
+        assert {found[i]["status"] for i in ids[1:]} == {"succeeded"}
+        assert refused[0] not in {found[i]["result"] for i in ids[1:]}, "the worker was reused"
+        assert serve._queued_active == 0
+        assert not app.runner.pool._busy
+
+
+def test_ends_whose_transaction_fails_are_recorded_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(self: Serve, *args: Any) -> Any:
+        raise RuntimeError("the claim went wrong")
+
+    with serving(tmp_path, size=2) as (app, serve):
+        ids = [app.enqueue("pid") for _ in range(4)]
+        monkeypatch.setattr(Serve, "_claim_at_commit", broken)
+        drain_all(serve)
+        assert "recording each alone" in caplog.text
+        statuses = {row["id"]: row["status"] for row in rows(app, "pid")}
+        assert statuses == dict.fromkeys(ids, "succeeded")
+        assert serve._queued_active == 0
+
+
+def test_rows_claimed_ahead_are_not_given_back_twice_after_shutdown_gave_them_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving(tmp_path, size=1) as (app, serve):
+        dispatcher = Dispatcher(serve, app.runner.pool)  # type: ignore[arg-type]
+        given: list[list[Any]] = []
+        monkeypatch.setattr(serve, "_give_back", lambda rows: given.append(list(rows)))
+        row = {"id": "a" * 32, "name": "pid"}
+        waiting: Any = deque([row])
+        serve._queued_active = serve.concurrency + 1
+        serve._released = True
+        dispatcher._stalled_at = -1e9
+        dispatcher._stalled(waiting)
+        assert given == [[]], "a row shutdown gave back went back to the queue again"
+        assert not waiting
+        assert serve._queued_active == serve.concurrency
+        serve._queued_active = 0
+        dispatcher.close()

@@ -126,3 +126,21 @@ def test_queued_runs_get_their_workers_at_once_up_to_size(
                 thread.join(60)
         assert len(held) == 3 and all(o.ok for o in held), held
         assert len({o.result for o in held}) == 3
+
+
+def test_a_wait_that_fails_on_the_supervisor_side_ends_the_worker_and_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: pool.Flight, now: float) -> float:
+        raise RuntimeError("the wait went wrong")
+
+    with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+        workers = app.runner.pool
+        monkeypatch.setattr(pool.Flight, "due", broken)
+        outcome = app.run("pid")
+        assert not outcome.ok
+        assert outcome.error == "RuntimeError: the wait went wrong"
+        assert not workers._busy, "the worker stayed checked out"
+        assert workers.deaths == 1
+        monkeypatch.undo()
+        assert app.run("pid").ok

@@ -57,3 +57,15 @@ def test_a_closed_worker_end_is_the_end_of_the_channel(ends: tuple[Channel, Conn
     assert channel.poll(0), "the end of the channel can be read"
     with pytest.raises(EOFError):
         channel.recv()
+
+
+def test_a_message_that_cannot_be_read_is_dropped_and_the_next_one_read(
+    ends: tuple[Channel, Connection],
+) -> None:
+    channel, worker = ends
+    worker.send_bytes(b"not a pickle")
+    worker.send_bytes(pickle.dumps(Done("r1", result=1, rss=0)))
+    with pytest.raises(pickle.UnpicklingError):
+        channel.recv()
+    assert channel.recv() == Done("r1", result=1, rss=0)
+    assert not channel.buffered()
