@@ -299,27 +299,32 @@ class Dispatcher:
         claim: int = 0,
     ) -> list[dict[str, Any]]:
         """Record the ends of *settled* runs in one transaction that claims up to *claim* due
-        rows; returns the rows claimed (held for this serve). Should that transaction fail
-        otherwise than by the database (which it outlasts, replaying), each end is recorded
-        again in a transaction of its own."""
+        rows; returns the rows claimed (held for this serve). Should that transaction fail (the
+        database is gone, or locked past its timeout), each end is recorded again in a
+        transaction of its own, replayed until the database is back, by a thread of its own:
+        meanwhile this one goes on watching the runs in the workers (their timeouts, cancels
+        and deaths)."""
         serve = self.serve
         quest = serve.quest
         later: list[Later] = []
         outcomes: list[RunOutcome] = []
         taken = None
         try:
-            with quest.store.unit(durable=True, about={"action": "run_end"}):
+            with quest.store.unit(about={"action": "run_end"}):
                 for begun, value, failure in settled:
                     outcomes.append(quest.runner.finish(begun, value, failure, later=later))
                 if claim:
                     taken = serve._claim_at_commit(quest.clock.now(), claim)
         except Exception:
-            log.exception(
+            log.warning(
                 "recording the end of %d run(s) together failed; recording each alone",
                 len(settled),
+                exc_info=True,
                 extra={"action": "dispatch_error"},
             )
-            later, outcomes, taken = [], self._finish_each(settled), None
+            serve._workers.submit(self._finish_each, settled)
+            self._free(len(settled))
+            return []
         emit_later(later)
         self._announce(outcomes)
         rows: list[dict[str, Any]] = []
@@ -334,13 +339,10 @@ class Dispatcher:
         self._free(len(settled) - len(rows))
         return rows
 
-    def _finish_each(
-        self, settled: list[tuple[Begun, Any, BaseException | None]]
-    ) -> list[RunOutcome]:
-        outcomes: list[RunOutcome] = []
+    def _finish_each(self, settled: list[tuple[Begun, Any, BaseException | None]]) -> None:
         for begun, value, failure in settled:
             try:
-                outcomes.append(self.serve.quest.runner.finish(begun, value, failure))
+                outcome = self.serve.quest.runner.finish(begun, value, failure)
             except Exception:
                 log.exception(
                     "the end of run %s of %s could not be recorded",
@@ -348,7 +350,8 @@ class Dispatcher:
                     begun.script.name,
                     extra={"script": begun.script.name, "run_id": begun.run_id},
                 )
-        return outcomes
+                continue
+            self._announce([outcome])
 
     def _announce(self, outcomes: list[RunOutcome]) -> None:
         on_outcome = self.serve.on_outcome
