@@ -238,6 +238,7 @@ class WorkerPool:
                     flight.check_exit()
         except BaseException:
             active.cancel = None
+            flight.stop.settle()
             self.discard(worker)
             raise
         if flight.done is not None:
@@ -302,6 +303,7 @@ class WorkerPool:
         """Give *flight*'s worker back and return what its run returned; raise what it ended
         with (the run's own exception, or why it was stopped)."""
         active, stop, worker, done = flight.active, flight.stop, flight.worker, flight.done
+        stop.settle()
         healthy = done is not None and flight.failure is None
         if healthy:
             self._typical += (time.monotonic() - flight.handed - self._typical) * 0.2
@@ -848,19 +850,28 @@ class _Stop:
         self._report = report
         self.reason: str | None = None
         self.kill_at: float | None = None
+        self.settled = False
+        """Set once the run's worker is given back: a stop asked later (a cancel that raced the
+        run's end) must not touch the worker, which may be running the next run already."""
+        self._lock = threading.Lock()
 
     def report(self, kind: str, payload: Any) -> None:
         if self._report is not None:
             self._report(kind, payload)
 
     def __call__(self, reason: str = "cancel") -> None:
-        if self.reason is not None:
-            return
-        self.reason = reason
-        if self.is_async and _send(self.worker.channel, CANCEL):
-            self.kill_at = time.monotonic() + KILL_AFTER
-        else:
-            _kill_worker(self.worker.pid)
+        with self._lock:
+            if self.reason is not None or self.settled:
+                return
+            self.reason = reason
+            if self.is_async and _send(self.worker.channel, CANCEL):
+                self.kill_at = time.monotonic() + KILL_AFTER
+            else:
+                _kill_worker(self.worker.pid)
+
+    def settle(self) -> None:
+        with self._lock:
+            self.settled = True
 
 
 def _send(channel: Channel, message: Any) -> bool:

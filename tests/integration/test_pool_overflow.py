@@ -144,3 +144,25 @@ def test_a_wait_that_fails_on_the_supervisor_side_ends_the_worker_and_fails_the_
         assert workers.deaths == 1
         monkeypatch.undo()
         assert app.run("pid").ok
+
+
+def test_a_stop_asked_after_the_run_ended_leaves_its_worker_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel that races a run's end must not kill the worker, which runs the next run."""
+    flights: list[pool.Flight] = []
+    make = pool.WorkerPool._flight
+
+    def kept(self: pool.WorkerPool, *args: Any) -> pool.Flight:
+        flights.append(make(self, *args))
+        return flights[-1]
+
+    monkeypatch.setattr(pool.WorkerPool, "_flight", kept)
+    with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+        first = app.run("pid")
+        assert first.ok
+        flights[0].stop("cancel")  # too late: the run has ended
+        second = app.run("pid")
+        assert second.ok, second.error
+        assert second.result == first.result, "the worker was killed after its run ended"
+        assert app.runner.pool.deaths == 0
