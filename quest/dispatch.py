@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import RunInterrupted
 from .pool import EXIT_CHECK_EVERY, Flight, Worker, WorkerPool
 from .runner import Begun, RunOutcome
+from .scheduler import log_not_carried_out
 from .signals import Later, emit_later
 from .store.wake import _Bell
 
@@ -237,12 +238,7 @@ class Dispatcher:
                     script, inputs, run = request
                     begun = quest.runner.begin(script.name, inputs, run)
             except Exception:
-                log.exception(
-                    "queued run %s of %s could not be carried out",
-                    row["id"],
-                    row["name"],
-                    extra={"script": row["name"], "run_id": row["id"]},
-                )
+                log_not_carried_out(row)
         if isinstance(begun, Begun):
             return begun
         self._free(1)

@@ -103,6 +103,16 @@ class Workers:
                     self._settled.notify_all()
 
 
+def log_not_carried_out(row: dict[str, Any]) -> None:
+    """Log, with the exception being handled, that a claimed queued *row* could not be run."""
+    log.exception(
+        "queued run %s of %s could not be carried out",
+        row["id"],
+        row["name"],
+        extra={"script": row["name"], "run_id": row["id"]},
+    )
+
+
 def limits_of(script: Script) -> Limits | None:
     """The queue limits a script declares (``rate_limit``, ``concurrency``), if any."""
     block = script.block()
@@ -805,12 +815,7 @@ class Serve:
             except BaseException:
                 # A script run in this thread may raise SystemExit or KeyboardInterrupt: the
                 # runner has recorded the run, and the queue goes on.
-                log.exception(
-                    "queued run %s of %s could not be carried out",
-                    current["id"],
-                    current["name"],
-                    extra={"script": current["name"], "run_id": current["id"]},
-                )
+                log_not_carried_out(current)
             if follow is not None:
                 rows = self._hold(follow.rows)
                 next_row = rows[0] if rows else None

@@ -75,3 +75,31 @@ def pooled_quest(root: Path, scripts: dict[str, str], *, size: int) -> Iterator[
             yield app
         finally:
             pool.close()
+
+
+POOL_SCRIPTS = {
+    "pid.py": """
+        import os
+        from quest import script
+
+        @script(quest={"without_overlapping": False})
+        def pid(inputs, ctx):
+            return os.getpid()
+    """,
+    "hold.py": """
+        import os, time
+        from pathlib import Path
+        from quest import script
+
+        @script(quest={"without_overlapping": False})
+        def hold(inputs, ctx):
+            flag = Path(os.environ["QUEST_TEST_RELEASE"])
+            for _ in range(3000):
+                if flag.exists():
+                    break
+                time.sleep(0.01)
+            return os.getpid()
+    """,
+}
+"""Scripts for runs in worker processes: ``pid`` returns its process's id, ``hold`` does too once
+the file named by ``QUEST_TEST_RELEASE`` exists."""

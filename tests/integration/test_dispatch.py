@@ -21,33 +21,12 @@ from quest.dispatch import Dispatcher
 from quest.enums import RunStatus
 from quest.pool import WorkerPool
 from quest.scheduler import Serve
-from tests.integration.conftest import pooled_quest
+from tests.integration.conftest import POOL_SCRIPTS, pooled_quest
 
 pytestmark = pytest.mark.slow
 
 SCRIPTS = {
-    "pid.py": """
-        import os
-        from quest import script
-
-        @script(quest={"without_overlapping": False})
-        def pid(inputs, ctx):
-            return os.getpid()
-    """,
-    "hold.py": """
-        import os, time
-        from pathlib import Path
-        from quest import script
-
-        @script(quest={"without_overlapping": False})
-        def hold(inputs, ctx):
-            flag = Path(os.environ["QUEST_TEST_RELEASE"])
-            for _ in range(3000):
-                if flag.exists():
-                    break
-                time.sleep(0.01)
-            return os.getpid()
-    """,
+    **POOL_SCRIPTS,
     "crash.py": """
         import ctypes, faulthandler, os
         from quest import Input, script
