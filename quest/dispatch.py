@@ -37,7 +37,8 @@ log = logging.getLogger("quest.serve")
 HOLD_AHEAD = 0.5
 """Seconds the rows claimed ahead (beyond the serve's concurrency, while runs are brief) may
 wait for a worker before they go back to the queue: runs that turned out long keep no row of
-the queue ``running`` in this serve unstarted."""
+the queue ``running`` in this serve unstarted. The other rows waiting that long begin, and are
+looked after by the heartbeat until a worker takes them."""
 FAILED_TURN_PAUSE = 0.05
 """Seconds the dispatcher waits after a turn failed unexpectedly, before the next."""
 
@@ -189,13 +190,13 @@ class Dispatcher:
             # That worker was found dead; the next one takes the run, which the heartbeat
             # looks after meanwhile.
             waiting.appendleft(begun)
-            watch, begun.active.watch = begun.active.watch, None
-            if watch is not None:
-                watch()
+            _watch_now(begun)
 
     def _stalled(self, waiting: deque[dict[str, Any] | Begun]) -> None:
-        """No worker is idle for the runs waiting: once that has lasted ``HOLD_AHEAD``, the
-        rows claimed ahead go back to the queue, where another serve may take them."""
+        """No worker is idle for the runs waiting. Once that has lasted ``HOLD_AHEAD``, the rows
+        claimed ahead go back to the queue, where another serve may take them, and the others
+        begin: the heartbeat then keeps their rows alive while they wait for a worker (the
+        workers are busy with scheduled runs), as it does a run's in a worker."""
         now = time.monotonic()
         if self._stalled_at is None:
             self._stalled_at = now
@@ -208,18 +209,24 @@ class Dispatcher:
             ahead = serve._queued_active - serve.concurrency
         rows = [item for item in waiting if isinstance(item, dict)]
         count = min(ahead, len(rows))
-        if count <= 0:
-            return
-        back = rows[-count:]
-        for row in back:
-            waiting.remove(row)
-        with serve._lock:
-            # Once shutdown has given back every row not begun, they are no longer this serve's.
-            mine = [] if serve._released else back
-            for row in mine:
-                serve._unstarted.pop(row["id"], None)
-        serve._give_back(mine)
-        self._free(count)
+        if count > 0:
+            back = rows[-count:]
+            for row in back:
+                waiting.remove(row)
+            with serve._lock:
+                # Once shutdown has given back every row not begun, they are not this serve's.
+                mine = [] if serve._released else back
+                for row in mine:
+                    serve._unstarted.pop(row["id"], None)
+            serve._give_back(mine)
+            self._free(count)
+        kept = list(waiting)
+        waiting.clear()
+        for item in kept:
+            begun = item if isinstance(item, Begun) else self._begin(item)
+            if begun is not None:
+                _watch_now(begun)
+                waiting.append(begun)
 
     def _in_worker(self, row: dict[str, Any]) -> bool:
         script = self.serve.quest.registry.scripts.get(row["name"])
@@ -371,3 +378,10 @@ class Dispatcher:
             serve._queued_active -= slots
         if slots > 0:
             serve._wake()
+
+
+def _watch_now(begun: Begun) -> None:
+    """Hand a begun run that waits for a worker to the heartbeat now (see ``_Active.watch``)."""
+    watch, begun.active.watch = begun.active.watch, None
+    if watch is not None:
+        watch()

@@ -269,3 +269,27 @@ def test_rows_claimed_ahead_are_not_given_back_twice_after_shutdown_gave_them_ba
         assert serve._queued_active == serve.concurrency
         serve._queued_active = 0
         dispatcher.close()
+
+
+def test_a_row_waiting_for_a_busy_worker_begins_and_the_heartbeat_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows claimed for free queue slots may find every worker busy (with scheduled runs, here
+    with a longer queued one): after ``HOLD_AHEAD`` they begin, so that the heartbeat renews
+    their rows and no other serve takes them for abandoned while they wait."""
+    release = tmp_path / "release"
+    monkeypatch.setenv("QUEST_TEST_RELEASE", str(release))
+    monkeypatch.setattr(dispatch, "HOLD_AHEAD", 0.2)
+    with serving(tmp_path, size=1, concurrency=2) as (app, serve):
+        app.runner.pool._typical = 1.0  # runs have been long: nothing is claimed ahead
+        held = app.enqueue("hold")
+        waiting = app.enqueue("pid")
+        assert sorted(serve.drain()) == sorted([held, waiting])
+        until(lambda: waiting in app.runner.active_runs(), "the waiting run begun")
+        assert app.store.get_run(waiting)["status"] == "running"
+        assert app.runner._active[waiting].watched, "the heartbeat does not look after it"
+        release.touch()
+        serve.join(60)
+        statuses = {row["id"]: row["status"] for row in rows(app, "pid") + rows(app, "hold")}
+        assert statuses == {held: "succeeded", waiting: "succeeded"}
+        assert serve._queued_active == 0
