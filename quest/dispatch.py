@@ -1,11 +1,12 @@
-"""The dispatcher: queued runs in worker processes, driven by one thread.
+"""The dispatcher: queued runs in worker processes, driven by one thread (on SQLite).
 
 A serve draining its queue with process isolation hands each claimed run to an idle worker and
-waits for the answers of every busy worker in one ``select``. The runs that ended together are
-recorded in one transaction, which also claims as many due runs as they freed workers; those are
-handed out as soon as it has committed. So a run costs the supervisor no thread of its own and no
-thread wake-up: the hand-off, the wait and the end are the same few steps whether one run ends at
-a time or four.
+waits for the answers of every busy worker in one ``poll``. The runs that ended together are
+recorded in one transaction, which also claims as many due runs as they freed workers, and,
+while runs are brief, as many again ahead: those are handed to the workers as they come back,
+before the ends are committed, so the workers never wait for the commit. So a run costs the
+supervisor no thread of its own and no thread wake-up: the hand-off, the wait and the end are the
+same few steps whether one run ends at a time or four.
 
 The dispatcher runs while it has work (a thread of the serve's :class:`~quest.scheduler.Workers`,
 so that :meth:`~quest.scheduler.Serve.join` and the shutdown's grace period count it) and lets its
@@ -27,7 +28,7 @@ from .pool import EXIT_CHECK_EVERY, Flight, Worker, WorkerPool
 from .runner import Begun, RunOutcome
 from .scheduler import log_not_carried_out
 from .signals import Later, emit_later
-from .store.wake import _Bell
+from .store.wake import Bell
 
 if TYPE_CHECKING:
     from .scheduler import Serve
@@ -60,7 +61,7 @@ class Dispatcher:
         )
         """Whether every script runs in the workers: rows are claimed ahead only then (a row of
         a thread-isolated script goes to a thread of its own at once, holding a slot)."""
-        self._bell = _Bell()
+        self._bell = Bell()
         pool.on_idle = self._idle
 
     def submit(self, rows: list[dict[str, Any]]) -> None:

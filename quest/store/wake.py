@@ -66,7 +66,7 @@ class Waiter(Protocol):
     def close(self) -> None: ...
 
 
-class _Bell:
+class Bell:
     """A self-pipe: what :meth:`Waiter.wake` rings and ``select`` watches.
 
     Ringing a closed bell does nothing. Its descriptor numbers are free again once it is closed,
@@ -147,7 +147,7 @@ class SocketWaiter:
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.bind(self.path)
         self._socket.setblocking(False)
-        self._bell = _Bell()
+        self._bell = Bell()
 
     def wait(self, timeout: float) -> bool:
         watched: list[Any] = [self._socket, self._bell.read]
@@ -220,7 +220,7 @@ class Listener:
         self._channel = channel
         self._connection: Any = None
         self._closed = False
-        self._bell = _Bell()
+        self._bell = Bell()
         try:
             self._connect()
         except BaseException:
