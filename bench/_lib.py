@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
+import json
 import os
 import platform
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -148,6 +151,52 @@ def interleaved(contenders: dict[str, Callable[[int], Any]], rounds: int) -> dic
         for name in order:
             results[name].append(contenders[name](r))
     return results
+
+
+def checkout_rounds(
+    prog: str, argv: list[str], measure: Callable[[Path, int, Path], float], *, runs: int
+) -> list[tuple[Path, list[float]]]:
+    """The command line of a checkout-against-checkout case (``[--rounds R] [--runs N]
+    CHECKOUT ...``), and *measure* (of a checkout, N and a scratch folder) for each checkout in
+    :func:`interleaved` rounds: each checkout with its measures, in the order given (one checkout
+    may be given twice, to show the noise beside a difference)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("checkouts", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    checkouts = [path.resolve() for path in args.checkouts]
+    with tempfile.TemporaryDirectory() as scratch:
+        got = interleaved(
+            {
+                str(i): functools.partial(
+                    lambda path, _round: measure(path, args.runs, Path(scratch)), path
+                )
+                for i, path in enumerate(checkouts)
+            },
+            args.rounds,
+        )
+    return [(path, got[str(i)]) for i, path in enumerate(checkouts)]
+
+
+def print_rounds(
+    results: list[tuple[Path, list[float]]],
+    unit: str,
+    *,
+    fastest: Callable[[list[float]], float],
+    digits: int,
+) -> None:
+    """One JSON line per checkout of :func:`checkout_rounds`: the median and the fastest of its
+    measures (in *unit*), and the median per-round ratio to the first checkout's."""
+    first = results[0][1]
+    for path, measures in results:
+        line = {
+            "checkout": str(path),
+            f"median_{unit}": round(statistics.median(measures), digits or None),
+            f"fastest_{unit}": round(fastest(measures), digits or None),
+            "ratio": round(paired_ratio(measures, first), 3),
+        }
+        print(json.dumps(line))
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 30) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import RunInterrupted
 from .pool import EXIT_CHECK_EVERY, Flight, Worker, WorkerPool
-from .runner import Begun, RunOutcome
+from .runner import Begun, RunOutcome, seconds_of
 from .scheduler import log_not_carried_out
 from .signals import Later, emit_later
 from .store.wake import Bell
@@ -57,7 +57,7 @@ class Dispatcher:
         self._stalled_at: float | None = None
         runner = serve.quest.runner
         self._all_in_workers = all(
-            runner._in_worker(script) for script in serve.quest.registry.scripts.values()
+            runner.in_worker(script) for script in serve.quest.registry.scripts.values()
         )
         """Whether every script runs in the workers: rows are claimed ahead only then (a row of
         a thread-isolated script goes to a thread of its own at once, holding a slot)."""
@@ -231,7 +231,7 @@ class Dispatcher:
 
     def _in_worker(self, row: dict[str, Any]) -> bool:
         script = self.serve.quest.registry.scripts.get(row["name"])
-        return script is None or self.serve.quest.runner._in_worker(script)
+        return script is None or self.serve.quest.runner.in_worker(script)
 
     def _begin(self, row: dict[str, Any]) -> Begun | None:
         """Begin the run of a claimed *row*; ``None`` if it ended here (it could not run, or
@@ -255,8 +255,7 @@ class Dispatcher:
         return None
 
     def _launch(self, worker: Worker, begun: Begun) -> Flight | None:
-        block = begun.script.block()
-        timeout = None if block.timeout is None else block.timeout.total_seconds()
+        timeout = seconds_of(begun.script.block().timeout)
         return self.pool.launch(
             worker, begun.script, begun.inputs, begun.ctx, begun.active, timeout
         )

@@ -308,7 +308,7 @@ class Runner:
                     return refusal
                 start = self._start(script, validated, request, run_id, hidden)
             active.event = start
-            if self._in_worker(script) and self._may_watch_late(lease_ttl):
+            if self.in_worker(script) and self._may_watch_late(lease_ttl):
                 active.watch = functools.partial(self._watch, active)
                 active.watch_at = time.monotonic() + WATCH_AFTER
                 with self._lock:
@@ -872,7 +872,7 @@ class Runner:
             ttl = min(ttl, lease_ttl.total_seconds())
         return ttl >= LATE_WATCH_TTL
 
-    def _in_worker(self, script: Script) -> bool:
+    def in_worker(self, script: Script) -> bool:
         """Whether runs of *script* execute in a worker process of the pool."""
         return (
             self.pool is not None
@@ -880,14 +880,11 @@ class Runner:
         )
 
     def _call(self, script: Script, inputs: Inputs, ctx: Context, active: _Active) -> Any:
-        block = script.block()
-        timeout = block.timeout
-        if self.pool is not None and self._in_worker(script):
-            seconds = None if timeout is None else timeout.total_seconds()
-            return Captured(self.pool.execute(script, inputs, ctx, active, seconds))
+        timeout = script.block().timeout
+        if self.pool is not None and self.in_worker(script):
+            return Captured(self.pool.execute(script, inputs, ctx, active, seconds_of(timeout)))
         if not script.is_async and timeout is not None and self.timed is not None:
-            seconds = timeout.total_seconds()
-            return Captured(self.timed.execute(script, inputs, ctx, active, seconds))
+            return Captured(self.timed.execute(script, inputs, ctx, active, seconds_of(timeout)))
         # The run executes in this thread: what the thread logs meanwhile is the run's.
         with runlog.capture(ctx.run_id, _log_sender(ctx)):
             if script.is_async:
@@ -1090,6 +1087,11 @@ def _follow(follow: FollowUp) -> None:
     except Exception:
         log.warning("the follow-up of a run's end failed", exc_info=True)
         follow.discard()
+
+
+def seconds_of(timeout: timedelta | None) -> float | None:
+    """A script's ``timeout`` as the seconds an executor takes (``None``: no timeout)."""
+    return None if timeout is None else timeout.total_seconds()
 
 
 def overlap_governed(trigger: Trigger, scheduled_for: datetime | None) -> bool:

@@ -166,11 +166,12 @@ def emit(
     (:func:`scrubbed`).
     """
     event = scrubbed(event)
-    receivers = list(signal.receivers_for(sender)) if signal.receivers else []
-    first = [r for r in receivers if getattr(r, "quest_first", False)]
-    for receiver in first:
-        _call(signal, receiver, sender, event)
-    rest = [r for r in receivers if not getattr(r, "quest_first", False)]
+    rest: list[Callable[..., Any]] = []
+    for receiver in list(signal.receivers_for(sender)) if signal.receivers else []:
+        if getattr(receiver, "quest_first", False):
+            _call(signal, receiver, sender, event)
+        else:
+            rest.append(receiver)
     if later is not None:
         if rest:
             later.append((signal, sender, event, rest))

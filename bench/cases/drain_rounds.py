@@ -13,16 +13,13 @@ checkout twice to see the noise of the machine beside the difference between two
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from .. import _projects, _queues
-from .._lib import PYTHON
+from .._lib import PYTHON, checkout_rounds, print_rounds
 
 UPGRADE = "import sys; sys.argv = ['quest', 'db', 'upgrade']; from quest.cli import main; main()"
 SERVE = (
@@ -49,29 +46,8 @@ def one(checkout: Path, runs: int, scratch: Path) -> float:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.cases.drain_rounds")
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=3000)
-    parser.add_argument("checkouts", nargs="+", type=Path)
-    args = parser.parse_args(argv)
-    checkouts = [path.resolve() for path in args.checkouts]
-    rates: list[list[float]] = [[] for _ in checkouts]
-    with tempfile.TemporaryDirectory() as scratch:
-        for r in range(args.rounds):
-            for i in [(r + k) % len(checkouts) for k in range(len(checkouts))]:
-                rates[i].append(one(checkouts[i], args.runs, Path(scratch)))
-    for path, mine in zip(checkouts, rates, strict=True):
-        ratios = [a / b for a, b in zip(mine, rates[0], strict=True)]
-        print(
-            json.dumps(
-                {
-                    "checkout": str(path),
-                    "median_per_s": round(statistics.median(mine)),
-                    "fastest_per_s": round(max(mine)),
-                    "ratio": round(statistics.median(ratios), 3),
-                }
-            )
-        )
+    results = checkout_rounds("python -m bench.cases.drain_rounds", argv, one, runs=3000)
+    print_rounds(results, "per_s", fastest=max, digits=0)
 
 
 if __name__ == "__main__":

@@ -2,26 +2,24 @@
 
     python -m bench.cases.runner_rounds [--rounds R] [--runs N] CHECKOUT [CHECKOUT ...]
 
-Each round runs, for every CHECKOUT in turn, figure 3's quest contender
-(``bench.cases.throughput quest``) in a fresh process importing quest from that folder, on a
-fresh project upgraded by that checkout: N runs of a no-op (default 3,000) after one untimed run.
-Prints one JSON line per checkout: the median and the fastest microseconds a run over R rounds
-(default 8), and the median per-round ratio to the first checkout. The way to tell whether a
-change to the runner's path is worth keeping.
+Each round runs, for every CHECKOUT in turn (the order rotating from round to round), figure
+3's quest contender (``bench.cases.throughput quest``) in a fresh process importing quest from
+that folder, on a fresh project upgraded by that checkout: N runs of a no-op (default 3,000)
+after one untimed run. Prints one JSON line per checkout: the median and the fastest
+microseconds a run over R rounds (default 8), and the median per-round ratio to the first
+checkout. The way to tell whether a change to the runner's path is worth keeping.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from .. import _projects
-from .._lib import PYTHON, ROOT, project_env
+from .._lib import PYTHON, ROOT, checkout_rounds, print_rounds, project_env
 
 UPGRADE = "import sys; sys.argv = ['quest', 'db', 'upgrade']; from quest.cli import main; main()"
 
@@ -44,30 +42,8 @@ def one(checkout: Path, runs: int, scratch: Path) -> float:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.cases.runner_rounds")
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=3000)
-    parser.add_argument("checkouts", nargs="+", type=Path)
-    args = parser.parse_args(argv)
-    checkouts = [path.resolve() for path in args.checkouts]
-    times: dict[Path, list[float]] = {path: [] for path in checkouts}
-    with tempfile.TemporaryDirectory() as scratch:
-        for _ in range(args.rounds):
-            for path in checkouts:
-                times[path].append(one(path, args.runs, Path(scratch)))
-    first = times[checkouts[0]]
-    for path in checkouts:
-        ratios = [mine / theirs for mine, theirs in zip(times[path], first, strict=True)]
-        print(
-            json.dumps(
-                {
-                    "checkout": str(path),
-                    "median_us": round(statistics.median(times[path]), 1),
-                    "fastest_us": round(min(times[path]), 1),
-                    "ratio": round(statistics.median(ratios), 3),
-                }
-            )
-        )
+    results = checkout_rounds("python -m bench.cases.runner_rounds", argv, one, runs=3000)
+    print_rounds(results, "us", fastest=min, digits=1)
 
 
 if __name__ == "__main__":
