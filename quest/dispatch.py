@@ -42,6 +42,11 @@ the queue ``running`` in this serve unstarted. The other rows waiting that long 
 looked after by the heartbeat until a worker takes them."""
 FAILED_TURN_PAUSE = 0.05
 """Seconds the dispatcher waits after a turn failed unexpectedly, before the next."""
+GUARD_EVERY = 0.25
+"""Seconds the dispatcher may go without doing the timed checks of the runs in the workers (it
+is waiting for the database, or for a dead worker's exit report) before its guard does them: a
+run's timeout, the kill after an ignored cancel and the heartbeat's first look come on time
+however long the database keeps the dispatcher."""
 
 
 class Dispatcher:
@@ -62,6 +67,17 @@ class Dispatcher:
         """Whether every script runs in the workers: rows are claimed ahead only then (a row of
         a thread-isolated script goes to a thread of its own at once, holding a slot)."""
         self._bell = Bell()
+        self._flights: dict[Flight, Begun] = {}
+        self._checks = threading.Lock()
+        """Held while the timed checks of the flights run (:meth:`Flight.due`), by the
+        dispatcher or by its guard."""
+        self._checked_at = time.monotonic()
+        self._polling = False
+        self._guarding = threading.Condition(threading.Lock())
+        self._closed = False
+        self._guard = threading.Thread(target=self._keep_time, name="quest-dispatch-guard")
+        self._guard.daemon = True
+        self._guard.start()
         pool.on_idle = self._idle
 
     def submit(self, rows: list[dict[str, Any]]) -> None:
@@ -72,6 +88,8 @@ class Dispatcher:
             self._inbox.extend(rows)
             start, self._running = not self._running, True
         if start:
+            with self._guarding:
+                self._guarding.notify()
             self.serve._workers.submit(self._loop)
         else:
             self._bell.ring()
@@ -79,6 +97,33 @@ class Dispatcher:
     def close(self) -> None:
         self.pool.on_idle = None
         self._bell.close()
+        with self._guarding:
+            self._closed = True
+            self._guarding.notify()
+
+    def _keep_time(self) -> None:
+        """The guard: while the dispatcher runs, every ``GUARD_EVERY`` seconds, do the timed
+        checks of the runs in the workers if the dispatcher has not done them for that long."""
+        while True:
+            with self._guarding:
+                if self._closed:
+                    return
+                self._guarding.wait(GUARD_EVERY if self._running else None)
+                if self._closed:
+                    return
+            if self._polling or time.monotonic() - self._checked_at < GUARD_EVERY:
+                continue
+            try:
+                with self._checks:
+                    now = time.monotonic()
+                    for flight in list(self._flights):
+                        if not flight.over:
+                            flight.due(now)
+            except Exception:
+                log.exception(
+                    "the timed checks of the runs in the workers failed",
+                    extra={"action": "dispatch_error"},
+                )
 
     def _idle(self) -> None:
         if self._starved:
@@ -88,7 +133,8 @@ class Dispatcher:
 
     def _loop(self) -> None:
         waiting: deque[dict[str, Any] | Begun] = deque()
-        flights: dict[Flight, Begun] = {}
+        flights = self._flights
+        self._checked_at = time.monotonic()
         while True:
             try:
                 if not self._turn(waiting, flights):
@@ -121,23 +167,28 @@ class Dispatcher:
 
     def _wait(self, flights: dict[Flight, Begun]) -> None:
         """Wait until a worker answers, something is due, or the bell rings; read what came."""
-        now = time.monotonic()
         timeout = EXIT_CHECK_EVERY
-        for flight in flights:
-            timeout = min(timeout, flight.due(now))
-            if flight.over or flight.worker.channel.buffered():
-                timeout = 0.0
+        with self._checks:
+            now = time.monotonic()
+            for flight in flights:
+                timeout = min(timeout, flight.due(now))
+                if flight.over or flight.worker.channel.buffered():
+                    timeout = 0.0
         poller = select.poll()
         poller.register(self._bell.read, select.POLLIN)
         for flight in flights:
             fd = flight.worker.channel.fileno()
             if fd >= 0:
                 poller.register(fd, select.POLLIN)
+        self._polling = True
         try:
             ready = {fd for fd, _ in poller.poll(math.ceil(timeout * 1000))}
         except OSError:
             ready = set()
             time.sleep(timeout)
+        finally:
+            self._checked_at = time.monotonic()
+            self._polling = False
         if self._bell.read in ready:
             self._bell.drain()
         now = time.monotonic()

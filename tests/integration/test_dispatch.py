@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from quest import dispatch
@@ -37,6 +38,16 @@ SCRIPTS = {
                 os._exit(3)
             faulthandler.disable()  # pytest's, inherited: its dump is not this test's output
             ctypes.string_at(0)
+    """,
+}
+SLEEPY = {
+    "sleepy.py": """
+        import time
+        from quest import script
+
+        @script(quest={"without_overlapping": False, "timeout": "1 second"})
+        def sleepy(inputs, ctx):
+            time.sleep(60)
     """,
 }
 HERE = {
@@ -292,4 +303,50 @@ def test_a_row_waiting_for_a_busy_worker_begins_and_the_heartbeat_keeps_it(
         serve.join(60)
         statuses = {row["id"]: row["status"] for row in rows(app, "pid") + rows(app, "hold")}
         assert statuses == {held: "succeeded", waiting: "succeeded"}
+        assert serve._queued_active == 0
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_timeout_comes_on_time_while_the_dispatcher_waits_for_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher may wait for the database for as long as SQLite's busy timeout (another
+    process holding the write lock): its guard enforces the timeouts of the runs already in the
+    workers meanwhile."""
+    stuck, release = threading.Event(), threading.Event()
+    begin = Dispatcher._begin
+
+    def held_up(self: Dispatcher, row: dict[str, Any]) -> Any:
+        if row["name"] == "pid":
+            stuck.set()
+            release.wait(60)
+        return begin(self, row)
+
+    monkeypatch.setattr(Dispatcher, "_begin", held_up)
+    with serving(tmp_path, size=2, scripts={**SCRIPTS, **SLEEPY}) as (app, serve):
+        late = app.enqueue("sleepy")
+        assert serve.drain() == [late]
+        dispatcher = serve._dispatcher
+        assert dispatcher is not None
+        until(lambda: dispatcher._flights, "the sleepy run in a worker")
+        pid = next(iter(dispatcher._flights)).worker.pid
+        waiting = app.enqueue("pid")
+        assert serve.drain() == [waiting]
+        assert stuck.wait(30), "the dispatcher never began the second run"
+        try:
+            until(lambda: gone(pid), "the timed-out run's worker ended", seconds=10)
+            assert not release.is_set()
+        finally:
+            release.set()
+        serve.join(60)
+        late_row = app.store.get_run(late)
+        assert late_row["status"] == "timed_out"
+        assert late_row["error"] == "RunTimeout: exceeded its timeout of 1 s"
+        assert app.store.get_run(waiting)["status"] == "succeeded"
         assert serve._queued_active == 0
