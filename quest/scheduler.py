@@ -7,13 +7,14 @@ waiting. Fire times come from APScheduler triggers built in :mod:`quest.plan`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import queue
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .definition import Script
 from .enums import CatchUp, Isolation, RunStatus, SkipReason, Trigger
+from .inputs import Inputs
 from .plan import Planned, inactive_reason, plan
 from .runner import HOST, RunOutcome, RunRequest, new_run_id
 from .store import Limits, Taken, Waiter
+from .store.wake import SHORT_WAIT
 
 if TYPE_CHECKING:
     from .app import Quest
@@ -42,6 +45,11 @@ NODE_BEAT_CARRIED = 2.0
 """A scheduled run ending up to this many seconds before the node's heartbeat comes due writes
 the heartbeat in its end's transaction: a serve whose scripts fire often never spends a
 transaction of its own on it."""
+READY_AHEAD = 0.002
+"""Seconds before a slot the loop wakes to get its fire ready (the slot after it, the run's id
+and validated inputs), so that at the slot it only hands the run over. The wait for the slot is
+two ``select`` calls either way (see :func:`quest.store.wake.select_until`); the first now ends
+here."""
 HOUSEKEEPING_DEFER = 0.25
 """Housekeeping (a node beat, recovery, pruning, a safety poll of the queue) that comes due this
 many seconds or less before a scheduled slot waits for the slot and runs right after its fire,
@@ -127,10 +135,21 @@ def limits_of(script: Script) -> Limits | None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A fire got ready ahead of its slot: the slot after it, its request, its inputs."""
+
+    slot: datetime
+    following: datetime | None
+    request: RunRequest
+    inputs: Inputs | None
+
+
 @dataclass(slots=True)
 class _Entry:
     planned: Planned
     next_slot: datetime | None
+    ready: _Ready | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +255,8 @@ class Serve:
     one at a time anyway; on PostgreSQL a thread a run overlaps the round trips of several runs
     and carries each end in the statement that claims the next run, which one thread cannot."""
     _dispatcher: Dispatcher | None = None
+    _held: list[tuple[str, RunRequest, Inputs | None]] | None = None
+    """While the loop fires: the runs it will hand to threads once it has planned its sleep."""
 
     @property
     def clock(self) -> Any:
@@ -377,16 +398,42 @@ class Serve:
         fires: list[Fire] = []
         for entry in list(self.entries.values()):
             due: list[datetime] = []
+            ready, entry.ready = entry.ready, None
             while entry.next_slot is not None and entry.next_slot <= now:
                 due.append(entry.next_slot)
-                entry.next_slot = entry.planned.next_after(entry.next_slot, now)
+                if ready is not None and ready.slot == entry.next_slot:
+                    entry.next_slot = ready.following
+                else:
+                    entry.next_slot = entry.planned.next_after(entry.next_slot, now)
                 if len(due) > MAX_MISSED_WALK:
                     break
             if not due:
+                entry.ready = ready
                 continue
             fires += self._skip_missed(entry, due[:-1], "serve was busy or suspended")
-            fires += self._fire(entry, due[-1], Trigger.scheduled)
+            if ready is None or ready.slot != due[-1]:
+                ready = None
+            fires += self._fire(entry, due[-1], Trigger.scheduled, ready)
         return fires
+
+    def _get_ready(self, now: datetime, within: float) -> None:
+        """Get the fires of the slots due within *within* seconds of *now* ready (see
+        :data:`READY_AHEAD`); a fire that cannot be got ready is left to its slot."""
+        horizon = now + timedelta(seconds=within)
+        for entry in self.entries.values():
+            slot = entry.next_slot
+            if slot is None or slot > horizon or entry.ready is not None:
+                continue
+            try:
+                script = entry.planned.script
+                following = entry.planned.next_after(slot, now)
+                inputs = None
+                if not self.inline:
+                    with contextlib.suppress(Exception):  # its run says what is wrong with them
+                        inputs = self.quest.runner.prepare(script.name, script.block().inputs)[1]
+                entry.ready = _Ready(slot, following, self._slot_request(slot), inputs)
+            except Exception:
+                log.debug("a fire could not be got ready ahead of its slot", exc_info=True)
 
     def drain(self, now: datetime | None = None) -> list[str]:
         """Claim and start due queued runs, as many as free workers allow; returns their ids.
@@ -580,9 +627,24 @@ class Serve:
         first = True
         while not self._stop.is_set():
             try:
-                now = self.clock.now()
-                fired = self.fire_due(now)
+                now, mark = self.clock.now(), self.clock.monotonic()
+                self._held = []
+                try:
+                    fired = self.fire_due(now)
+                except BaseException:
+                    held, self._held = self._held, None
+                    for task in held:
+                        self._workers.submit(self._run, *task)
+                    raise
+                held, self._held = self._held, None
                 claim = self._queue_due(now)
+                if held and not (first or claim or self._maintenance_due()):
+                    # Nothing else to do before the next slot: the sleep is planned first, so
+                    # that the fires' threads find the interpreter free as soon as they wake.
+                    self._hand_over(held, self.seconds_until_next(now), mark)
+                    continue
+                for task in held:
+                    self._workers.submit(self._run, *task)
                 if first:
                     # The first claim comes before the start's housekeeping (recovery, pruning,
                     # retention: a few transactions each), which then runs beside the first runs.
@@ -602,31 +664,61 @@ class Serve:
             except Exception:
                 log.exception("scheduler tick failed; retrying", extra={"action": "tick_error"})
                 self._stop.wait(1.0)
-            self._sleep(self.seconds_until_next(self.clock.now()))
+            self._rest(self.seconds_until_next(self.clock.now()))
         # Runs still ending wake this loop (_run_queued): from now on they only set the event.
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             waiter.close()
 
-    def _sleep(self, seconds: float) -> None:
+    def _hand_over(
+        self, held: list[tuple[str, RunRequest, Inputs | None]], seconds: float, mark: float
+    ) -> None:
+        """Hand the *held* fires to threads, then sleep until *seconds* after the monotonic
+        instant *mark*."""
+        for task in held:
+            self._workers.submit(self._run, *task)
+        self._rest(seconds - (self.clock.monotonic() - mark))
+
+    def _rest(self, seconds: float) -> None:
+        """Sleep *seconds* (less if woken); when a slot ends the sleep, wake
+        :data:`READY_AHEAD` before it to get its fires ready, then sleep to the slot."""
+        if seconds <= READY_AHEAD + SHORT_WAIT:
+            self._sleep(max(0.0, seconds))
+            return
+        mark = self.clock.monotonic()
+        slot = self._slot_wait(self.clock.now())
+        if slot is None or slot > seconds + READY_AHEAD:
+            self._sleep(seconds)
+            return
+        if self._sleep(seconds - READY_AHEAD, early=True):
+            return
+        left = seconds - (self.clock.monotonic() - mark)
+        self._get_ready(self.clock.now(), max(left, 0.0) + READY_AHEAD)
+        left = seconds - (self.clock.monotonic() - mark)
+        if left > 0:
+            self._sleep(left)
+
+    def _sleep(self, seconds: float, *, early: bool = False) -> bool:
         """Wait *seconds*, or less when a run is enqueued or cancelled anywhere (the store's
-        waiter: LISTEN/NOTIFY on PostgreSQL) or a run of this serve ends."""
+        waiter: LISTEN/NOTIFY on PostgreSQL) or a run of this serve ends; whether woken so.
+        *early*: the wait may end a little before *seconds*, never after (one wake-up fewer)."""
         self._ensure_waiter()
         if self._waiter is None:
-            self._event.wait(seconds)
+            woken = self._event.wait(seconds)
             self._event.clear()
             self._queue_woken = True
-            return
+            return woken
         try:
-            woken = self._waiter.wait(seconds)
+            woken = self._waiter.wait(seconds, early=early)
         except Exception:
             log.warning("waiting for wake-ups failed", exc_info=True)
             self._stop.wait(min(seconds, 1.0))
             self._queue_woken = True
-            return
+            return True
         if woken:
             self._queue_woken = True
             self.quest.runner.check_cancels()
+        return woken
 
     def _ensure_waiter(self) -> None:
         if self._waiter is None:
@@ -757,18 +849,27 @@ class Serve:
             runner.skip(script, SkipReason.missed, request, run_id=run_id, detail=detail)
         return [Fire(script.name, slot, run_id, Trigger.scheduled, SkipReason.missed)]
 
-    def _fire(self, entry: _Entry, slot: datetime, trigger: Trigger) -> list[Fire]:
-        """Start the run of a slot; the worker claims the slot, so only one serve runs it."""
-        script = entry.planned.script
-        request = RunRequest(
+    def _slot_request(self, slot: datetime, trigger: Trigger = Trigger.scheduled) -> RunRequest:
+        return RunRequest(
             trigger=trigger,
             run_id=new_run_id(),
             scheduled_for=slot,
             slot=True,
             follow=_Beat(self),
         )
+
+    def _fire(
+        self, entry: _Entry, slot: datetime, trigger: Trigger, ready: _Ready | None = None
+    ) -> list[Fire]:
+        """Start the run of a slot; the worker claims the slot, so only one serve runs it."""
+        script = entry.planned.script
+        request = ready.request if ready is not None else self._slot_request(slot, trigger)
+        inputs = ready.inputs if ready is not None else None
         if not self.inline:
-            self._workers.submit(self._run, script.name, request)
+            if self._held is not None:
+                self._held.append((script.name, request, inputs))
+            else:
+                self._workers.submit(self._run, script.name, request, inputs)
             return [Fire(script.name, slot, str(request.run_id), trigger)]
         outcome = self._run(script.name, request)
         if outcome is None or outcome.reason == "claimed":
@@ -778,14 +879,21 @@ class Serve:
             skipped = SkipReason(outcome.reason.split(":", 1)[0])
         return [Fire(script.name, slot, outcome.run_id, trigger, skipped)]
 
-    def _run(self, name: str, request: RunRequest) -> RunOutcome | None:
+    def _run(
+        self, name: str, request: RunRequest, inputs: Inputs | None = None
+    ) -> RunOutcome | None:
+        """Carry out the run of *request*; *inputs*: the script's inputs, validated ahead of
+        its slot (else they are validated here)."""
         script = self.quest.registry.get(name)
         block = script.block()
         jitter = block.jitter.total_seconds() if block.jitter is not None else 0.0
         if jitter and not self.inline and self._stop.wait(random.uniform(0, jitter)):
             return None
+        given: Mapping[str, Any] | Inputs = dict(block.inputs)
+        if inputs is not None and type(inputs) is script.model:
+            given = inputs
         try:
-            outcome = self.quest.runner.run(name, dict(block.inputs), request)
+            outcome = self.quest.runner.run(name, given, request)
         except Exception:
             log.exception(
                 "run %s of %s could not be carried out",

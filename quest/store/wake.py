@@ -38,12 +38,13 @@ SHORT_WAIT = 0.01
 """A wait this short is asked for as it is: its slack is a few microseconds."""
 
 
-def select_until(watched: list[Any], timeout: float) -> list[Any]:
+def select_until(watched: list[Any], timeout: float, *, early: bool = False) -> list[Any]:
     """What in *watched* is ready to read, waiting up to *timeout* seconds and no later.
 
     A serve sleeps until its next slot in one ``select``; Linux may end a wait up to a thousandth
     of its timeout late, which is most of a fire's lateness. A long wait therefore asks for a
-    little less and finishes with a short one whose slack is negligible.
+    little less and finishes with a short one whose slack is negligible. *early*: a wait that may
+    end before its time but never after it, in one ``select`` (the short one is left out).
     """
     deadline = time.monotonic() + max(timeout, 0.0)
     while True:
@@ -51,14 +52,15 @@ def select_until(watched: list[Any], timeout: float) -> list[Any]:
         if left <= SHORT_WAIT:
             return select.select(watched, [], [], max(left, 0.0))[0]
         ready = select.select(watched, [], [], left * (1 - SELECT_SLACK))[0]
-        if ready:
+        if ready or early:
             return ready
 
 
 class Waiter(Protocol):
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float, *, early: bool = False) -> bool:
         """Sleep up to *timeout* seconds; ``True`` when woken (a notification or :meth:`wake`),
-        ``False`` when the time ran out."""
+        ``False`` when the time ran out. *early*: the time may run out a little before
+        *timeout* (never after it), for one wake-up fewer."""
 
     def wake(self) -> None:
         """Interrupt a :meth:`wait` (thread-safe)."""
@@ -149,9 +151,9 @@ class SocketWaiter:
         self._socket.setblocking(False)
         self._bell = Bell()
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float, *, early: bool = False) -> bool:
         watched: list[Any] = [self._socket, self._bell.read]
-        ready = select_until(watched, timeout)
+        ready = select_until(watched, timeout, early=early)
         if not ready:
             return False
         self._bell.drain()
@@ -183,7 +185,7 @@ class VersionPoller:
     def _read(self) -> int:
         return int(self._connection.execute("PRAGMA data_version").fetchone()[0])
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float, *, early: bool = False) -> bool:
         deadline = time.monotonic() + timeout
         while True:
             if self._woken.is_set():
@@ -258,7 +260,7 @@ class Listener:
             self._bell.drain()
             return bool(ready)
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float, *, early: bool = False) -> bool:
         import psycopg
         from psycopg.pq import ConnStatus
 
@@ -270,7 +272,7 @@ class Listener:
         while True:
             left = max(deadline - time.monotonic(), 0.0)
             pgconn = self._connection.pgconn
-            ready = select_until([pgconn.socket, self._bell.read], left)
+            ready = select_until([pgconn.socket, self._bell.read], left, early=early)
             if not ready:
                 return False
             woken = False

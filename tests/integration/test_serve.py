@@ -858,3 +858,57 @@ def test_shutdown_gives_claimed_runs_that_never_began_back_to_the_queue(
         other.start(START)
         assert set(other.drain(START)) == ids
         assert {app.store.get_run(i)["status"] for i in ids} == {RunStatus.succeeded}
+
+
+@script(quest={"interval": "1 second"})
+def every_second(inputs: Any, ctx: Any) -> None:
+    return None
+
+
+def test_the_loop_plans_its_sleep_before_it_hands_a_fire_to_its_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fire with nothing else due: the loop plans its sleep, hands the run over and sleeps at
+    once, so that the run's thread finds the interpreter free when it wakes (a fire's lateness is
+    what a user sees); housekeeping, when it is due, still waits for the fire."""
+    url = f"sqlite:///{tmp_path / 'quest.sqlite3'}"
+    with temporary_quest(tmp_path, scripts=[every_second], database_url=url) as app:
+        serve = Serve(app)
+        seen: list[str] = []
+        submit, plan_sleep, maintain = (
+            serve._workers.submit,
+            serve.seconds_until_next,
+            serve._maintain,
+        )
+
+        def submitted(task: Any, *args: Any) -> None:
+            seen.append("hand over" if task == serve._run else "other")
+            submit(task, *args)
+
+        def planned(now: datetime) -> float:
+            seen.append("plan")
+            return plan_sleep(now)
+
+        def maintained(now: datetime) -> None:
+            seen.append("keep house")
+            maintain(now)
+
+        monkeypatch.setattr(serve._workers, "submit", submitted)
+        monkeypatch.setattr(serve, "seconds_until_next", planned)
+        monkeypatch.setattr(serve, "_maintain", maintained)
+        with looping(serve):
+            deadline = time.monotonic() + 20
+            while seen.count("hand over") < 3:
+                assert time.monotonic() < deadline, f"three fires never came: {seen}"
+                time.sleep(0.05)
+            serve.join(10)
+        fires = [i for i, what in enumerate(seen) if what == "hand over"]
+        for i in fires[1:3]:
+            assert seen[i - 1] == "plan", seen
+            assert seen[i + 1 : i + 2] in (["plan"], []), seen
+        succeeded = [
+            row for row in app.store.history("every-second") if row["status"] == "succeeded"
+        ]
+        assert len(succeeded) >= 3
+        late = [(row["started_at"] - row["scheduled_for"]).total_seconds() for row in succeeded]
+        assert max(late) < 1.0, late
