@@ -912,3 +912,59 @@ def test_the_loop_plans_its_sleep_before_it_hands_a_fire_to_its_thread(
         assert len(succeeded) >= 3
         late = [(row["started_at"] - row["scheduled_for"]).total_seconds() for row in succeeded]
         assert max(late) < 1.0, late
+
+
+def test_a_fire_got_ready_ahead_of_its_slot_runs_with_what_was_got_ready(
+    tmp_path: Path, database_url: str, clock: FrozenClock
+) -> None:
+    calls.clear()
+    with quest_of(tmp_path, database_url, clock, with_inputs) as app:
+        serve = Serve(app)
+        serve.start(START)
+        entry = serve.entries["with-inputs"]
+        slot = entry.next_slot
+        assert slot is not None
+        serve._get_ready(slot - timedelta(milliseconds=3), 0.005)
+        ready = entry.ready
+        assert ready is not None and ready.slot == slot
+        assert ready.following == slot + timedelta(hours=1)
+        assert ready.inputs is not None and ready.inputs.batch == 25  # type: ignore[attr-defined]
+        # Not due yet: kept for its slot.
+        assert tick(serve, clock, slot - timedelta(milliseconds=1)) == []
+        assert entry.ready is ready
+        [fire] = tick(serve, clock, slot)
+        serve.join(30)
+        assert fire.run_id == ready.request.run_id
+        assert entry.next_slot == ready.following and entry.ready is None
+        row = app.store.get_run(fire.run_id)
+        assert row is not None and row["status"] is RunStatus.succeeded
+        assert row["inputs"] == {"recipient": "ops@example.com", "batch": 25, "dry_run": False}
+
+
+def test_a_fire_whose_inputs_could_not_be_got_ready_validates_them_at_its_slot(
+    tmp_path: Path, database_url: str, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls.clear()
+    with quest_of(tmp_path, database_url, clock, with_inputs) as app:
+        serve = Serve(app)
+        serve.start(START)
+        entry = serve.entries["with-inputs"]
+        slot = entry.next_slot
+        assert slot is not None
+        prepare = app.runner.prepare
+        failing = [True]
+
+        def flaky(name: str, raw: Any = None) -> Any:
+            if failing:
+                failing.clear()
+                raise RuntimeError("not now")
+            return prepare(name, raw)
+
+        monkeypatch.setattr(app.runner, "prepare", flaky)
+        serve._get_ready(slot, 0.0)
+        assert entry.ready is not None and entry.ready.inputs is None
+        [fire] = tick(serve, clock, slot)
+        serve.join(30)
+        row = app.store.get_run(fire.run_id)
+        assert row is not None and row["status"] is RunStatus.succeeded
+        assert row["inputs"] == {"recipient": "ops@example.com", "batch": 25, "dry_run": False}
