@@ -887,12 +887,55 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+TREE_LOOKS = 10
+"""How many times :func:`_kill_worker` looks for more descendants of a worker it is ending."""
+
+
 def _kill_worker(pid: int) -> None:
-    """End worker *pid* and every process it started that is still in its process group (a
-    script's forks and subprocesses), so that a stopped run leaves nothing behind."""
+    """End worker *pid* and every process it started, so that a stopped run leaves nothing
+    behind: those still in its process group (a script's forks and subprocesses), and those that
+    left it for a session of their own, found among its descendants (the worker adopts the
+    orphans among them: see :func:`quest.worker._die_with_parent`). Each one found is stopped
+    before the next look, so none forks another meanwhile; then all are killed."""
+    stopped = [pid]
+    _signal(pid, signal.SIGSTOP)
+    for _ in range(TREE_LOOKS):
+        found = [child for child in _descendants(pid) if child not in stopped]
+        if not found:
+            break
+        for child in found:
+            _signal(child, signal.SIGSTOP)
+        stopped += found
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    _kill(pid)
+    for each in stopped:
+        _kill(each)
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The live descendants of *pid*, from ``/proc`` (none where it cannot be read)."""
+    found: list[int] = []
+    parents = [pid]
+    while parents:
+        parent = parents.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", "rb") as listed:
+                    children = [int(child) for child in listed.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += children
+            parents += children
+    return found
 
 
 def _reap(pid: int, timeout: float) -> None:
