@@ -170,7 +170,8 @@ def test_rows_claimed_ahead_go_back_when_the_workers_stay_busy(
         # The worker stays busy: the row claimed ahead goes back, unowned, due as it was.
         until(lambda: app.store.get_run(behind)["status"] == "queued", "the row claimed ahead back")
         assert app.store.get_run(behind)["owner_pid"] is None
-        assert serve._queued_active == 1
+        # Its queue slot is freed just after the row goes back (the dispatcher's next step).
+        until(lambda: serve._queued_active == 1, "the queue slot of the row given back freed")
         release.touch()
         serve.join(60)
         drain_all(serve)
