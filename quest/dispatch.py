@@ -108,16 +108,21 @@ class Dispatcher:
             with self._guarding:
                 if self._closed:
                     return
-                self._guarding.wait(GUARD_EVERY if self._running else None)
+                wait = None
+                if self._running:
+                    wait = max(0.01, GUARD_EVERY - (time.monotonic() - self._checked_at))
+                self._guarding.wait(wait)
                 if self._closed:
                     return
-            if self._polling or time.monotonic() - self._checked_at < GUARD_EVERY:
+            if not self._away():
                 continue
             try:
                 with self._checks:
+                    if not self._away():
+                        continue
                     now = time.monotonic()
                     for flight in list(self._flights):
-                        if not flight.over:
+                        if not flight.over and flight in self._flights:
                             flight.due(now)
             except Exception:
                 log.exception(
@@ -130,6 +135,10 @@ class Dispatcher:
             self._bell.ring()
 
     # -- the loop ---------------------------------------------------------------------------------
+
+    def _away(self) -> bool:
+        """Whether the dispatcher has gone ``GUARD_EVERY`` without its timed checks."""
+        return not self._polling and time.monotonic() - self._checked_at >= GUARD_EVERY
 
     def _loop(self) -> None:
         waiting: deque[dict[str, Any] | Begun] = deque()
@@ -330,7 +339,8 @@ class Dispatcher:
         claimed."""
         settled: list[tuple[Begun, Any, BaseException | None]] = []
         for flight in ended:
-            begun = flights.pop(flight)
+            with self._checks:  # the guard checks only flights still held
+                begun = flights.pop(flight)
             try:
                 settled.append((begun, self.pool.settle(flight), None))
             except BaseException as exc:

@@ -702,8 +702,7 @@ class Flight:
                 wait = min(wait, active.watch_at - now)
         if stop.kill_at is not None:
             if now >= stop.kill_at:
-                _kill_worker(self.worker.pid)
-                stop.kill_at = None
+                stop.kill()
             else:
                 wait = min(wait, stop.kill_at - now)
         if self.deadline is not None and stop.reason is None:
@@ -850,6 +849,8 @@ class _Stop:
         self._report = report
         self.reason: str | None = None
         self.kill_at: float | None = None
+        self.since = boot_clock()
+        """When the run was handed to its worker (see :func:`_kill_worker`)."""
         self.settled = False
         """Set once the run's worker is given back: a stop asked later (a cancel that raced the
         run's end) must not touch the worker, which may be running the next run already."""
@@ -867,7 +868,15 @@ class _Stop:
             if self.is_async and _send(self.worker.channel, CANCEL):
                 self.kill_at = time.monotonic() + KILL_AFTER
             else:
-                _kill_worker(self.worker.pid)
+                _kill_worker(self.worker.pid, self.since)
+
+    def kill(self) -> None:
+        """End the worker of an async run that ignored its cancel, unless the worker was given
+        back meanwhile (it may be running the next run already)."""
+        with self._lock:
+            self.kill_at = None
+            if not self.settled:
+                _kill_worker(self.worker.pid, self.since)
 
     def settle(self) -> None:
         with self._lock:
@@ -888,26 +897,40 @@ def _kill(pid: int) -> None:
 
 
 TREE_LOOKS = 10
-"""How many times :func:`_kill_worker` looks for more descendants of a worker it is ending."""
+"""How many times :func:`_kill_worker` looks for more processes a stopped run started."""
+_TICK = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 
 
-def _kill_worker(pid: int) -> None:
-    """End worker *pid* and every process it started, so that a stopped run leaves nothing
-    behind: those still in its process group (a script's forks and subprocesses), and those that
-    left it for a session of their own, found among its descendants (the worker adopts the
-    orphans among them: see :func:`quest.worker._die_with_parent`). Each one found is stopped
-    before the next look, so none forks another meanwhile; then all are killed."""
-    stopped = [pid]
-    _signal(pid, signal.SIGSTOP)
-    for _ in range(TREE_LOOKS):
-        found = [child for child in _descendants(pid) if child not in stopped]
-        if not found:
-            break
-        for child in found:
-            _signal(child, signal.SIGSTOP)
-        stopped += found
+def boot_clock() -> float:
+    """Seconds since boot, on the clock of ``/proc/PID/stat``'s start times (Linux); 0 elsewhere."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(clock) if clock is not None else 0.0
+
+
+def _kill_worker(pid: int, since: float | None = None) -> None:
+    """End worker *pid* and every process it started that is still in its process group (a
+    script's forks and subprocesses), so that a stopped run leaves nothing behind.
+
+    *since* (:func:`boot_clock` when the stopped run was handed to the worker, the worker alive):
+    also end the processes the run started that left the worker's process group for a session of
+    their own (``start_new_session``), found among the worker's descendants by their start time.
+    Each is stopped before the next look, so that none forks another meanwhile; then all are
+    killed. What earlier runs started and left running is not the stopped run's, and is left
+    alone, as is whatever a daemon that forked twice left under ``init``."""
+    stopped: list[int] = []
+    if since is not None and since > 0:
+        _signal(pid, signal.SIGSTOP)
+        stopped.append(pid)
+        for _ in range(TREE_LOOKS):
+            found = [p for p in _started_since(pid, since - _TICK) if p not in stopped]
+            if not found:
+                break
+            for child in found:
+                _signal(child, signal.SIGSTOP)
+            stopped += found
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+    _kill(pid)
     for each in stopped:
         _kill(each)
 
@@ -917,8 +940,9 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def _descendants(pid: int) -> list[int]:
-    """The live descendants of *pid*, from ``/proc`` (none where it cannot be read)."""
+def _started_since(pid: int, since: float) -> list[int]:
+    """The live descendants of *pid* started at or after *since* (:func:`boot_clock`), through
+    such processes only, from ``/proc`` (none where it cannot be read)."""
     found: list[int] = []
     parents = [pid]
     while parents:
@@ -933,9 +957,22 @@ def _descendants(pid: int) -> list[int]:
                     children = [int(child) for child in listed.read().split()]
             except (OSError, ValueError):
                 continue
-            found += children
-            parents += children
+            for child in children:
+                started = _start_time(child)
+                if started is not None and started >= since:
+                    found.append(child)
+                    parents.append(child)
     return found
+
+
+def _start_time(pid: int) -> float | None:
+    """When *pid* started, in seconds since boot (``/proc/PID/stat``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return int(fields[19]) * _TICK
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _reap(pid: int, timeout: float) -> None:

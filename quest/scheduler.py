@@ -696,7 +696,9 @@ class Serve:
         self._get_ready(self.clock.now(), max(left, 0.0) + READY_AHEAD)
         left = seconds - (self.clock.monotonic() - mark)
         if left > 0:
-            self._sleep(left)
+            # Not the waiter: one that lost its connection would connect again here, before the
+            # slot. A wake-up that comes meanwhile is still there for the next sleep.
+            self._stop.wait(left)
 
     def _sleep(self, seconds: float, *, early: bool = False) -> bool:
         """Wait *seconds*, or less when a run is enqueued or cancelled anywhere (the store's

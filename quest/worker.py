@@ -142,7 +142,6 @@ def main(channel: Connection, quest: Quest, watch: ModuleWatch | None = None) ->
             if os.getpid() != me:
                 # The script forked and this is its child returning: only the worker answers.
                 _exit(0)
-            _reap_orphans()
             if not _streams_open():
                 done = done._replace(spent=True)
             if watch is not None and (modules := watch.new()):
@@ -321,26 +320,10 @@ def prepare() -> None:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to kill this worker if the template process that forked it goes away, and to
-    make it the parent of every orphan among the processes its scripts start (a daemon that
-    forked twice and left its session), so that a stopped run's worker finds them all among its
-    descendants (see :func:`quest.pool._kill_worker`)."""
+    """Ask Linux to kill this worker if the template process that forked it goes away."""
     prepare()
     if _PRCTL:
         _PRCTL[0](1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        _PRCTL[0](36, 1)  # PR_SET_CHILD_SUBREAPER
-
-
-def _reap_orphans() -> None:
-    """Collect the exit of every child that has ended (between runs: the orphans this worker
-    adopted never pile up as zombies; a script's own children are waited for by then)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def _exit(code: int) -> NoReturn:

@@ -6,6 +6,7 @@ queued runs get their workers at once, up to ``size``."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,31 @@ def test_a_stop_asked_after_the_run_ended_leaves_its_worker_alone(
         first = app.run("pid")
         assert first.ok
         flights[0].stop("cancel")  # too late: the run has ended
+        second = app.run("pid")
+        assert second.ok, second.error
+        assert second.result == first.result, "the worker was killed after its run ended"
+        assert app.runner.pool.deaths == 0
+
+
+def test_a_kill_due_after_the_run_ended_leaves_its_worker_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill after an ignored cancel, due when the run has ended already (a dispatcher's
+    guard may get to it late), must not kill the worker either."""
+    flights: list[pool.Flight] = []
+    make = pool.WorkerPool._flight
+
+    def kept(self: pool.WorkerPool, *args: Any) -> pool.Flight:
+        flights.append(make(self, *args))
+        return flights[-1]
+
+    monkeypatch.setattr(pool.WorkerPool, "_flight", kept)
+    with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+        first = app.run("pid")
+        assert first.ok
+        flights[0].stop.kill_at = time.monotonic() - 1.0
+        flights[0].due(time.monotonic())
+        assert flights[0].stop.kill_at is None
         second = app.run("pid")
         assert second.ok, second.error
         assert second.result == first.result, "the worker was killed after its run ended"
