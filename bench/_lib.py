@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -26,6 +26,9 @@ PYTHON = str(BIN / "python")
 QUEST = str(BIN / "quest")
 PROCRASTINATE = str(BIN / "procrastinate")
 HUEY_CONSUMER = str(BIN / "huey_consumer")
+
+
+T = TypeVar("T")
 
 
 def say(message: str) -> None:
@@ -154,15 +157,22 @@ def interleaved(contenders: dict[str, Callable[[int], Any]], rounds: int) -> dic
 
 
 def checkout_rounds(
-    prog: str, argv: list[str], measure: Callable[[Path, int, Path], float], *, runs: int
-) -> list[tuple[Path, list[float]]]:
-    """The command line of a checkout-against-checkout case (``[--rounds R] [--runs N]
-    CHECKOUT ...``), and *measure* (of a checkout, N and a scratch folder) for each checkout in
-    :func:`interleaved` rounds: each checkout with its measures, in the order given (one checkout
-    may be given twice, to show the noise beside a difference)."""
+    prog: str,
+    argv: list[str],
+    measure: Callable[[Path, Any, Path], T],
+    *,
+    runs: float,
+    flag: str = "--runs",
+    rounds: int = 8,
+) -> list[tuple[Path, list[T]]]:
+    """The command line of a checkout-against-checkout case (``[--rounds R] [FLAG N] CHECKOUT
+    ...``, *flag* the size of one measure: runs, seconds), and *measure* (of a checkout, N and a
+    scratch folder) for each checkout in :func:`interleaved` rounds: each checkout with its
+    measures, in the order given (one checkout may be given twice, to show the noise beside a
+    difference)."""
     parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument(flag, dest="size", type=type(runs), default=runs)
     parser.add_argument("checkouts", nargs="+", type=Path)
     args = parser.parse_args(argv)
     checkouts = [path.resolve() for path in args.checkouts]
@@ -170,7 +180,7 @@ def checkout_rounds(
         got = interleaved(
             {
                 str(i): functools.partial(
-                    lambda path, _round: measure(path, args.runs, Path(scratch)), path
+                    lambda path, _round: measure(path, args.size, Path(scratch)), path
                 )
                 for i, path in enumerate(checkouts)
             },

@@ -16,8 +16,6 @@ the machine beside a difference.
 
 from __future__ import annotations
 
-import argparse
-import functools
 import json
 import sqlite3
 import statistics
@@ -29,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import _projects
-from .._lib import PYTHON, interleaved, paired_ratio, percentile, project_env, stop_all
+from .._lib import PYTHON, checkout_rounds, paired_ratio, percentile, project_env, stop_all
 from .serve_threads import on_cpu
 
 UPGRADE = "import sys; sys.argv = ['quest', 'db', 'upgrade']; from quest.cli import main; main()"
@@ -84,26 +82,13 @@ def one(checkout: Path, seconds: float, scratch: Path) -> tuple[float, list[floa
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.cases.tick_rounds")
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("checkouts", nargs="+", type=Path)
-    args = parser.parse_args(argv)
-    checkouts = [path.resolve() for path in args.checkouts]
-    with tempfile.TemporaryDirectory() as scratch:
-        got = interleaved(
-            {
-                str(i): functools.partial(
-                    lambda path, _round: one(path, args.seconds, Path(scratch)), path
-                )
-                for i, path in enumerate(checkouts)
-            },
-            args.rounds,
-        )
-    first = [cpu for cpu, _ in got["0"]]
-    for i, checkout in enumerate(checkouts):
-        cpu = [c for c, _ in got[str(i)]]
-        late = [ms for _, fires in got[str(i)] for ms in fires]
+    results = checkout_rounds(
+        "python -m bench.cases.tick_rounds", argv, one, runs=15.0, flag="--seconds", rounds=4
+    )
+    first = [cpu for cpu, _ in results[0][1]]
+    for checkout, measures in results:
+        cpu = [c for c, _ in measures]
+        late = [ms for _, fires in measures for ms in fires]
         print(
             json.dumps(
                 {

@@ -124,10 +124,8 @@ def test_a_wait_that_fails_on_the_supervisor_side_ends_the_worker_and_fails_the_
         assert app.run("pid").ok
 
 
-def test_a_stop_asked_after_the_run_ended_leaves_its_worker_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A cancel that races a run's end must not kill the worker, which runs the next run."""
+def kept_flights(monkeypatch: pytest.MonkeyPatch) -> list[pool.Flight]:
+    """Every :class:`~quest.pool.Flight` the pools make from now on, in order."""
     flights: list[pool.Flight] = []
     make = pool.WorkerPool._flight
 
@@ -136,6 +134,14 @@ def test_a_stop_asked_after_the_run_ended_leaves_its_worker_alone(
         return flights[-1]
 
     monkeypatch.setattr(pool.WorkerPool, "_flight", kept)
+    return flights
+
+
+def test_a_stop_asked_after_the_run_ended_leaves_its_worker_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel that races a run's end must not kill the worker, which runs the next run."""
+    flights = kept_flights(monkeypatch)
     with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
         first = app.run("pid")
         assert first.ok
@@ -151,14 +157,7 @@ def test_a_kill_due_after_the_run_ended_leaves_its_worker_alone(
 ) -> None:
     """The kill after an ignored cancel, due when the run has ended already (a dispatcher's
     guard may get to it late), must not kill the worker either."""
-    flights: list[pool.Flight] = []
-    make = pool.WorkerPool._flight
-
-    def kept(self: pool.WorkerPool, *args: Any) -> pool.Flight:
-        flights.append(make(self, *args))
-        return flights[-1]
-
-    monkeypatch.setattr(pool.WorkerPool, "_flight", kept)
+    flights = kept_flights(monkeypatch)
     with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
         first = app.run("pid")
         assert first.ok

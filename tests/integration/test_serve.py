@@ -914,16 +914,24 @@ def test_the_loop_plans_its_sleep_before_it_hands_a_fire_to_its_thread(
         assert max(late) < 1.0, late
 
 
-def test_a_fire_got_ready_ahead_of_its_slot_runs_with_what_was_got_ready(
+@contextmanager
+def planned_with_inputs(
     tmp_path: Path, database_url: str, clock: FrozenClock
-) -> None:
+) -> Iterator[tuple[Quest, Serve, Any, datetime]]:
+    """A serve started at ``START`` with ``with_inputs`` planned: its entry and first slot."""
     calls.clear()
     with quest_of(tmp_path, database_url, clock, with_inputs) as app:
         serve = Serve(app)
         serve.start(START)
         entry = serve.entries["with-inputs"]
-        slot = entry.next_slot
-        assert slot is not None
+        assert entry.next_slot is not None
+        yield app, serve, entry, entry.next_slot
+
+
+def test_a_fire_got_ready_ahead_of_its_slot_runs_with_what_was_got_ready(
+    tmp_path: Path, database_url: str, clock: FrozenClock
+) -> None:
+    with planned_with_inputs(tmp_path, database_url, clock) as (app, serve, entry, slot):
         serve._get_ready(slot - timedelta(milliseconds=3), 0.005)
         ready = entry.ready
         assert ready is not None and ready.slot == slot
@@ -944,13 +952,7 @@ def test_a_fire_got_ready_ahead_of_its_slot_runs_with_what_was_got_ready(
 def test_a_fire_whose_inputs_could_not_be_got_ready_validates_them_at_its_slot(
     tmp_path: Path, database_url: str, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls.clear()
-    with quest_of(tmp_path, database_url, clock, with_inputs) as app:
-        serve = Serve(app)
-        serve.start(START)
-        entry = serve.entries["with-inputs"]
-        slot = entry.next_slot
-        assert slot is not None
+    with planned_with_inputs(tmp_path, database_url, clock) as (app, serve, entry, slot):
         prepare = app.runner.prepare
         failing = [True]
 
