@@ -104,23 +104,25 @@ class Dispatcher:
     def _keep_time(self) -> None:
         """The guard: while the dispatcher runs, every ``GUARD_EVERY`` seconds, do the timed
         checks of the runs in the workers if the dispatcher has not done them for that long."""
+        guarded = float("-inf")
         while True:
             with self._guarding:
                 if self._closed:
                     return
                 wait = None
                 if self._running:
-                    wait = max(0.01, GUARD_EVERY - (time.monotonic() - self._checked_at))
+                    last = max(self._checked_at, guarded)
+                    wait = max(0.01, GUARD_EVERY - (time.monotonic() - last))
                 self._guarding.wait(wait)
                 if self._closed:
                     return
-            if not self._away():
+            if not self._away() or time.monotonic() - guarded < GUARD_EVERY:
                 continue
             try:
                 with self._checks:
                     if not self._away():
                         continue
-                    now = time.monotonic()
+                    now = guarded = time.monotonic()
                     for flight in list(self._flights):
                         if not flight.over and flight in self._flights:
                             flight.due(now)

@@ -101,6 +101,8 @@ class Worker:
     dead: bool = False
     imported: set[str] = field(default_factory=set)
     """Modules this worker imported itself, in memory of its own."""
+    handed_at: float = 0.0
+    """:func:`boot_clock` just before its current run was sent to it (see :func:`_kill_worker`)."""
 
 
 class WorkerPool:
@@ -293,6 +295,7 @@ class WorkerPool:
         (it was found dead, and is replaced)."""
         job = self._job(script, inputs, ctx)
         try:
+            worker.handed_at = boot_clock()
             worker.channel.send(job)
         except (OSError, ValueError):
             self._give_back(worker, healthy=False)
@@ -339,7 +342,7 @@ class WorkerPool:
         active: Any,
         timeout: float | None,
     ) -> Flight:
-        stop = _Stop(worker, script.is_async, job.run_id, ctx._report)
+        stop = _Stop(worker, script.is_async, job.run_id, ctx._report, self._exited)
         active.cancel = stop
         flight = Flight(self, worker, stop, active, timeout)
         if active.cancelled_by is not None or active.interrupted:
@@ -355,6 +358,7 @@ class WorkerPool:
         while True:
             worker = self._checkout(waiting, patient=patient)
             try:
+                worker.handed_at = boot_clock()
                 worker.channel.send(job)
                 return worker
             except (OSError, ValueError):
@@ -842,15 +846,18 @@ class _Stop:
         is_async: bool,
         run_id: str,
         report: Callable[[str, Any], None] | None,
+        exited: Callable[[Worker], bool] | None = None,
     ) -> None:
         self.worker = worker
         self.is_async = is_async
         self.run_id = run_id
         self._report = report
+        self._exited = exited
+        """Whether the worker is known to have ended (its pid may then be another process's)."""
         self.reason: str | None = None
         self.kill_at: float | None = None
-        self.since = boot_clock()
-        """When the run was handed to its worker (see :func:`_kill_worker`)."""
+        self.since = worker.handed_at
+        """When the run was sent to its worker (see :func:`_kill_worker`)."""
         self.settled = False
         """Set once the run's worker is given back: a stop asked later (a cancel that raced the
         run's end) must not touch the worker, which may be running the next run already."""
@@ -868,7 +875,7 @@ class _Stop:
             if self.is_async and _send(self.worker.channel, CANCEL):
                 self.kill_at = time.monotonic() + KILL_AFTER
             else:
-                _kill_worker(self.worker.pid, self.since)
+                self._end_worker()
 
     def kill(self) -> None:
         """End the worker of an async run that ignored its cancel, unless the worker was given
@@ -876,7 +883,11 @@ class _Stop:
         with self._lock:
             self.kill_at = None
             if not self.settled:
-                _kill_worker(self.worker.pid, self.since)
+                self._end_worker()
+
+    def _end_worker(self) -> None:
+        gone = self._exited is not None and self._exited(self.worker)
+        _kill_worker(self.worker.pid, self.since, gone=gone)
 
     def settle(self) -> None:
         with self._lock:
@@ -907,32 +918,40 @@ def boot_clock() -> float:
     return time.clock_gettime(clock) if clock is not None else 0.0
 
 
-def _kill_worker(pid: int, since: float | None = None) -> None:
+def _kill_worker(pid: int, since: float | None = None, *, gone: bool = False) -> None:
     """End worker *pid* and every process it started that is still in its process group (a
     script's forks and subprocesses), so that a stopped run leaves nothing behind.
 
-    *since* (:func:`boot_clock` when the stopped run was handed to the worker, the worker alive):
-    also end the processes the run started that left the worker's process group for a session of
-    their own (``start_new_session``), found among the worker's descendants by their start time.
-    Each is stopped before the next look, so that none forks another meanwhile; then all are
-    killed. What earlier runs started and left running is not the stopped run's, and is left
-    alone, as is whatever a daemon that forked twice left under ``init``."""
+    *since* (:func:`boot_clock` just before the stopped run was sent to the worker): also end the
+    processes the run started that left the worker's process group for a session of their own
+    (``start_new_session``), found among the worker's descendants by their start time. Each is
+    stopped before the next look, so that none forks another meanwhile; then all are killed. What
+    earlier runs started and left running is not the stopped run's and is left alone, unless it
+    started in the same clock tick (10 ms) as the stopped run was sent; so is whatever a daemon
+    that forked twice left under ``init``. *gone*: the worker is known to have ended, and its pid
+    may be another process's by now: only what is left of its process group is ended."""
+    if gone:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        return
     stopped: list[int] = []
-    if since is not None and since > 0:
-        _signal(pid, signal.SIGSTOP)
-        stopped.append(pid)
-        for _ in range(TREE_LOOKS):
-            found = [p for p in _started_since(pid, since - _TICK) if p not in stopped]
-            if not found:
-                break
-            for child in found:
-                _signal(child, signal.SIGSTOP)
-            stopped += found
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    _kill(pid)
-    for each in stopped:
-        _kill(each)
+    try:
+        if since is not None and since > 0:
+            _signal(pid, signal.SIGSTOP)
+            stopped.append(pid)
+            for _ in range(TREE_LOOKS):
+                found = [p for p in _started_since(pid, since - _TICK) if p not in stopped]
+                if not found:
+                    break
+                for child in found:
+                    _signal(child, signal.SIGSTOP)
+                stopped += found
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        _kill(pid)
+        for each in stopped:
+            _kill(each)
 
 
 def _signal(pid: int, signum: int) -> None:

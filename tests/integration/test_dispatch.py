@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from quest import dispatch
 from quest.app import Quest
 from quest.dispatch import Dispatcher
 from quest.enums import RunStatus
-from quest.pool import WorkerPool
+from quest.pool import Flight, WorkerPool
 from quest.scheduler import Serve
 from tests.integration.conftest import POOL_SCRIPTS, pooled_quest
 
@@ -330,6 +331,15 @@ def test_a_timeout_comes_on_time_while_the_dispatcher_waits_for_the_database(
         return begin(self, row)
 
     monkeypatch.setattr(Dispatcher, "_begin", held_up)
+    guarded: list[float] = []
+    due = Flight.due
+
+    def counted(self: Flight, now: float) -> float:
+        if threading.current_thread().name == "quest-dispatch-guard":
+            guarded.append(now)
+        return due(self, now)
+
+    monkeypatch.setattr(Flight, "due", counted)
     with serving(tmp_path, size=2, scripts={**SCRIPTS, **SLEEPY}) as (app, serve):
         late = app.enqueue("sleepy")
         assert serve.drain() == [late]
@@ -343,6 +353,9 @@ def test_a_timeout_comes_on_time_while_the_dispatcher_waits_for_the_database(
         try:
             until(lambda: gone(pid), "the timed-out run's worker ended", seconds=10)
             assert not release.is_set()
+            # The guard checks every GUARD_EVERY while the dispatcher is away, no more often.
+            held_for = time.monotonic() - guarded[0]
+            assert len(guarded) <= held_for / dispatch.GUARD_EVERY + 2, guarded
         finally:
             release.set()
         serve.join(60)
