@@ -75,9 +75,7 @@ class Dispatcher:
         self._polling = False
         self._guarding = threading.Condition(threading.Lock())
         self._closed = False
-        self._guard = threading.Thread(target=self._keep_time, name="quest-dispatch-guard")
-        self._guard.daemon = True
-        self._guard.start()
+        threading.Thread(target=self._keep_time, name="quest-dispatch-guard", daemon=True).start()
         pool.on_idle = self._idle
 
     def submit(self, rows: list[dict[str, Any]]) -> None:

@@ -295,8 +295,7 @@ class WorkerPool:
         (it was found dead, and is replaced)."""
         job = self._job(script, inputs, ctx)
         try:
-            worker.handed_at = boot_clock()
-            worker.channel.send(job)
+            _send_job(worker, job)
         except (OSError, ValueError):
             self._give_back(worker, healthy=False)
             return None
@@ -358,8 +357,7 @@ class WorkerPool:
         while True:
             worker = self._checkout(waiting, patient=patient)
             try:
-                worker.handed_at = boot_clock()
-                worker.channel.send(job)
+                _send_job(worker, job)
                 return worker
             except (OSError, ValueError):
                 self._give_back(worker, healthy=False)
@@ -902,9 +900,14 @@ def _send(channel: Channel, message: Any) -> bool:
         return False
 
 
+def _send_job(worker: Worker, job: Job) -> None:
+    """Send *job* to *worker*, noting the instant first (see :func:`_kill_worker`)."""
+    worker.handed_at = boot_clock()
+    worker.channel.send(job)
+
+
 def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
+    _signal(pid, signal.SIGKILL)
 
 
 TREE_LOOKS = 10
@@ -930,13 +933,9 @@ def _kill_worker(pid: int, since: float | None = None, *, gone: bool = False) ->
     started in the same clock tick (10 ms) as the stopped run was sent; so is whatever a daemon
     that forked twice left under ``init``. *gone*: the worker is known to have ended, and its pid
     may be another process's by now: only what is left of its process group is ended."""
-    if gone:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        return
     stopped: list[int] = []
     try:
-        if since is not None and since > 0:
+        if not gone and since is not None and since > 0:
             _signal(pid, signal.SIGSTOP)
             stopped.append(pid)
             for _ in range(TREE_LOOKS):
@@ -949,7 +948,8 @@ def _kill_worker(pid: int, since: float | None = None, *, gone: bool = False) ->
     finally:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-        _kill(pid)
+        if not gone:
+            _kill(pid)
         for each in stopped:
             _kill(each)
 

@@ -633,8 +633,7 @@ class Serve:
                     fired = self.fire_due(now)
                 except BaseException:
                     held, self._held = self._held, None
-                    for task in held:
-                        self._workers.submit(self._run, *task)
+                    self._hand(held)
                     raise
                 held, self._held = self._held, None
                 claim = self._queue_due(now)
@@ -643,8 +642,7 @@ class Serve:
                     # that the fires' threads find the interpreter free as soon as they wake.
                     self._hand_over(held, self.seconds_until_next(now), mark)
                     continue
-                for task in held:
-                    self._workers.submit(self._run, *task)
+                self._hand(held)
                 if first:
                     # The first claim comes before the start's housekeeping (recovery, pruning,
                     # retention: a few transactions each), which then runs beside the first runs.
@@ -675,9 +673,13 @@ class Serve:
     ) -> None:
         """Hand the *held* fires to threads, then sleep until *seconds* after the monotonic
         instant *mark*."""
+        self._hand(held)
+        self._rest(seconds - (self.clock.monotonic() - mark))
+
+    def _hand(self, held: list[tuple[str, RunRequest, Inputs | None]]) -> None:
+        """Hand the *held* fires to threads of their own."""
         for task in held:
             self._workers.submit(self._run, *task)
-        self._rest(seconds - (self.clock.monotonic() - mark))
 
     def _rest(self, seconds: float) -> None:
         """Sleep *seconds* (less if woken); when a slot ends the sleep, wake
@@ -891,9 +893,9 @@ class Serve:
         jitter = block.jitter.total_seconds() if block.jitter is not None else 0.0
         if jitter and not self.inline and self._stop.wait(random.uniform(0, jitter)):
             return None
-        given: Mapping[str, Any] | Inputs = dict(block.inputs)
-        if inputs is not None and type(inputs) is script.model:
-            given = inputs
+        given: Mapping[str, Any] | Inputs = (
+            inputs if inputs is not None and type(inputs) is script.model else dict(block.inputs)
+        )
         try:
             outcome = self.quest.runner.run(name, given, request)
         except Exception:
