@@ -208,6 +208,8 @@ class Runner:
         self.timed: Executor | None = None
         self.cancel_check_every = 0.5
         self.progress_every = EVERY
+        self._serves_ttl: float | None = None
+        """The shortest lease TTL among the serves on this database, read by the heartbeat."""
 
     # -- public ------------------------------------------------------------------------------
 
@@ -867,7 +869,7 @@ class Runner:
     def _may_watch_late(self, lease_ttl: timedelta | None) -> bool:
         """Whether a run's lease and heartbeat outlive :data:`WATCH_AFTER` by far enough that
         the heartbeat may first look at the run then."""
-        ttl = self.settings.lease_ttl
+        ttl = self._ttl()
         if lease_ttl is not None:
             ttl = min(ttl, lease_ttl.total_seconds())
         return ttl >= LATE_WATCH_TTL
@@ -968,7 +970,21 @@ class Runner:
         """A third of the shortest lease among the active runs (and of the global TTL)."""
         with self._lock:
             ttls = [a.lease_ttl.total_seconds() for a in self._active.values() if a.lease_ttl]
-        return max(0.1, min([self.settings.lease_ttl, *ttls]) / 3)
+        return max(0.1, min([self._ttl(), *ttls]) / 3)
+
+    def _ttl(self) -> float:
+        """The TTL this runner's heartbeat keeps its runs alive for: its own
+        ``QUEST_LEASE_TTL``, or a serve's on the same database when that is shorter (a serve
+        takes a run for abandoned after its own TTL without a beat)."""
+        serves = self._serves_ttl
+        own: float = self.settings.lease_ttl
+        return own if serves is None else min(own, serves)
+
+    def _learn_serves_ttl(self) -> None:
+        try:
+            self._serves_ttl = self.store.shortest_lease_ttl()
+        except Exception:
+            log.debug("could not read the lease TTLs of the serves", exc_info=True)
 
     def _watch(self, active: _Active, *, adding: bool = False) -> None:
         """Let the heartbeat look after *active* (*adding*: it becomes active now)."""
@@ -994,6 +1010,7 @@ class Runner:
     def _beat(self) -> None:
         """Renew leases and heartbeats of the active runs; stop the runs someone cancelled."""
         last_beat = self.clock.monotonic()
+        self._learn_serves_ttl()
         while True:
             with self._lock:
                 while not self._stop_heartbeat.is_set() and not any(
@@ -1021,6 +1038,7 @@ class Runner:
                     self.store.update_run(active.run_id, {"heartbeat_at": now})
                 except Exception:
                     log.warning("heartbeat of run %s failed", active.run_id, exc_info=True)
+            self._learn_serves_ttl()
 
     def check_cancels(self, actives: list[_Active] | None = None) -> list[str]:
         """Stop the active runs that ``quest cancel`` asked for; returns their ids."""

@@ -411,6 +411,11 @@ class Store:
     def stop_node(self, node_id: str, now: datetime) -> None:
         self._nodes.stop(node_id, now)
 
+    def shortest_lease_ttl(self) -> float | None:
+        """The shortest ``QUEST_LEASE_TTL`` among the serves not stopped (``None`` without one):
+        a run that heartbeats at a third of it is never taken for abandoned by any of them."""
+        return self._nodes.shortest_lease_ttl()
+
     def nodes(self) -> list[dict[str, Any]]:
         """Every node, newest first, each with ``runs``: its running runs (id, name,
         started_at). :func:`node_state` tells alive, lost and stopped apart."""

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 
 from ..enums import RunStatus
 from ..models import nodes
@@ -93,6 +93,14 @@ class Nodes:
             if owner is not None:
                 owner["runs"].append({"id": run.id, "name": run.name, "started_at": run.started_at})
         return found
+
+    def shortest_lease_ttl(self) -> float | None:
+        """The shortest lease TTL among the serves not stopped: the soonest any of them takes a
+        run that stopped heartbeating for abandoned."""
+        statement = select(func.min(nodes.c.lease_ttl)).where(nodes.c.stopped_at.is_(None))
+        with self.db.reading() as connection:
+            found = connection.execute(statement).scalar()
+        return None if found is None else float(found)
 
     def prune(self, before: datetime) -> int:
         """Forget nodes stopped, or silent, since before *before*."""

@@ -7,6 +7,7 @@ never heartbeats again. Every test runs on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +41,19 @@ def once_only(inputs: Any, ctx: Any) -> None:
 @script(quest={"interval": "1 hour", "attempts": 2})
 def hourly(inputs: Any, ctx: Any) -> None:
     attempts.append(ctx.attempt)
+
+
+quick_serves: list[Serve] = []
+judged: list[list[str]] = []
+
+
+@script
+def long_manual(inputs: Any, ctx: Any) -> None:
+    """Runs 1.6 s, asking a serve with a 1.2 s lease TTL to recover abandoned runs meanwhile."""
+    deadline = time.monotonic() + 1.6
+    while time.monotonic() < deadline:
+        judged.append(quick_serves[0].recover())
+        time.sleep(0.1)
 
 
 @pytest.fixture(autouse=True)
@@ -332,3 +346,25 @@ def test_q0008_adds_each_node_s_lease_ttl_and_takes_it_back(database_url: str) -
         assert "lease_ttl" not in columns()
     finally:
         store.dispose()
+
+
+def test_a_manual_run_beats_as_often_as_the_quickest_serve_judges_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A ``quest run`` whose lease TTL (60 s) is longer than a serve's on the same database
+    (1.2 s) heartbeats at a third of the serve's: that serve never takes it for abandoned."""
+    judged.clear()
+    with (
+        temporary_quest(
+            tmp_path / "serve", scripts=[long_manual], database_url=database_url, lease_ttl=1.2
+        ) as quick,
+        temporary_quest(
+            tmp_path / "manual", scripts=[long_manual], database_url=database_url, lease_ttl=60.0
+        ) as manual,
+    ):
+        quick_serves[:] = [Serve(quick, inline=True)]
+        quick_serves[0].start()
+        outcome = manual.run("long-manual")
+        row = manual.store.get_run(outcome.run_id)
+    assert row is not None and row["status"] is RunStatus.succeeded, row
+    assert len(judged) >= 10 and not any(judged), judged
