@@ -190,6 +190,11 @@ class Database:
         try:
             pinged = unit.commit(self.writer, kept, takes)
         except (DBAPIError, PendingRollbackError) as exc:
+            # Whether the takes committed is not known (the connection may have gone under the
+            # COMMIT): what they took is nobody's until someone looks for it.
+            for take in takes:
+                if take.lost is not None:
+                    take.lost()
             # PendingRollbackError: the connection died under an earlier statement of the unit
             # (a follow-up claim whose failure was handled); the kept writes still count.
             if not unit.durable or not kept:
@@ -282,6 +287,7 @@ class Database:
         *,
         at: Any = None,
         carry: Callable[[Connection, int, Carried], list[Any]] | None = None,
+        lost: Callable[[], None] | None = None,
     ) -> Taken:
         """Take up to *count* items (claimed rows) in this thread's unit of work, after its kept
         writes, just before it commits; what was taken is in the :class:`Taken` once it has.
@@ -297,6 +303,9 @@ class Database:
         only take has one and whose writes include one commits as that one statement, in
         autocommit (one round trip instead of ``BEGIN``, the writes, the take and ``COMMIT``), or,
         when it has other writes, as those and that statement in one transaction.
+
+        *lost*, when given, is called if the unit's commit fails: whether what the take took
+        committed is then not known.
         """
         taken = Taken()
         unit = self.current()
@@ -305,7 +314,7 @@ class Database:
                 items = take(connection, count)
             taken.items = items
             return taken
-        unit.takes.append(_Take(key, count, take, taken, at, carry))
+        unit.takes.append(_Take(key, count, take, taken, at, carry, lost))
         return taken
 
     @contextmanager
@@ -649,7 +658,7 @@ class Taken:
 
 
 class _Take:
-    __slots__ = ("at", "carry", "count", "key", "take", "taken")
+    __slots__ = ("at", "carry", "count", "key", "lost", "take", "taken")
 
     def __init__(
         self,
@@ -659,6 +668,7 @@ class _Take:
         taken: Taken,
         at: Any = None,
         carry: Callable[[Connection, int, Carried], list[Any]] | None = None,
+        lost: Callable[[], None] | None = None,
     ) -> None:
         self.key = key
         self.count = count
@@ -666,6 +676,7 @@ class _Take:
         self.taken = taken
         self.at = at
         self.carry = carry
+        self.lost = lost
 
 
 class _Entry:

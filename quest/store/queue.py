@@ -52,6 +52,10 @@ log = logging.getLogger("quest.store")
 
 CLAIM_PAGES = 8
 RECENT_CLAIMS = 16
+SETTLE_AFTER = timedelta(seconds=5)
+"""How long after a claim whose outcome is unknown (its connection was lost) the rows it may
+have committed are still looked for, even once a look found none: a statement the server was
+still carrying out when the client lost it may commit a moment later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,9 @@ class Queue:
         self._carrying: dict[tuple[bool, bool, frozenset[str]], Any] = {}
         self._recent: OrderedDict[datetime, set[str]] = OrderedDict()
         self._recent_lock = threading.Lock()
+        self._unsettled: set[tuple[str, int, datetime]] = set()
+        """Claims (owner host, owner pid, instant) that lost their connection and whose rows
+        may be committed with no one running them: every claim of that owner adopts them."""
 
     # -- enqueue -------------------------------------------------------------------------------
 
@@ -236,7 +243,10 @@ class Queue:
         if unit is not None:
             plan = fresh()
             plain = not (plan.limits or plan.leases)
-            self._claim(unit.connection_for(self.db.writer), plan, plain)
+            connection = unit.connection_for(self.db.writer)
+            plan.claimed += self._adopt(connection, plan)
+            if plan.wanted > 0:
+                self._claim(connection, plan, plain)
             return plan.claimed
         try:
             return self._attempt(fresh(), adopt=False)
@@ -278,7 +288,6 @@ class Queue:
                 owner=owner,
             )
             return taken
-        lost = False
 
         def plan(count: int) -> _Claim:
             return _Claim(
@@ -292,47 +301,59 @@ class Queue:
                 run_id=None,
             )
 
+        attempts: list[_Claim] = []
+
         def take(connection: Connection, count: int) -> list[dict[str, Any]]:
             claim = plan(count)
-            if lost:
-                # The statement that carried the end lost its connection: it may have committed
-                # rows for this owner at *now* that no one got back.
-                claim.claimed += self._orphans(connection, claim)
+            attempts.append(claim)
+            # After a statement that carried the end lost its connection: the rows it may have
+            # committed for this owner at *now* that no one got back.
+            claim.claimed += self._adopt(connection, claim)
             if claim.wanted > 0:
                 self._claim(connection, claim, not (limits or leases))
             return claim.claimed
 
+        def lost() -> None:
+            for claim in attempts:
+                self._lose(claim)
+
         def carry(connection: Connection, count: int, end: Carried) -> list[dict[str, Any]]:
-            nonlocal lost
             assert isinstance(end, End)
             claim = plan(count)
             try:
                 self._carry(connection, claim, end)
             except Exception:
                 # Whether the statement committed is not known: the claim that follows (the
-                # unit's own commit) adopts what it may have taken, the rows this attempt saw
-                # included (none of them reaches a worker).
-                lost = True
-                self._forget(claim.now, [row["id"] for row in claim.claimed])
+                # unit's own commit, or if that fails too, the next claim of this owner) adopts
+                # what it may have taken, the rows this attempt saw included (none of them
+                # reaches a worker).
+                self._lose(claim)
                 raise
             return claim.claimed
 
         key = ("claim", owner_host, owner_pid, owner, _frozen(limits), _frozen(leases))
-        return self.db.take(key, limit, take, at=now, carry=carry if self.carries_ends else None)
+        return self.db.take(
+            key, limit, take, at=now, carry=carry if self.carries_ends else None, lost=lost
+        )
 
     def _attempt(self, plan: _Claim, *, adopt: bool) -> list[dict[str, Any]]:
         plain = True
+        adopt = adopt or self._owes(plan)
         if self.db.dialect == "sqlite" and not adopt:
             # A plain read first: an idle claim must not take the write lock.
             due = self._peek(plan)
             if due is None:
                 return []
             plain = not due
-        with self.db.transaction() as connection:
-            if adopt:
-                plan.claimed += self._orphans(connection, plan)
-            if plan.wanted > 0:
-                self._claim(connection, plan, plain)
+        try:
+            with self.db.transaction() as connection:
+                if adopt:
+                    plan.claimed += self._adopt(connection, plan)
+                if plan.wanted > 0:
+                    self._claim(connection, plan, plain)
+        except (OperationalError, InterfaceError):
+            self._lose(plan)
+            raise
         return plan.claimed
 
     def _peek(self, plan: _Claim) -> bool | None:
@@ -670,35 +691,98 @@ class Queue:
         with self._recent_lock:
             self._recent.setdefault(now, set()).update(ids)
             self._recent.move_to_end(now)
-            while len(self._recent) > RECENT_CLAIMS:
-                self._recent.popitem(last=False)
+            # The runs of an unsettled claim's instant stay known: they are not its orphans.
+            pinned = {then for _, _, then in self._unsettled}
+            for then in [then for then in self._recent if then not in pinned]:
+                if len(self._recent) <= RECENT_CLAIMS:
+                    break
+                del self._recent[then]
 
-    def _forget(self, now: datetime, ids: list[str]) -> None:
-        """Unsay :meth:`_remember` for runs a failed attempt took but handed to no one."""
+    def _lose(self, plan: _Claim) -> None:
+        """Note that the claim *plan* lost its connection, committed or not: the rows it took
+        reach no one, and the rows it may have committed are adopted by its owner's next claims
+        (:meth:`_adopt`)."""
+        ids = {row["id"] for row in plan.claimed}
         with self._recent_lock:
-            known = self._recent.get(now)
+            known = self._recent.get(plan.now)
             if known is not None:
                 known.difference_update(ids)
+            self._unsettled.add((plan.owner_host, plan.owner_pid, plan.now))
 
-    def _orphans(self, connection: Connection, plan: _Claim) -> list[dict[str, Any]]:
-        """Rows a lost attempt of this claim may have committed: started by this owner at *now*
-        and never returned to anyone."""
-        runs = self.runs.table
-        rows = connection.execute(
-            select(runs)
-            .where(
-                runs.c.status == RunStatus.running,
-                runs.c.owner_host == plan.owner_host,
-                runs.c.owner_pid == plan.owner_pid,
-                runs.c.started_at == plan.now,
-                runs.c.heartbeat_at == plan.now,
-            )
-            .order_by(runs.c.run_after, runs.c.created_at)
-        )
+    def _owes(self, plan: _Claim) -> bool:
+        """Whether claims of *plan*'s owner lost their connection with rows perhaps taken."""
+        if not self._unsettled:
+            return False
         with self._recent_lock:
-            known = set(self._recent.get(plan.now, ()))
-        found = [dict(r._mapping) for r in rows if r.id not in known][: plan.limit]
+            return any(
+                (host, pid) == (plan.owner_host, plan.owner_pid) for host, pid, _ in self._unsettled
+            )
+
+    def _adopt(self, connection: Connection, plan: _Claim) -> list[dict[str, Any]]:
+        """The rows claims of *plan*'s owner that lost their connection may have committed,
+        up to what *plan* wants, taken for it. A lost claim stops being looked after once a look
+        at least :data:`SETTLE_AFTER` after it finds nothing left."""
+        if not self._unsettled:
+            return []
+        with self._recent_lock:
+            owed = sorted(
+                then
+                for host, pid, then in self._unsettled
+                if (host, pid) == (plan.owner_host, plan.owner_pid)
+            )
+        found: list[dict[str, Any]] = []
+        for then in owed:
+            wanted = plan.wanted - len(found)
+            if wanted <= 0:
+                break
+            rows = self._orphans(connection, plan, then, wanted)
+            if len(rows) < wanted and plan.now - then >= SETTLE_AFTER:
+                with self._recent_lock:
+                    self._unsettled.discard((plan.owner_host, plan.owner_pid, then))
+            found += rows
+        return found
+
+    def _orphans(
+        self, connection: Connection, plan: _Claim, then: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        """Up to *limit* rows a lost claim of *plan*'s owner at *then* may have committed:
+        running for this owner with the heartbeat it gave them (claimed or adopted then), and
+        not among the runs claims at *then* handed out. Each is taken for *plan* by giving it
+        *plan*'s instant as its heartbeat, in this transaction: if it rolls back, a later look
+        finds them again, and recovery, which checks the heartbeat in its own update, cannot take
+        them for abandoned meanwhile."""
+        runs = self.runs.table
+        with self._recent_lock:
+            known = sorted(self._recent.get(then, ()))
+        orphaned = [
+            runs.c.status == RunStatus.running,
+            runs.c.owner_host == plan.owner_host,
+            runs.c.owner_pid == plan.owner_pid,
+            runs.c.heartbeat_at == then,
+        ]
+        if known:
+            orphaned.append(runs.c.id.not_in(known))
+        candidates = (
+            select(runs.c.id)
+            .where(*orphaned)
+            .order_by(runs.c.run_after, runs.c.created_at)
+            .limit(limit)
+        )
+        rows = connection.execute(
+            update(runs)
+            .where(runs.c.id.in_(candidates), *orphaned)
+            .values(heartbeat_at=plan.now)
+            .returning(*runs.c)
+        )
+        found = [dict(row._mapping) for row in rows]
+        found.sort(key=lambda row: (row["run_after"] or row["created_at"], row["created_at"]))
         self._remember(plan.now, [row["id"] for row in found])
+        if found:
+            log.warning(
+                "took back %d run(s) that a claim which lost its database connection had started",
+                len(found),
+                extra={"action": "claim_adopt"},
+            )
         return found
 
 

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from quest import RunStatus, script
 from quest.enums import Trigger
 from quest.scheduler import Serve
 from quest.store import Limits, Store, make_engine
+from quest.store._engine import Database, Unit
 from quest.store.queue import Queue
 from quest.testing import temporary_quest
 from tests.conftest import postgres_schema
@@ -235,6 +237,74 @@ def test_a_carried_end_whose_outcome_is_unknown_loses_no_run(
     assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
     assert store.count_runs("work", RunStatus.running) == 1
     assert store.count_runs("work", RunStatus.queued) == 1
+
+
+def test_a_run_a_lost_carried_end_took_comes_back_to_its_owner_s_next_claim(
+    traced: tuple[Store, Trace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The statement carrying the end committed but its answer was lost, and the unit's own
+    commit, which would have adopted the run it took, fails too (the database is still away):
+    the next claim of that owner takes that run back, once, instead of leaving it ``running``
+    with no one running it until it is taken for abandoned."""
+    store, _ = traced
+    [first] = store.claim_queued(now=NOW, limit=1, owner_host="h1", owner_pid=7)
+    carry, commit = Queue._carry, Unit.commit
+
+    def unknown(self: Queue, connection: Any, plan: Any, end: Any) -> None:
+        carry(self, connection, plan, end)
+        self._recent.clear()  # the answer never came
+        raise OperationalError("WITH ended AS ...", {}, Exception("server closed the connection"))
+
+    def still_away(self: Unit, *args: Any, **kwargs: Any) -> bool:
+        raise OperationalError("BEGIN", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(Queue, "_carry", unknown)
+    monkeypatch.setattr(Unit, "commit", still_away)
+    assert end_and_claim(store, first["id"]) == []
+    monkeypatch.setattr(Queue, "_carry", carry)
+    monkeypatch.setattr(Unit, "commit", commit)
+    assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
+    assert store.count_runs("work", RunStatus.running) == 1, "run-1, taken by the lost statement"
+    back = store.claim_queued(
+        now=LATER + timedelta(seconds=1), limit=1, owner_host="h1", owner_pid=7
+    )
+    assert [row["id"] for row in back] == ["run-1"]
+    assert back[0]["status"] is RunStatus.running
+    rest = store.claim_queued(
+        now=LATER + timedelta(seconds=9), limit=5, owner_host="h1", owner_pid=7
+    )
+    assert [row["id"] for row in rest] == ["run-2"], "run-1 is taken back once"
+    assert not store._queue._unsettled, "a look 5 s after the lost claim found nothing left"
+
+
+def test_rows_a_claim_committed_before_both_its_attempts_lost_their_answer_come_back(
+    traced: tuple[Store, Trace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim outside a unit of work commits, loses its answer, and its one retry does the
+    same: the claim fails, and the owner's next claim takes back the run they committed."""
+    store, _ = traced
+    transaction = Database.transaction
+    lost = [2]
+
+    @contextmanager
+    def answer_lost(self: Database) -> Iterator[Any]:
+        with transaction(self) as connection:
+            yield connection
+        if lost[0]:
+            lost[0] -= 1
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(Database, "transaction", answer_lost)
+    with pytest.raises(OperationalError):
+        store.claim_queued(now=NOW, limit=1, owner_host="h1", owner_pid=7)
+    assert store.count_runs("work", RunStatus.running) == 1
+    back = store.claim_queued(now=LATER, limit=1, owner_host="h1", owner_pid=7)
+    assert [row["id"] for row in back] == ["run-0"]
+    rest = store.claim_queued(
+        now=LATER + timedelta(seconds=9), limit=5, owner_host="h1", owner_pid=7
+    )
+    assert sorted(row["id"] for row in rest) == ["run-1", "run-2"]
+    assert store.count_runs("work", RunStatus.running) == 3
 
 
 def test_a_carried_end_stands_when_giving_its_connection_back_fails(
