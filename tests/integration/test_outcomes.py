@@ -5,6 +5,7 @@ end in, it says what the JobLog says (the outcome exactly, its instants at most
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -233,3 +234,47 @@ def test_the_outcomes_can_be_filled_again_from_the_runs(store: Store) -> None:
     assert store.rebuild_outcomes() == 2
     agrees(store, rows)
     assert store.outcomes()["cleanup"].run_id == rows[1]["id"]
+
+
+def test_a_kept_instant_lags_its_script_s_newest_run_by_ten_seconds_at_most(store: Store) -> None:
+    """SQLite's ``datetime()`` drops the fraction of a second: the trigger must still rewrite an
+    instant that lags by ten seconds and one microsecond."""
+    rows = [
+        job_row("a", RunStatus.succeeded, NOW + timedelta(seconds=456)),
+        job_row("a", RunStatus.succeeded, NOW + timedelta(seconds=466, microseconds=1)),
+    ]
+    for values in rows:
+        write(store, values)
+    agrees(store, rows)
+    assert store.outcomes()["a"].latest_at == rows[1]["created_at"]
+
+
+def test_q0010_goes_up_from_q0009_and_back(tmp_path: Path) -> None:
+    from alembic import command
+
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'q.sqlite3'}"))
+
+    def windows() -> set[str]:
+        with store.engine.connect() as connection:
+            found = connection.execute(
+                text("SELECT sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+            ).scalars()
+            return {
+                window
+                for sql in found
+                for window in ("'-9 seconds'", "'-10 seconds'")
+                if window in sql
+            }
+
+    try:
+        with store.writer.begin() as connection:
+            command.upgrade(config(store, None, connection), "q0009")
+        assert windows() == {"'-10 seconds'"}
+        with store.writer.begin() as connection:
+            command.upgrade(config(store, None, connection), "q0010")
+        assert windows() == {"'-9 seconds'"}
+        with store.writer.begin() as connection:
+            command.downgrade(config(store, None, connection), "q0009")
+        assert windows() == {"'-10 seconds'"}
+    finally:
+        store.dispose()

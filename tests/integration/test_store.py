@@ -553,7 +553,7 @@ def test_the_schema_has_the_due_index_nodes_and_cancels(store: Store) -> None:
 
     from quest import migrate
 
-    assert migrate.current(store) == {"q0009"}
+    assert migrate.current(store) == {"q0010"}
     inspector = inspect(store.engine)
     assert {"quest_nodes", "quest_cancels", "quest_outcomes"} <= set(inspector.get_table_names())
     indexes = {ix["name"]: ix for ix in inspector.get_indexes("quest_job_log")}
