@@ -82,9 +82,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class DatabaseTrouble(logging.Filter):
+    """A record logged with the error of a database that could not be used (a connection lost or
+    refused, a lock held past the busy timeout) says it in one line, as a warning at most, instead
+    of a traceback: serve retries what failed, and the traceback tells the reader nothing more."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, OperationalError | InterfaceError):
+            return True
+        said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        record.msg = f"{record.getMessage()}: {short_message(said)}"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def setup_logging(level: int, fmt: str = "text", *, runner_level: int | None = None) -> None:
-    """One handler on stderr (text or JSON lines) that scrubs the secrets of active runs."""
+    """One handler on stderr (text or JSON lines) that scrubs the secrets of active runs and says
+    a database's trouble in one line (:class:`DatabaseTrouble`)."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(DatabaseTrouble())
     redact.install(handler)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

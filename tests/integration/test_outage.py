@@ -7,6 +7,7 @@ restart would.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -19,8 +20,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from quest import Quest, RunStatus, script
+from quest.cli._common import setup_logging
 from quest.scheduler import Serve
 from quest.store import make_engine
 from quest.testing import temporary_quest
@@ -193,3 +196,39 @@ def test_a_run_ending_during_an_outage_is_recorded_once_the_database_is_back(
     assert row["finished_at"] - row["started_at"] < timedelta(seconds=OUTAGE), (
         "finished_at is when the script ended, not when the write got through"
     )
+
+
+def test_serve_says_a_database_outage_in_one_line_a_failure_without_a_traceback(
+    app: Quest, proxy: Proxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What serve's housekeeping logs while the database is away (its node's heartbeat, the
+    recovery of abandoned runs, a tick) says the database's error in one line, not a traceback;
+    an error of another kind keeps its traceback."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        setup_logging(logging.INFO)
+        serve = Serve(app, inline=True)
+        serve.start()
+        proxy.cut()
+        serve._last_node_beat = serve._last_recovery = float("-inf")
+        serve._maintain(app.clock.now())
+        try:
+            app.store.count_runs()
+        except OperationalError:
+            logging.getLogger("quest.serve").exception("scheduler tick failed; retrying")
+        try:
+            raise ValueError("not the database")
+        except ValueError:
+            logging.getLogger("quest.serve").exception("something else failed")
+        proxy.restore()
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    for message in ("node heartbeat failed: (", "recovery of abandoned runs failed: ("):
+        assert any(message in line and "WARNING" in line for line in lines), err
+    [tick] = [line for line in lines if "scheduler tick failed; retrying: (" in line]
+    assert "WARNING" in tick and "OperationalError" in tick, "an outage is not an error of quest"
+    assert err.count("Traceback") == 1 and "ValueError: not the database" in err
