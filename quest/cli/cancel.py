@@ -39,7 +39,7 @@ def cancel(run_id: str, no_wait: bool, timeout: float) -> None:
         run_id = _resolve(app.store, run_id)
         result = app.cancel(run_id)
     if result.outcome is CancelOutcome.unknown:
-        raise click.UsageError(f"no run with id {run_id!r}; `quest history` lists the runs")
+        raise click.UsageError(unknown_id(run_id))
     if result.outcome is CancelOutcome.finished:
         status = result.status.value if result.status else "finished"
         click.secho(f"run {run_id} already finished: {status}; nothing to cancel", fg="yellow")
@@ -74,11 +74,29 @@ def cancel(run_id: str, no_wait: bool, timeout: float) -> None:
 
 
 def _resolve(store: Store, given: str) -> str:
-    """*given* itself when it names a run, else the one run id it begins."""
-    if store.get_run(given) is not None or len(given) < 4:
+    """*given* itself when it names a run, else the one run id it begins; run ids are lowercase
+    hexadecimal, so *given* in capitals names the same run. Text that can be no run id (a lone
+    surrogate) is an unknown id."""
+    try:
+        given.encode("utf-8")
+    except UnicodeEncodeError:
+        raise click.UsageError(unknown_id(given)) from None
+    spellings = list(dict.fromkeys((given, given.lower())))
+    for wanted in spellings:
+        if store.get_run(wanted) is not None:
+            return wanted
+    if len(given) < 4:
         return given
-    found = store.run_ids_starting(given, limit=6)
-    if len(found) > 1:
-        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
-        raise click.UsageError(f"{given!r} begins several run ids ({shown}); give more of it")
-    return found[0] if found else given
+    for wanted in spellings:
+        found = store.run_ids_starting(wanted, limit=6)
+        if len(found) > 1:
+            shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+            raise click.UsageError(f"{given!r} begins several run ids ({shown}); give more of it")
+        if found:
+            return found[0]
+    return given
+
+
+def unknown_id(given: str) -> str:
+    """The error of a run id that names no run."""
+    return f"no run with id {given!r}; `quest history` lists the runs"

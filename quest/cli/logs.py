@@ -7,7 +7,7 @@ import time
 import click
 
 from ._common import get_app, user_errors
-from .cancel import _resolve
+from .cancel import _resolve, unknown_id
 
 FOLLOW_EVERY = 0.5
 
@@ -29,7 +29,7 @@ def logs(run_id: str, follow: bool) -> None:
         run_id = _resolve(app.store, run_id)
         row = app.store.get_run(run_id)
     if row is None:
-        raise click.UsageError(f"no run with id {run_id!r}; `quest history` lists the runs")
+        raise click.UsageError(unknown_id(run_id))
     last = 0
     marked = False
     try:

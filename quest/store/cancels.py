@@ -39,6 +39,8 @@ class Cancels:
     def request(self, run_id: str, *, by: str, now: datetime) -> CancelResult:
         """Cancel *run_id*: at once when queued (one transaction, so no serve can claim it
         afterwards), by a stored and notified request when running."""
+        if not run_id.isascii():
+            return CancelResult(CancelOutcome.unknown, run_id)  # no run id is (a lone surrogate)
         runs = self.runs
         query = select(runs.c.status, runs.c.root_id, runs.c.owner_host, runs.c.owner_pid).where(
             runs.c.id == run_id

@@ -111,7 +111,11 @@ class Runs:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = (
             select(runs.c.id)
-            .where(runs.c.id.like(escaped + "%", escape="\\"))
+            .where(
+                runs.c.id.like(escaped + "%", escape="\\"),
+                # SQLite's LIKE ignores case; an id's beginning is matched as written.
+                func.substr(runs.c.id, 1, len(prefix)) == prefix,
+            )
             .order_by(runs.c.id)
             .limit(limit)
         )

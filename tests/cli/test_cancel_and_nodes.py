@@ -99,6 +99,18 @@ def test_cancel_of_a_queued_run_and_of_unknown_ids(tmp_path: Path, database_url:
     assert unknown.returncode == 2
     assert "f" * 32 in unknown.stderr
     assert "Traceback" not in unknown.stderr
+    # An id in capitals, whole or its beginning, names the same run on every database.
+    for given in (lambda i: i.upper(), lambda i: i[:8].upper()):
+        other = project.quest("enqueue", "quick", "--delay", "1h").stdout.split()[-1]
+        result = project.quest("cancel", given(other))
+        assert result.returncode == 0, result.stderr
+        assert row_of(project, other)["status"] is RunStatus.cancelled
+    # Bytes that decode to no text (a lone surrogate) name no run.
+    for command in ("cancel", "logs"):
+        odd = project.quest(command, "\udcff")
+        assert odd.returncode == 2, odd.stderr
+        assert "no run with id '\\udcff'" in odd.stderr
+        assert "Traceback" not in odd.stderr
 
 
 def test_nodes_lists_each_serve_and_a_silent_one_is_lost(
