@@ -175,6 +175,9 @@ class WorkerPool:
         control = self._control
         if control is not None:
             with contextlib.suppress(OSError):
+                # A close, not a supervisor gone: what runs left running is left alone.
+                control.send(pickle.dumps(("bye",)))
+            with contextlib.suppress(OSError):
                 control.shutdown(socket.SHUT_RDWR)
             control.close()
         if self._reader is not None:
@@ -306,6 +309,9 @@ class WorkerPool:
         with (the run's own exception, or why it was stopped)."""
         active, stop, worker, done = flight.active, flight.stop, flight.worker, flight.done
         stop.settle()
+        if stop.reason is not None and done is not None:
+            # An async run that stopped when asked: what it started goes; its worker stays.
+            _kill_worker(worker.pid, stop.since, keep=True)
         healthy = done is not None and flight.failure is None
         if healthy:
             self._typical += (time.monotonic() - flight.handed - self._typical) * 0.2
@@ -472,7 +478,7 @@ class WorkerPool:
             _send(worker.channel, STOP)
         else:
             self.deaths += 1
-            _kill_worker(worker.pid)
+            _kill_worker(worker.pid, worker.handed_at or boot_clock(), gone=self._exited(worker))
         worker.channel.close()
 
     def _idled(self) -> None:
@@ -643,7 +649,7 @@ class WorkerPool:
                     if len(self._exits) > 1000:
                         self._exits.pop(next(iter(self._exits)))
                     for worker in [w for w in self._idle if w.pid == pid]:
-                        _kill_worker(pid)  # what its scripts left running
+                        # What its runs left running, as they ended on their own, is left alone.
                         self._idle.remove(worker)
                         worker.channel.close()
                         self.deaths += 1
@@ -921,37 +927,68 @@ def boot_clock() -> float:
     return time.clock_gettime(clock) if clock is not None else 0.0
 
 
-def _kill_worker(pid: int, since: float | None = None, *, gone: bool = False) -> None:
-    """End worker *pid* and every process it started that is still in its process group (a
-    script's forks and subprocesses), so that a stopped run leaves nothing behind.
+def _kill_worker(
+    pid: int, since: float | None = None, *, gone: bool = False, keep: bool = False
+) -> None:
+    """End worker *pid* and what its stopped run started, so that the run leaves nothing behind.
 
-    *since* (:func:`boot_clock` just before the stopped run was sent to the worker): also end the
-    processes the run started that left the worker's process group for a session of their own
-    (``start_new_session``), found among the worker's descendants by their start time. Each is
-    stopped before the next look, so that none forks another meanwhile; then all are killed. What
-    earlier runs started and left running is not the stopped run's and is left alone, unless it
-    started in the same clock tick (10 ms) as the stopped run was sent; so is whatever a daemon
-    that forked twice left under ``init``. *gone*: the worker is known to have ended, and its pid
-    may be another process's by now: only what is left of its process group is ended."""
-    stopped: list[int] = []
-    try:
-        if not gone and since is not None and since > 0:
-            _signal(pid, signal.SIGSTOP)
-            stopped.append(pid)
-            for _ in range(TREE_LOOKS):
-                found = [p for p in _started_since(pid, since - _TICK) if p not in stopped]
-                if not found:
-                    break
-                for child in found:
-                    _signal(child, signal.SIGSTOP)
-                stopped += found
-    finally:
+    *since* (:func:`boot_clock` just before the stopped run was sent to the worker): the run's
+    processes are those started since then in the worker's process group (a script's forks and
+    subprocesses, wherever they were reparented) or among the worker's descendants (a subprocess
+    started in a session of its own). Each is stopped before the next look, so that none forks
+    another meanwhile; then all are killed. What earlier runs started and left running is not the
+    stopped run's and is left alone, unless it started in the same clock tick (10 ms) as the
+    stopped run was sent; so is whatever a daemon that forked twice left under ``init`` in a
+    session of its own. *gone*: the worker is known to have ended, and its pid may be another
+    process's by now: only its process group is looked in. *keep*: the worker lives on (an async
+    run that stopped when asked); only the run's processes are ended. Without *since* (a
+    supervisor that went away), the worker's whole process group is ended."""
+    if since is None or since <= 0:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
         if not gone:
             _kill(pid)
+        return
+    stopped: list[int] = []
+    try:
+        if not gone and not keep:
+            _signal(pid, signal.SIGSTOP)
+        for _ in range(TREE_LOOKS):
+            found = [
+                p
+                for p in _run_processes(pid, since - _TICK, tree=not gone)
+                if p != pid and p not in stopped
+            ]
+            if not found:
+                break
+            for child in found:
+                _signal(child, signal.SIGSTOP)
+            stopped += found
+    finally:
+        if not gone and not keep:
+            _kill(pid)
         for each in stopped:
             _kill(each)
+
+
+def _run_processes(pid: int, since: float, *, tree: bool) -> list[int]:
+    """The processes of worker *pid*'s process group started at or after *since*, and (*tree*)
+    its descendants started since then."""
+    found = _started_since(pid, since) if tree else []
+    try:
+        listed = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in listed:
+        if not entry.isdigit():
+            continue
+        member = int(entry)
+        if member in found:
+            continue
+        stat = _stat_fields(member)
+        if stat is not None and int(stat[2]) == pid and int(stat[19]) * _TICK >= since:
+            found.append(member)
+    return found
 
 
 def _signal(pid: int, signum: int) -> None:
@@ -986,12 +1023,21 @@ def _started_since(pid: int, since: float) -> list[int]:
 
 def _start_time(pid: int) -> float | None:
     """When *pid* started, in seconds since boot (``/proc/PID/stat``)."""
+    fields = _stat_fields(pid)
+    try:
+        return None if fields is None else int(fields[19]) * _TICK
+    except (ValueError, IndexError):
+        return None
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command's name (the state first), or ``None``."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()
-        return int(fields[19]) * _TICK
-    except (OSError, ValueError, IndexError):
+    except (OSError, IndexError):
         return None
+    return fields if len(fields) > 19 else None
 
 
 def _reap(pid: int, timeout: float) -> None:
@@ -1062,10 +1108,15 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
             except OSError:
                 data = b""
             if not data:
+                # The supervisor went away: its workers and all they started end with it.
                 for pid in children:
                     _kill_worker(pid)
                 os._exit(0)
             message = pickle.loads(data)
+            if message[0] == "bye":
+                for pid in children:
+                    _kill(pid)
+                os._exit(0)
             if message[0] == "learn":
                 names = learn(message[1])
                 watch = ModuleWatch(scripts_dir)  # what later workers import is new to it

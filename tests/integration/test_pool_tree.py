@@ -38,6 +38,29 @@ SCRIPTS = {
                 time.sleep(60)
             return alone.pid
     """,
+    "asyncforker.py": """
+        import asyncio, os, subprocess
+        from pathlib import Path
+        from quest import Input, script
+
+        @script(
+            quest={"without_overlapping": False, "timeout": "1 second"},
+            inputs={"mark": Input(str)},
+        )
+        async def asyncforker(inputs, ctx):
+            inner = subprocess.Popen(["sleep", "300"])
+            alone = subprocess.Popen(["sleep", "300"], start_new_session=True)
+            Path(inputs.mark).write_text(f"{inner.pid} {alone.pid}")
+            await asyncio.sleep(60)
+    """,
+    "leaver.py": """
+        import os, subprocess
+        from quest import script
+
+        @script(quest={"without_overlapping": False})
+        def leaver(inputs, ctx):
+            return [subprocess.Popen(["sleep", "300"]).pid, os.getpid()]
+    """,
     "keeper.py": """
         import subprocess, sys
         from quest import script
@@ -116,3 +139,51 @@ def test_a_script_s_children_are_its_own_to_wait_for_across_runs(tmp_path: Path)
         second = app.run("keeper")
         assert second.status is RunStatus.succeeded, second
         assert second.result == [3, 4]
+
+
+def test_a_timed_out_async_run_ends_what_it_started_and_its_worker_lives_on(
+    tmp_path: Path,
+) -> None:
+    """An async run stops when asked and answers, and its worker goes on: the processes the run
+    started, in the worker's group or in a session of their own, end; an earlier run's do not."""
+    mark = tmp_path / "async.pids"
+    pids: list[int] = []
+    try:
+        with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+            before = app.run("leaver")
+            assert before.status is RunStatus.succeeded, before
+            pids.append(before.result[0])
+            outcome = app.run("asyncforker", {"mark": str(mark)})
+            assert outcome.status is RunStatus.timed_out, outcome
+            pids += [int(pid) for pid in mark.read_text().split()]
+            until(lambda: gone(pids[1]) and gone(pids[2]), "the async run's processes ended")
+            after = app.run("leaver")
+            assert after.status is RunStatus.succeeded, after
+            pids.append(after.result[0])
+            assert not gone(pids[0]), "an earlier run's process was ended with the async run"
+    finally:
+        killed(pids)
+
+
+def test_what_an_earlier_run_left_in_the_worker_s_group_outlives_a_stop_and_the_close(
+    tmp_path: Path,
+) -> None:
+    """A process an earlier run started and left running stays in its worker's process group:
+    neither a later run's timeout (which ends that worker) nor the pool's close ends it."""
+    pids: list[int] = []
+    try:
+        with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+            earlier = app.run("leaver")
+            assert earlier.status is RunStatus.succeeded, earlier
+            pids.append(earlier.result[0])
+            later = app.run("escapee", {"mark": str(tmp_path / "later.pid")})
+            assert later.status is RunStatus.timed_out, later
+            pids.append(int((tmp_path / "later.pid").read_text()))
+            until(lambda: gone(pids[1]), "the later run's process ended")
+            assert not gone(pids[0]), "the earlier run's process was ended with the later run"
+            last = app.run("leaver")
+            assert last.status is RunStatus.succeeded, last
+            pids.append(last.result[0])
+        assert not gone(pids[0]) and not gone(pids[2]), "the pool's close ended them"
+    finally:
+        killed(pids)
