@@ -56,6 +56,7 @@ SETTLE_AFTER = timedelta(seconds=5)
 """How long after a claim whose outcome is unknown (its connection was lost) the rows it may
 have committed are still looked for, even once a look found none: a statement the server was
 still carrying out when the client lost it may commit a moment later."""
+TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,8 @@ class _Claim:
     passed: list[str] = field(default_factory=list)
     blocked: set[tuple[str, str | None]] = field(default_factory=set)
     more: bool = False
+    adopted_at: datetime | None = None
+    """The heartbeat given to the rows it took back from lost claims (:meth:`Queue._adopt`)."""
 
     @property
     def wanted(self) -> int:
@@ -156,9 +159,11 @@ class Queue:
         self._carrying: dict[tuple[bool, bool, frozenset[str]], Any] = {}
         self._recent: OrderedDict[datetime, set[str]] = OrderedDict()
         self._recent_lock = threading.Lock()
-        self._unsettled: set[tuple[str, int, datetime]] = set()
-        """Claims (owner host, owner pid, instant) that lost their connection and whose rows
-        may be committed with no one running them: every claim of that owner adopts them."""
+        self._unsettled: set[tuple[str, int, datetime, bool]] = set()
+        """Claims that lost their connection and whose rows may be committed with no one running
+        them, as (owner host, owner pid, instant, whether the rows are ones it took back): every
+        claim of that owner adopts them (:meth:`_adopt`)."""
+        self._last_adoption: datetime | None = None
 
     # -- enqueue -------------------------------------------------------------------------------
 
@@ -557,6 +562,8 @@ class Queue:
                 self._pages(checking, plan)
         except Exception:
             log.warning("claiming checked rows after a run's end failed", exc_info=True)
+            # Their commit may have gone through: they are looked for like a lost claim's.
+            self._lose(plan, [row["id"] for row in plan.claimed[len(taken) :]])
             plan.claimed = taken
 
     def _first_page_sqlite(self, connection: Connection, plan: _Claim) -> None:
@@ -692,73 +699,99 @@ class Queue:
             self._recent.setdefault(now, set()).update(ids)
             self._recent.move_to_end(now)
             # The runs of an unsettled claim's instant stay known: they are not its orphans.
-            pinned = {then for _, _, then in self._unsettled}
+            pinned = {then for _, _, then, _ in self._unsettled}
             for then in [then for then in self._recent if then not in pinned]:
                 if len(self._recent) <= RECENT_CLAIMS:
                     break
                 del self._recent[then]
 
-    def _lose(self, plan: _Claim) -> None:
+    def _lose(self, plan: _Claim, ids: list[str] | None = None) -> None:
         """Note that the claim *plan* lost its connection, committed or not: the rows it took
-        reach no one, and the rows it may have committed are adopted by its owner's next claims
-        (:meth:`_adopt`)."""
-        ids = {row["id"] for row in plan.claimed}
+        (*ids*, by default all) reach no one, and those it may have committed, fresh or taken
+        back, are adopted by its owner's next claims (:meth:`_adopt`). A SQLite transaction that
+        failed did not commit: nothing is noted there."""
+        if self.db.dialect == "sqlite":
+            return
+        lost = {row["id"] for row in plan.claimed} if ids is None else set(ids)
+        owner = (plan.owner_host, plan.owner_pid)
         with self._recent_lock:
-            known = self._recent.get(plan.now)
-            if known is not None:
-                known.difference_update(ids)
-            self._unsettled.add((plan.owner_host, plan.owner_pid, plan.now))
+            instants = [(plan.now, False)]
+            if plan.adopted_at is not None:
+                instants.append((plan.adopted_at, True))
+            for instant, adopted in instants:
+                known = self._recent.get(instant)
+                if known is not None:
+                    known.difference_update(lost)
+                self._unsettled.add((*owner, instant, adopted))
 
     def _owes(self, plan: _Claim) -> bool:
         """Whether claims of *plan*'s owner lost their connection with rows perhaps taken."""
         if not self._unsettled:
             return False
+        owner = (plan.owner_host, plan.owner_pid)
         with self._recent_lock:
-            return any(
-                (host, pid) == (plan.owner_host, plan.owner_pid) for host, pid, _ in self._unsettled
-            )
+            return any(key[:2] == owner for key in self._unsettled)
 
     def _adopt(self, connection: Connection, plan: _Claim) -> list[dict[str, Any]]:
         """The rows claims of *plan*'s owner that lost their connection may have committed,
         up to what *plan* wants, taken for it. A lost claim stops being looked after once a look
-        at least :data:`SETTLE_AFTER` after it finds nothing left."""
+        at least :data:`SETTLE_AFTER` after it finds none (what that look's transaction does then
+        changes nothing of them)."""
         if not self._unsettled:
             return []
+        owner = (plan.owner_host, plan.owner_pid)
         with self._recent_lock:
-            owed = sorted(
-                then
-                for host, pid, then in self._unsettled
-                if (host, pid) == (plan.owner_host, plan.owner_pid)
-            )
+            owed = sorted(key for key in self._unsettled if key[:2] == owner)
+        lost_at = {then for _, _, then, adopted in owed if not adopted}
+        while plan.now in lost_at:
+            # A retry at the lost claim's instant: the rows it starts must not look like those
+            # the lost claim may have started, or a claim looking for those would take them too.
+            plan.now += TICK
         found: list[dict[str, Any]] = []
-        for then in owed:
+        for key in owed:
             wanted = plan.wanted - len(found)
             if wanted <= 0:
                 break
-            rows = self._orphans(connection, plan, then, wanted)
-            if len(rows) < wanted and plan.now - then >= SETTLE_AFTER:
+            _, _, then, adopted = key
+            rows = self._orphans(connection, plan, then, adopted, wanted)
+            if not rows and plan.now - then >= SETTLE_AFTER:
                 with self._recent_lock:
-                    self._unsettled.discard((plan.owner_host, plan.owner_pid, then))
+                    self._unsettled.discard(key)
             found += rows
         return found
 
     def _orphans(
-        self, connection: Connection, plan: _Claim, then: datetime, limit: int
+        self, connection: Connection, plan: _Claim, then: datetime, adopted: bool, limit: int
     ) -> list[dict[str, Any]]:
-        """Up to *limit* rows a lost claim of *plan*'s owner at *then* may have committed:
-        running for this owner with the heartbeat it gave them (claimed or adopted then), and
-        not among the runs claims at *then* handed out. Each is taken for *plan* by giving it
-        *plan*'s instant as its heartbeat, in this transaction: if it rolls back, a later look
-        finds them again, and recovery, which checks the heartbeat in its own update, cannot take
-        them for abandoned meanwhile."""
+        """Up to *limit* rows a lost claim of *plan*'s owner at *then* may have committed: the
+        queued runs it started then (their start and heartbeat are *then*), or (*adopted*) the
+        runs it took back with *then* as their heartbeat; still ``running`` for this owner, and
+        not among the runs claims at *then* handed out.
+
+        Each is taken for *plan* by giving it a heartbeat of its own (:attr:`_Claim.adopted_at`,
+        an instant no other claim of this process gives), in this transaction: a claim waiting on
+        its row then finds it no longer matches, a later look finds it again if this transaction
+        rolls back, and recovery, which checks the heartbeat in its own update, cannot take it
+        for abandoned meanwhile."""
         runs = self.runs.table
         with self._recent_lock:
             known = sorted(self._recent.get(then, ()))
+            if plan.adopted_at is None:
+                last = self._last_adoption
+                plan.adopted_at = plan.now if last is None or plan.now > last else last + TICK
+                if plan.adopted_at == plan.now:
+                    plan.adopted_at += TICK  # never the instant of its fresh rows
+                self._last_adoption = plan.adopted_at
+        if adopted:
+            mine = runs.c.heartbeat_at == then
+        else:
+            mine = and_(runs.c.started_at == then, runs.c.heartbeat_at == then)
         orphaned = [
             runs.c.status == RunStatus.running,
             runs.c.owner_host == plan.owner_host,
             runs.c.owner_pid == plan.owner_pid,
-            runs.c.heartbeat_at == then,
+            runs.c.run_after.is_not(None),
+            mine,
         ]
         if known:
             orphaned.append(runs.c.id.not_in(known))
@@ -771,12 +804,12 @@ class Queue:
         rows = connection.execute(
             update(runs)
             .where(runs.c.id.in_(candidates), *orphaned)
-            .values(heartbeat_at=plan.now)
+            .values(heartbeat_at=plan.adopted_at)
             .returning(*runs.c)
         )
         found = [dict(row._mapping) for row in rows]
-        found.sort(key=lambda row: (row["run_after"] or row["created_at"], row["created_at"]))
-        self._remember(plan.now, [row["id"] for row in found])
+        found.sort(key=lambda row: (row["run_after"], row["created_at"]))
+        self._remember(plan.adopted_at, [row["id"] for row in found])
         if found:
             log.warning(
                 "took back %d run(s) that a claim which lost its database connection had started",
