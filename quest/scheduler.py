@@ -280,6 +280,8 @@ class Serve:
             for script in self.quest.registry
             if script.block().without_overlapping
         }
+        # The node's heartbeat comes at least three times within its lease TTL, as a run's does.
+        self.node_every = min(self.node_every, self.quest.settings.lease_ttl / 3)
         self._register_node(now)
         last = store.last_slots()
         for script in self.quest.registry:

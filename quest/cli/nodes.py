@@ -15,7 +15,7 @@ COLOURS = {"alive": "green", "lost": "red", "stopped": "dim"}
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of nodes.")
 def nodes(as_json: bool) -> None:
-    """List the serve processes of this database: alive, lost (silent for longer than the lease
+    """List the serve processes of this database: alive, lost (silent for longer than its lease
     TTL; their runs are recovered by the other serves) or stopped."""
     from quest.store import node_state
 
@@ -79,6 +79,7 @@ def _json(node: dict[str, Any], now: datetime) -> dict[str, Any]:
         "heartbeat_at": iso(node["heartbeat_at"]),
         "heartbeat_age_s": round((now - node["heartbeat_at"]).total_seconds(), 3),
         "stopped_at": iso(node["stopped_at"]),
+        "lease_ttl": node.get("lease_ttl"),
         "state": node["state"],
         "runs": [
             {"run_id": run["id"], "name": run["name"], "started_at": iso(run["started_at"])}

@@ -14,10 +14,12 @@ from ._engine import Database
 
 
 def node_state(node: dict[str, Any], *, now: datetime, ttl: timedelta) -> str:
-    """``stopped`` (it said so), ``lost`` (silent for longer than *ttl*) or ``alive``."""
+    """``stopped`` (it said so), ``lost`` (silent for longer than its own lease TTL, or *ttl*
+    for a node that registered none) or ``alive``."""
     if node["stopped_at"] is not None:
         return "stopped"
-    if now - node["heartbeat_at"] > ttl:
+    own = node.get("lease_ttl")
+    if now - node["heartbeat_at"] > (ttl if own is None else timedelta(seconds=own)):
         return "lost"
     return "alive"
 

@@ -118,7 +118,9 @@ def test_nodes_lists_each_serve_and_a_silent_one_is_lost(
 ) -> None:
     project = project_on(tmp_path, {"sleepy_sync.py": SLEEPY_SYNC})
     first = project.serve(name="first")
+    project.env["QUEST_LEASE_TTL"] = "2"
     second = project.serve("--concurrency", "2", name="second")
+    del project.env["QUEST_LEASE_TTL"]
     served += [first, second]
 
     def listed() -> list[dict[str, Any]]:
@@ -129,10 +131,15 @@ def test_nodes_lists_each_serve_and_a_silent_one_is_lost(
     nodes = poll(listed, 15, "both serves to register")
     assert {n["pid"] for n in nodes} == {first.process.pid, second.process.pid}
     assert {n["concurrency"] for n in nodes} == {4, 2}
+    assert {n["lease_ttl"] for n in nodes} == {30.0, 2.0}
+    # A serve with a 2 s lease TTL heartbeats often enough to be alive at every look.
+    for _ in range(4):
+        looked = json.loads(project.quest("nodes", "--json").stdout)
+        assert {n["state"] for n in looked} == {"alive"}, looked
+        time.sleep(0.5)
     first.stop(signal.SIGTERM)
     second.process.kill()
     second.process.wait(10)
-    project.env["QUEST_LEASE_TTL"] = "1"
 
     def states() -> dict[int, str]:
         result = project.quest("nodes", "--json")
