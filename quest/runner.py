@@ -77,6 +77,8 @@ LATE_WATCH_TTL = 3.0
 """Runs whose lease or heartbeat must be renewed sooner than this (a short ``lease_ttl`` or
 ``QUEST_LEASE_TTL``) are looked after from their start: the first renewal, a third of the TTL
 after the heartbeat's first look, then still comes well before the TTL runs out."""
+TAKEN_FOR_ABANDONED = "quest: another serve took the run for abandoned"
+"""Who stops a run whose row was marked ``abandoned`` while it ran here (:meth:`Runner._beat`)."""
 HEARTBEAT_JOIN = 10.0
 """Seconds :meth:`Runner.close` waits for the heartbeat's writes under way (a renewal, a cancel
 check) to end before the store can be closed under them."""
@@ -1035,7 +1037,10 @@ class Runner:
                         self.store.renew_lease(
                             active.script.name, run_id=active.run_id, now=now, ttl=active.lease_ttl
                         )
-                    self.store.update_run(active.run_id, {"heartbeat_at": now})
+                    if not self.store.beat_run(active.run_id, now):
+                        # Another serve took it for abandoned while this process was silent
+                        # (stopped, or cut off): its retry may be running elsewhere already.
+                        self.cancel(active.run_id, TAKEN_FOR_ABANDONED)
                 except Exception:
                     log.warning("heartbeat of run %s failed", active.run_id, exc_info=True)
             self._learn_serves_ttl()

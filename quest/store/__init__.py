@@ -177,6 +177,10 @@ class Store:
     def update_run(self, run_id: str, values: dict[str, Any]) -> None:
         self._runs.update(run_id, values)
 
+    def beat_run(self, run_id: str, now: datetime) -> bool:
+        """Renew a running run's heartbeat; ``False`` if it is no longer ``running``."""
+        return self._runs.beat(run_id, now)
+
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         return self._runs.get(run_id)
 

@@ -83,6 +83,16 @@ class Runs:
         else:
             db.write(lambda connection: connection.execute(statement, params))
 
+    def beat(self, run_id: str, now: datetime) -> bool:
+        """Renew the heartbeat of *run_id* if it is still ``running``; whether it was (another
+        serve may have taken it for abandoned while this one was silent)."""
+        statement = (
+            update(self.table)
+            .where(self.table.c.id == run_id, self.table.c.status == RunStatus.running)
+            .values(heartbeat_at=now)
+        )
+        return bool(self.db.write(lambda connection: connection.execute(statement).rowcount))
+
     def finish(self, run_id: str, values: dict[str, Any]) -> None:
         """Record the end of a run that is still ``running``. A row another serve has meanwhile
         marked ``abandoned`` (its owner looked dead) keeps that status: the late end is logged,

@@ -6,7 +6,9 @@ never heartbeats again. Every test runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -45,6 +47,11 @@ def hourly(inputs: Any, ctx: Any) -> None:
 
 quick_serves: list[Serve] = []
 judged: list[list[str]] = []
+
+
+@script(quest={"lease_ttl": "1 second"})
+async def sleeps_on(inputs: Any, ctx: Any) -> None:
+    await asyncio.sleep(30)
 
 
 @script
@@ -368,3 +375,25 @@ def test_a_manual_run_beats_as_often_as_the_quickest_serve_judges_it(
         row = manual.store.get_run(outcome.run_id)
     assert row is not None and row["status"] is RunStatus.succeeded, row
     assert len(judged) >= 10 and not any(judged), judged
+
+
+def test_a_run_another_serve_took_for_abandoned_is_stopped_where_it_still_runs(
+    tmp_path: Path, database_url: str
+) -> None:
+    """This process went silent (stopped, or cut off from the database) and another serve
+    marked its run ``abandoned`` (and queued its retry): at its next heartbeat, this process
+    finds the row no longer running and stops the run, which its retry replaces."""
+    with temporary_quest(tmp_path, scripts=[sleeps_on], database_url=database_url) as app:
+        outcomes: list[Any] = []
+        runner = threading.Thread(target=lambda: outcomes.append(app.run("sleeps-on")))
+        runner.start()
+        deadline = time.monotonic() + 10
+        while not (rows := app.store.history("sleeps-on")):
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.02)
+        app.store.update_run(rows[0]["id"], {"status": RunStatus.abandoned})
+        runner.join(10)
+        assert not runner.is_alive(), "the run went on after its row was taken for abandoned"
+        assert outcomes[0].status is RunStatus.cancelled
+        [row] = app.store.history("sleeps-on")
+        assert row["status"] is RunStatus.abandoned, "the other serve's verdict stands"
