@@ -3,8 +3,9 @@
 Python cannot stop a thread from outside; a child process can be terminated. A sync script that
 declares a ``timeout`` runs in a child started with the ``spawn`` method: the child imports the
 script file again, validates the same inputs, runs it with a context of its own (its own database
-connections) and sends back the result or the error. When the timeout passes, or the serve is
-stopping, the child gets SIGTERM, then SIGKILL two seconds later.
+connections) and sends back the result or the error. The child leads a process group of its
+own; when the timeout passes, the run is cancelled or the serve is stopping, the child and every
+process it started (in its group, or in a session of their own) are killed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import sys
 import threading
 import time
@@ -55,12 +57,15 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
         "ctx": ctx.identity(),
     }
     process = spawn.Process(target=_child_main, args=(sender, payload), daemon=True)
+    from .pool import boot_clock
+
+    since = boot_clock()
     process.start()
     sender.close()
 
     def cancel() -> None:
-        if process.is_alive():
-            process.terminate()
+        """Asked to stop (a cancel, shutdown): the loop below ends the child within 0.1 s, with
+        what it started while it can still be found among its descendants."""
 
     active.cancel = cancel
     # A timeout bounds real resources, so it counts real seconds whatever clock the run was given
@@ -72,13 +77,13 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
         while True:
             remaining = budget - (time.monotonic() - start)
             if getattr(active, "cancelled_by", None) is not None:
-                _stop(process)
+                _stop(process, since)
                 raise RunCancelled(active.cancelled_by)
             if active.interrupted:
-                _stop(process)
+                _stop(process, since)
                 raise RunInterrupted("stopped by shutdown")
             if remaining <= 0:
-                _stop(process)
+                _stop(process, since)
                 raise RunTimeout(f"exceeded its timeout of {timeout:g} s")
             if receiver.poll(min(remaining, 0.1)):
                 try:
@@ -112,12 +117,12 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
     failure.reraise()
 
 
-def _stop(process: Any) -> None:
-    process.terminate()
-    process.join(2)
-    if process.is_alive():
-        process.kill()
-        process.join(2)
+def _stop(process: Any, since: float) -> None:
+    """Kill the child and what it started since *since* (:func:`~quest.pool.boot_clock`)."""
+    from .pool import _kill_worker
+
+    _kill_worker(process.pid, since)
+    process.join(5)
 
 
 def _logging_setup() -> dict[str, Any] | None:
@@ -156,6 +161,7 @@ def _child_main(sender: Any, payload: dict[str, Any]) -> None:
     from .runner import Runner
     from .store import Store
 
+    os.setpgid(0, 0)  # a group of its own: a stop ends what it started, and only that
     _child_logging(payload.get("logging"), payload.get("secrets") or [])
     script: Script | None = None
     try:

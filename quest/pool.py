@@ -1063,7 +1063,7 @@ def _template_main(control: socket.socket, quest: Quest) -> NoReturn:
     with the supervisor."""
     from . import worker as worker_module
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, ignore_signal)
     signal.signal(signal.SIGTERM, ignore_signal)
     _forget_connections(quest)
     wake_r, wake_w = os.pipe()
@@ -1180,7 +1180,7 @@ def _configure_mappers() -> None:
 
 
 def ignore_signal(signum: int, frame: Any) -> None:
-    """SIGTERM in the template and the workers: the supervisor decides when they end.
+    """SIGTERM and SIGINT in the template and the workers: the supervisor decides when they end.
 
     A SIGTERM sent to serve's whole process group (systemd's default, ``timeout``, ``kill -TERM
     -PGID``) must let the supervisor's grace period apply, not end the runs at once. A handler

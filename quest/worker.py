@@ -127,7 +127,7 @@ def main(channel: Connection, quest: Quest, watch: ModuleWatch | None = None) ->
     *watch* (the template's, taken over) tells which modules each run imported: they are reported
     with its answer, so that the template can learn them.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, _ignore_signal)
     signal.signal(signal.SIGTERM, _ignore_signal)
     _die_with_parent()
     me = os.getpid()
@@ -232,8 +232,9 @@ class _Worker:
 
 
 def _ignore_signal(signum: int, frame: Any) -> None:
-    """SIGTERM: the supervisor decides when a worker ends (see :func:`quest.pool.ignore_signal`);
-    a handler, not ``SIG_IGN``, so that programs a script starts get the default again."""
+    """SIGTERM and SIGINT: the supervisor decides when a worker ends (see
+    :func:`quest.pool.ignore_signal`); a handler, not ``SIG_IGN``, so that programs a script
+    starts get the default again."""
 
 
 class _Scrubbed:

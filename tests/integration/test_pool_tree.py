@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from quest.enums import RunStatus
-from tests.integration.conftest import pooled_quest
+from tests.integration.conftest import pooled_quest, scripted_quest
 
 pytestmark = pytest.mark.slow
 
@@ -61,6 +61,22 @@ SCRIPTS = {
         def leaver(inputs, ctx):
             return [subprocess.Popen(["sleep", "300"]).pid, os.getpid()]
     """,
+    "ignored.py": """
+        import subprocess
+        from pathlib import Path
+        from quest import script
+
+        @script(quest={"without_overlapping": False})
+        def ignored(inputs, ctx):
+            child = subprocess.Popen(["sleep", "300"])
+            try:
+                for line in Path(f"/proc/{child.pid}/status").read_text().splitlines():
+                    if line.startswith("SigIgn:"):
+                        return int(line.split()[1], 16)
+            finally:
+                child.kill()
+                child.wait()
+    """,
     "keeper.py": """
         import subprocess, sys
         from quest import script
@@ -93,6 +109,12 @@ def until(condition: object, what: str, seconds: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def next_tick() -> None:
+    """Let a clock tick (10 ms) pass: start times are read in ticks, and a process started in
+    the tick a later run was handed over in is taken for that run's (as documented)."""
+    time.sleep(0.03)
+
+
 def killed(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -121,6 +143,7 @@ def test_what_an_earlier_run_left_running_outlives_a_later_run_s_timeout(tmp_pat
             earlier = app.run("escapee", {"mark": str(tmp_path / "earlier.pid"), "wait": False})
             assert earlier.status is RunStatus.succeeded, earlier
             pids.append(earlier.result)
+            next_tick()
             later = app.run("escapee", {"mark": str(tmp_path / "later.pid")})
             assert later.status is RunStatus.timed_out, later
             pids.append(int((tmp_path / "later.pid").read_text()))
@@ -153,6 +176,7 @@ def test_a_timed_out_async_run_ends_what_it_started_and_its_worker_lives_on(
             before = app.run("leaver")
             assert before.status is RunStatus.succeeded, before
             pids.append(before.result[0])
+            next_tick()
             outcome = app.run("asyncforker", {"mark": str(mark)})
             assert outcome.status is RunStatus.timed_out, outcome
             pids += [int(pid) for pid in mark.read_text().split()]
@@ -176,6 +200,7 @@ def test_what_an_earlier_run_left_in_the_worker_s_group_outlives_a_stop_and_the_
             earlier = app.run("leaver")
             assert earlier.status is RunStatus.succeeded, earlier
             pids.append(earlier.result[0])
+            next_tick()
             later = app.run("escapee", {"mark": str(tmp_path / "later.pid")})
             assert later.status is RunStatus.timed_out, later
             pids.append(int((tmp_path / "later.pid").read_text()))
@@ -187,3 +212,32 @@ def test_what_an_earlier_run_left_in_the_worker_s_group_outlives_a_stop_and_the_
         assert not gone(pids[0]) and not gone(pids[2]), "the pool's close ended them"
     finally:
         killed(pids)
+
+
+def test_a_timed_out_run_in_a_child_of_its_own_ends_what_it_started(tmp_path: Path) -> None:
+    """Without worker processes (``quest run``, ``isolation = "thread"``) a sync run with a
+    timeout executes in a child process of its own: the timeout ends it and what it started,
+    in its process group or in a session of its own."""
+    mark = tmp_path / "alone.pid"
+    pids: list[int] = []
+    try:
+        with scripted_quest(tmp_path, SCRIPTS) as app:
+            outcome = app.run("escapee", {"mark": str(mark)})
+            assert outcome.status is RunStatus.timed_out, outcome
+            pids.append(int(mark.read_text()))
+            until(lambda: gone(pids[0]), "the process in a session of its own ended")
+    finally:
+        killed(pids)
+
+
+def test_a_program_a_worker_s_script_starts_does_not_ignore_sigint_or_sigterm(
+    tmp_path: Path,
+) -> None:
+    """Workers do not end on SIGINT or SIGTERM (serve decides), by handlers of their own: the
+    programs their scripts start get the default dispositions, as they would outside quest."""
+    with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+        outcome = app.run("ignored")
+        assert outcome.status is RunStatus.succeeded, outcome
+        ignored = outcome.result
+    assert not ignored & (1 << (signal.SIGINT - 1)), "the program ignores SIGINT"
+    assert not ignored & (1 << (signal.SIGTERM - 1)), "the program ignores SIGTERM"
