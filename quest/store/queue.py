@@ -698,6 +698,8 @@ class Queue:
         with self._recent_lock:
             self._recent.setdefault(now, set()).update(ids)
             self._recent.move_to_end(now)
+            if len(self._recent) <= RECENT_CLAIMS:
+                return
             # The runs of an unsettled claim's instant stay known: they are not its orphans.
             pinned = {then for _, _, then, _ in self._unsettled}
             for then in [then for then in self._recent if then not in pinned]:
