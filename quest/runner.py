@@ -982,11 +982,14 @@ class Runner:
         own: float = self.settings.lease_ttl
         return own if serves is None else min(own, serves)
 
-    def _learn_serves_ttl(self) -> None:
+    def _learn_serves_ttl(self) -> bool:
+        """Read the shortest lease TTL of the serves on this database; whether it was read."""
         try:
             self._serves_ttl = self.store.shortest_lease_ttl()
         except Exception:
             log.debug("could not read the lease TTLs of the serves", exc_info=True)
+            return False
+        return True
 
     def _watch(self, active: _Active, *, adding: bool = False) -> None:
         """Let the heartbeat look after *active* (*adding*: it becomes active now)."""
@@ -1012,7 +1015,7 @@ class Runner:
     def _beat(self) -> None:
         """Renew leases and heartbeats of the active runs; stop the runs someone cancelled."""
         last_beat = self.clock.monotonic()
-        self._learn_serves_ttl()
+        learned = False
         while True:
             with self._lock:
                 while not self._stop_heartbeat.is_set() and not any(
@@ -1027,6 +1030,9 @@ class Runner:
                 continue
             self.check_cancels(actives)
             self.flush_progress(actives)
+            if not learned:
+                # Once a run has lasted a look: the many that end sooner never need it.
+                learned = self._learn_serves_ttl()
             if self.clock.monotonic() - last_beat < self._beat_every():
                 continue
             last_beat = self.clock.monotonic()

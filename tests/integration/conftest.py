@@ -45,6 +45,11 @@ def job_row(name: str, status: RunStatus, at: datetime, **extra: Any) -> dict[st
     }
 
 
+def queued_row(run_id: str, name: str, at: datetime) -> dict[str, Any]:
+    """A queued JobLog row *run_id* of *name*, created and due at *at*."""
+    return {**job_row(name, RunStatus.queued, at), "id": run_id, "root_id": run_id, "run_after": at}
+
+
 @contextmanager
 def scripted_quest(root: Path, scripts: dict[str, str]) -> Iterator[Quest]:
     """A quest of *scripts* (file name → source) under *root*, its schema in place; its runs

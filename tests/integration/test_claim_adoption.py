@@ -21,6 +21,7 @@ from quest.store import Limits, Store, make_engine
 from quest.store._engine import Database
 from quest.store.queue import Queue
 from tests.conftest import postgres_schema
+from tests.integration.conftest import queued_row
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 OWNER = {"owner_host": "h1", "owner_pid": 7}
@@ -30,20 +31,7 @@ def stocked(url: str) -> Store:
     store = Store(make_engine(url))
     store.ensure_schema()
     for n in range(3):
-        at = NOW - timedelta(seconds=10 - n)
-        store.enqueue_run(
-            {
-                "id": f"run-{n}",
-                "name": "work",
-                "status": RunStatus.queued,
-                "trigger": Trigger.enqueued,
-                "attempt": 1,
-                "max_attempts": 1,
-                "root_id": f"run-{n}",
-                "created_at": at,
-                "run_after": at,
-            }
-        )
+        store.enqueue_run(queued_row(f"run-{n}", "work", NOW - timedelta(seconds=10 - n)))
     return store
 
 

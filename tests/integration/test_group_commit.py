@@ -26,6 +26,7 @@ from quest.scheduler import Serve
 from quest.signals import job_complete, job_error
 from quest.store import Store, Taken, make_engine
 from quest.testing import temporary_quest
+from tests.integration.conftest import queued_row
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DEADLINE = 10.0
@@ -55,19 +56,7 @@ def statements(tmp_path: Path) -> Iterator[tuple[Store, list[str]]]:
     store = Store(engine)
     store.ensure_schema()
     for n in range(3):
-        store.enqueue_run(
-            {
-                "id": f"run-{n}",
-                "name": "work",
-                "status": RunStatus.queued,
-                "trigger": Trigger.enqueued,
-                "attempt": 1,
-                "max_attempts": 1,
-                "root_id": f"run-{n}",
-                "created_at": NOW - timedelta(seconds=3 - n),
-                "run_after": NOW - timedelta(seconds=3 - n),
-            }
-        )
+        store.enqueue_run(queued_row(f"run-{n}", "work", NOW - timedelta(seconds=3 - n)))
     seen.clear()
     yield store, seen
     store.dispose()
