@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from quest import Quest
 from quest.enums import RunStatus
 from tests.integration.conftest import pooled_quest, scripted_quest
 
@@ -115,17 +116,36 @@ def next_tick() -> None:
     time.sleep(0.03)
 
 
+def leave_one_running(app: Quest, pids: list[int]) -> None:
+    """Run ``leaver``, which ends on its own leaving a process in its worker's group running;
+    note that process, and let a tick pass."""
+    outcome = app.run("leaver")
+    assert outcome.status is RunStatus.succeeded, outcome
+    pids.append(outcome.result[0])
+    next_tick()
+
+
 def killed(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_a_timed_out_run_ends_what_it_started_in_a_session_of_its_own(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["worker", "child"])
+def test_a_timed_out_run_ends_what_it_started_in_a_session_of_its_own(
+    tmp_path: Path, where: str
+) -> None:
+    """In a worker process, or without them (``quest run``, ``isolation = "thread"``) in a child
+    process of its own that leads its own process group."""
     mark = tmp_path / "alone.pid"
     pids: list[int] = []
+    quest = (
+        pooled_quest(tmp_path, SCRIPTS, size=1)
+        if where == "worker"
+        else scripted_quest(tmp_path, SCRIPTS)
+    )
     try:
-        with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+        with quest as app:
             outcome = app.run("escapee", {"mark": str(mark)})
             assert outcome.status is RunStatus.timed_out, outcome
             pids.append(int(mark.read_text()))
@@ -173,17 +193,12 @@ def test_a_timed_out_async_run_ends_what_it_started_and_its_worker_lives_on(
     pids: list[int] = []
     try:
         with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
-            before = app.run("leaver")
-            assert before.status is RunStatus.succeeded, before
-            pids.append(before.result[0])
-            next_tick()
+            leave_one_running(app, pids)
             outcome = app.run("asyncforker", {"mark": str(mark)})
             assert outcome.status is RunStatus.timed_out, outcome
             pids += [int(pid) for pid in mark.read_text().split()]
             until(lambda: gone(pids[1]) and gone(pids[2]), "the async run's processes ended")
-            after = app.run("leaver")
-            assert after.status is RunStatus.succeeded, after
-            pids.append(after.result[0])
+            leave_one_running(app, pids)
             assert not gone(pids[0]), "an earlier run's process was ended with the async run"
     finally:
         killed(pids)
@@ -197,35 +212,14 @@ def test_what_an_earlier_run_left_in_the_worker_s_group_outlives_a_stop_and_the_
     pids: list[int] = []
     try:
         with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
-            earlier = app.run("leaver")
-            assert earlier.status is RunStatus.succeeded, earlier
-            pids.append(earlier.result[0])
-            next_tick()
+            leave_one_running(app, pids)
             later = app.run("escapee", {"mark": str(tmp_path / "later.pid")})
             assert later.status is RunStatus.timed_out, later
             pids.append(int((tmp_path / "later.pid").read_text()))
             until(lambda: gone(pids[1]), "the later run's process ended")
             assert not gone(pids[0]), "the earlier run's process was ended with the later run"
-            last = app.run("leaver")
-            assert last.status is RunStatus.succeeded, last
-            pids.append(last.result[0])
+            leave_one_running(app, pids)
         assert not gone(pids[0]) and not gone(pids[2]), "the pool's close ended them"
-    finally:
-        killed(pids)
-
-
-def test_a_timed_out_run_in_a_child_of_its_own_ends_what_it_started(tmp_path: Path) -> None:
-    """Without worker processes (``quest run``, ``isolation = "thread"``) a sync run with a
-    timeout executes in a child process of its own: the timeout ends it and what it started,
-    in its process group or in a session of its own."""
-    mark = tmp_path / "alone.pid"
-    pids: list[int] = []
-    try:
-        with scripted_quest(tmp_path, SCRIPTS) as app:
-            outcome = app.run("escapee", {"mark": str(mark)})
-            assert outcome.status is RunStatus.timed_out, outcome
-            pids.append(int(mark.read_text()))
-            until(lambda: gone(pids[0]), "the process in a session of its own ended")
     finally:
         killed(pids)
 
