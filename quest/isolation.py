@@ -101,6 +101,12 @@ def call_in_child(script: Script, inputs: Inputs, ctx: Context, active: Any, tim
             if not process.is_alive() and not receiver.poll(0):
                 kind, value = "lost", None
                 break
+    except BaseException:
+        # Anything else that ends the wait (Ctrl-C in `quest run`: the child leads a group of
+        # its own and is not sent the terminal's SIGINT) ends the child and what it started.
+        if process.is_alive():
+            _stop(process, since)
+        raise
     finally:
         active.cancel = None
         receiver.close()

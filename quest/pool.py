@@ -309,10 +309,13 @@ class WorkerPool:
         with (the run's own exception, or why it was stopped)."""
         active, stop, worker, done = flight.active, flight.stop, flight.worker, flight.done
         stop.settle()
-        if stop.reason is not None and done is not None:
+        # A stop ended the worker unless it only asked an async run to stop (its kill still
+        # pending): a sync run's worker is ended even when its answer came first.
+        asked = stop.reason is not None and stop.kill_at is not None
+        if asked and done is not None:
             # An async run that stopped when asked: what it started goes; its worker stays.
             _kill_worker(worker.pid, stop.since, keep=True)
-        healthy = done is not None and flight.failure is None
+        healthy = done is not None and flight.failure is None and (stop.reason is None or asked)
         if healthy:
             self._typical += (time.monotonic() - flight.handed - self._typical) * 0.2
         try:
@@ -972,22 +975,33 @@ def _kill_worker(
 
 
 def _run_processes(pid: int, since: float, *, tree: bool) -> list[int]:
-    """The processes of worker *pid*'s process group started at or after *since*, and (*tree*)
-    its descendants started since then."""
+    """The processes a run of worker *pid* handed over at *since* started: (*tree*) its
+    descendants started since then, and the processes of its process group started since then
+    but for those an older process of the group started (what an earlier run left running goes
+    on starting processes of its own)."""
     found = _started_since(pid, since) if tree else []
+    seen = set(found)
     try:
         listed = os.listdir("/proc")
     except OSError:
         return found
+    stats: dict[int, list[bytes]] = {}
     for entry in listed:
-        if not entry.isdigit():
+        if entry.isdigit() and (stat := _stat_fields(int(entry))) is not None:
+            stats[int(entry)] = stat
+    for member, stat in stats.items():
+        if member in seen or int(stat[2]) != pid or int(stat[19]) * _TICK < since:
             continue
-        member = int(entry)
-        if member in found:
-            continue
-        stat = _stat_fields(member)
-        if stat is not None and int(stat[2]) == pid and int(stat[19]) * _TICK >= since:
-            found.append(member)
+        parent = stats.get(int(stat[1]))
+        if (
+            parent is not None
+            and int(stat[1]) != pid
+            and int(parent[2]) == pid
+            and int(parent[19]) * _TICK < since
+        ):
+            continue  # started by what an earlier run left running
+        found.append(member)
+        seen.add(member)
     return found
 
 

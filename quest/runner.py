@@ -135,6 +135,8 @@ class _Active:
     lasted until ``watch_at`` (``time.monotonic()``), or must wait for a worker (a run that ends
     before never wakes the heartbeat)."""
     watch_at: float = 0.0
+    ending: bool = False
+    """Set as the run's end is written: its row may no longer be ``running`` from then on."""
 
 
 @dataclass(slots=True, eq=False)
@@ -813,6 +815,7 @@ class Runner:
                 "retry_at": retry_at,
             }
         )
+        active.ending = True
         with self.store.unit(durable=True, about={"run_id": run_id, "script": script.name}) as unit:
             if retry_id is not None and retry_at is not None:
                 self._queue_retry(script, inputs, request, run_id, retry_id, retry_at)
@@ -1043,7 +1046,7 @@ class Runner:
                         self.store.renew_lease(
                             active.script.name, run_id=active.run_id, now=now, ttl=active.lease_ttl
                         )
-                    if not self.store.beat_run(active.run_id, now):
+                    if not self.store.beat_run(active.run_id, now) and not active.ending:
                         # Another serve took it for abandoned while this process was silent
                         # (stopped, or cut off): its retry may be running elsewhere already.
                         self.cancel(active.run_id, TAKEN_FOR_ABANDONED)

@@ -333,7 +333,8 @@ class Serve:
         within :data:`NODE_BEAT_CARRIED` seconds; the time of the previous beat if it did."""
         moment = self.clock.monotonic()
         last = self._last_node_beat
-        if self.node_id is None or moment - last < self.node_every - NODE_BEAT_CARRIED:
+        carried = min(NODE_BEAT_CARRIED, self.node_every / 2)
+        if self.node_id is None or moment - last < self.node_every - carried:
             return None
         self._last_node_beat = moment
         self.quest.store.beat_node(self.node_id, self.clock.now())

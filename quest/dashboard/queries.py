@@ -37,7 +37,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..enums import RunStatus, Trigger
 from ..models import FINISHED_WHERE, in_chain
-from ..store import Outcome
+from ..store import Outcome, node_state
 from ..store.runs import queued_where
 
 if TYPE_CHECKING:
@@ -102,11 +102,7 @@ def overview(app: Quest, now: datetime) -> Overview:
     late = late_scripts(app, now, gauges.paused)
     failing = failing_scripts(app, failing_now, limit=OVERVIEW_LIST)
     ttl = timedelta(seconds=app.settings.lease_ttl)
-    alive = sum(
-        1
-        for node in gauges.nodes
-        if node["stopped_at"] is None and now - node["heartbeat_at"] <= ttl
-    )
+    alive = sum(1 for node in gauges.nodes if node_state(node, now=now, ttl=ttl) == "alive")
     return Overview(
         since=since,
         counts=counts,
@@ -923,8 +919,6 @@ def _span(value: timedelta) -> str:
 
 
 def nodes(app: Quest, now: datetime) -> list[dict[str, Any]]:
-    from ..store import node_state
-
     ttl = timedelta(seconds=app.settings.lease_ttl)
     found = app.store.nodes()
     for node in found:

@@ -39,7 +39,9 @@ class GaugeReader:
             queued = func.unlikely(queued)
         self._queued = select(runs.c.name, func.count()).where(queued).group_by(runs.c.name)
         self._paused = select(script_state.c.name).where(script_state.c.paused.is_(True))
-        self._nodes = select(nodes.c.id, nodes.c.heartbeat_at, nodes.c.stopped_at)
+        self._nodes = select(
+            nodes.c.id, nodes.c.heartbeat_at, nodes.c.stopped_at, nodes.c.lease_ttl
+        )
         self._latest: dict[int, Executable] = {}
 
     def read(self, names: Iterable[str]) -> Gauges:

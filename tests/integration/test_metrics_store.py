@@ -119,21 +119,29 @@ def test_paused_scripts_and_node_states_come_from_the_database(
     store = app.store
     store.set_paused("digest", True, now=START)
     ttl = timedelta(seconds=app.settings.lease_ttl)
-    for host, seen, stopped in (
-        ("a", START, False),
-        ("b", START - ttl - timedelta(seconds=1), False),
-        ("c", START, True),
-        ("d", START - timedelta(days=1), True),
+    for host, seen, stopped, own in (
+        ("a", START, False, None),
+        ("b", START - ttl - timedelta(seconds=1), False, None),
+        ("c", START, True, None),
+        ("d", START - timedelta(days=1), True, None),
+        # As silent as b, but by its own, longer lease TTL still alive.
+        ("e", START - ttl - timedelta(seconds=1), False, 4 * ttl.total_seconds()),
     ):
         node = store.register_node(
-            host=host, pid=1, version="0", now=seen, concurrency=1, isolation="thread"
+            host=host,
+            pid=1,
+            version="0",
+            now=seen,
+            concurrency=1,
+            isolation="thread",
+            lease_ttl=own,
         )
         if stopped:
             store.stop_node(node, seen)
 
     assert sample(metrics, "quest_script_paused", script="digest") == 1
     assert sample(metrics, "quest_script_paused", script="tick") == 0
-    assert sample(metrics, "quest_nodes", state="alive") == 1
+    assert sample(metrics, "quest_nodes", state="alive") == 2
     assert sample(metrics, "quest_nodes", state="lost") == 1
     assert sample(metrics, "quest_nodes", state="stopped") == 2
     assert sample(metrics, "quest_queue_depth", script="digest") == 0

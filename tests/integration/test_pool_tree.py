@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -77,6 +78,14 @@ SCRIPTS = {
             finally:
                 child.kill()
                 child.wait()
+    """,
+    "spawner.py": """
+        import os, subprocess
+        from quest import script
+
+        @script(quest={"without_overlapping": False})
+        def spawner(inputs, ctx):
+            return [subprocess.Popen(["sh", "-c", "sleep 0.3; sleep 300"]).pid, os.getpid()]
     """,
     "keeper.py": """
         import subprocess, sys
@@ -235,3 +244,60 @@ def test_a_program_a_worker_s_script_starts_does_not_ignore_sigint_or_sigterm(
         ignored = outcome.result
     assert not ignored & (1 << (signal.SIGINT - 1)), "the program ignores SIGINT"
     assert not ignored & (1 << (signal.SIGTERM - 1)), "the program ignores SIGTERM"
+
+
+def test_what_an_earlier_run_left_running_may_start_processes_during_a_later_run_s_stop(
+    tmp_path: Path,
+) -> None:
+    """A shell an earlier run left running starts a process while a later run of its worker
+    runs: that process is the shell's, and outlives the later run's timeout."""
+    mark = tmp_path / "later.pid"
+    pids: list[int] = []
+    try:
+        with pooled_quest(tmp_path, SCRIPTS, size=1) as app:
+            # Both scripts once first: a worker that imported what its template lacks is
+            # replaced, and the shell must be in the group of the worker the timeout ends.
+            for name, inputs in (("spawner", {}), ("escapee", {"mark": str(mark), "wait": False})):
+                warm = app.run(name, inputs)
+                assert warm.status is RunStatus.succeeded, warm
+                pids.append(warm.result[0] if name == "spawner" else warm.result)
+            shell = app.run("spawner")
+            assert shell.status is RunStatus.succeeded, shell
+            [sh, worker] = shell.result
+            pids.append(sh)
+            next_tick()
+            later = app.run("escapee", {"mark": str(mark)})
+            assert later.status is RunStatus.timed_out, later
+            pids.append(int(mark.read_text()))
+            until(lambda: gone(pids[-1]) and gone(worker), "the later run and its worker ended")
+            started = psutil.Process(sh).children()
+            pids += [child.pid for child in started]
+            assert started and not any(gone(child.pid) for child in started), started
+    finally:
+        killed(pids)
+
+
+def test_an_interrupt_of_a_timed_child_s_wait_ends_it_and_what_it_started(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C in ``quest run`` interrupts the wait for a timed child, which leads a process
+    group of its own and so was not sent the terminal's SIGINT: the child and what it started
+    end with the interrupt."""
+    mark = tmp_path / "alone.pid"
+    pids: list[int] = []
+
+    def interrupt() -> None:
+        until(mark.exists, "the script started its process")
+        main = threading.main_thread().ident
+        assert main is not None
+        signal.pthread_kill(main, signal.SIGINT)
+
+    try:
+        with scripted_quest(tmp_path, SCRIPTS) as app:
+            threading.Thread(target=interrupt, daemon=True).start()
+            with pytest.raises(KeyboardInterrupt):
+                app.run("escapee", {"mark": str(mark)})
+            pids.append(int(mark.read_text()))
+            until(lambda: gone(pids[0]), "the process in a session of its own ended")
+    finally:
+        killed(pids)

@@ -7,6 +7,7 @@ never heartbeats again. Every test runs on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from sqlalchemy import text
 from quest import Quest, RunStatus, Trigger, script
 from quest.runner import new_run_id
 from quest.scheduler import Serve
+from quest.signals import job_complete
 from quest.testing import FrozenClock, captured_signals, temporary_quest
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -52,6 +54,11 @@ judged: list[list[str]] = []
 @script(quest={"lease_ttl": "1 second"})
 async def sleeps_on(inputs: Any, ctx: Any) -> None:
     await asyncio.sleep(30)
+
+
+@script(quest={"lease_ttl": "1 second"})
+def brief(inputs: Any, ctx: Any) -> None:
+    return None
 
 
 @script
@@ -397,3 +404,23 @@ def test_a_run_another_serve_took_for_abandoned_is_stopped_where_it_still_runs(
         assert outcomes[0].status is RunStatus.cancelled
         [row] = app.store.history("sleeps-on")
         assert row["status"] is RunStatus.abandoned, "the other serve's verdict stands"
+
+
+def test_a_run_whose_end_is_written_is_not_taken_for_abandoned_by_its_heartbeat(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The end is committed before the end's other receivers run: a heartbeat meanwhile finds
+    the row no longer ``running``, and that is the run's own doing."""
+
+    def slow(sender: Any, event: Any) -> None:
+        time.sleep(1.0)
+
+    with temporary_quest(tmp_path, scripts=[brief], database_url=database_url) as app:
+        job_complete.connect(slow)
+        try:
+            with caplog.at_level(logging.WARNING, logger="quest.runner"):
+                outcome = app.run("brief")
+        finally:
+            job_complete.disconnect(slow)
+    assert outcome.status is RunStatus.succeeded
+    assert "abandoned" not in caplog.text, caplog.text
