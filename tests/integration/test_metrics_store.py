@@ -113,6 +113,9 @@ def test_a_serve_counts_its_runs_and_reads_the_shared_state_at_scrape_time(
         assert private not in text
 
 
+NODE: dict[str, Any] = {"pid": 1, "version": "0", "concurrency": 1, "isolation": "thread"}
+
+
 def test_paused_scripts_and_node_states_come_from_the_database(
     app: Quest, metrics: Metrics, clock: FrozenClock
 ) -> None:
@@ -127,15 +130,7 @@ def test_paused_scripts_and_node_states_come_from_the_database(
         # As silent as b, but by its own, longer lease TTL still alive.
         ("e", START - ttl - timedelta(seconds=1), False, 4 * ttl.total_seconds()),
     ):
-        node = store.register_node(
-            host=host,
-            pid=1,
-            version="0",
-            now=seen,
-            concurrency=1,
-            isolation="thread",
-            lease_ttl=own,
-        )
+        node = store.register_node(host=host, now=seen, lease_ttl=own, **NODE)
         if stopped:
             store.stop_node(node, seen)
 
