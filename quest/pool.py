@@ -956,17 +956,15 @@ def _kill_worker(
     try:
         if not gone and not keep:
             _signal(pid, signal.SIGSTOP)
+        seen = {pid}
         for _ in range(TREE_LOOKS):
-            found = [
-                p
-                for p in _run_processes(pid, since - _TICK, tree=not gone)
-                if p != pid and p not in stopped
-            ]
+            found = [p for p in _run_processes(pid, since - _TICK, tree=not gone) if p not in seen]
             if not found:
                 break
             for child in found:
                 _signal(child, signal.SIGSTOP)
             stopped += found
+            seen.update(found)
     finally:
         if not gone and not keep:
             _kill(pid)
