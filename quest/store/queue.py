@@ -134,7 +134,8 @@ class End(Carried):
 
     def __call__(self, connection: Connection) -> None:
         params = {**self.values, "_run_id": self.run_id}
-        self.counted(self.queue.db.do(connection, self.queue.runs.finish_statement, params))
+        changed = self.queue.db.do(connection, self.queue.runs.finish_statement, params)
+        self.counted(connection, changed)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -143,10 +144,10 @@ class End(Carried):
         params["_end_id"] = self.run_id
         return params
 
-    def counted(self, changed: int) -> None:
+    def counted(self, connection: Connection, changed: int) -> None:
         """Log a late end: the row was no longer ``running`` (*changed* rows is 0)."""
         if not changed:
-            late_end(self.run_id, self.values.get("status"))
+            late_end(connection, self.queue.runs.table, self.run_id, self.values)
 
 
 class Queue:
@@ -507,7 +508,7 @@ class Queue:
             rows = connection.execute(
                 self._carrying_statement(plan, end), {**plan.params, **end.params}
             ).all()
-            end.counted(rows[0].quest_ended if rows else 0)
+            end.counted(connection, rows[0].quest_ended if rows else 0)
         waiting: list[str] = []
         due = 0
         for row in rows:

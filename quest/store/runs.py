@@ -39,13 +39,31 @@ def queued_where(table: Table, dialect: str) -> ColumnElement[bool]:
     return func.likely(queued) if dialect == "sqlite" else queued
 
 
-def late_end(run_id: str, status: Any) -> None:
-    """Log the end of a run whose row was no longer ``running`` (not written over that)."""
+def late_end(connection: Connection, table: Table, run_id: str, values: dict[str, Any]) -> None:
+    """Log the end of a run whose row was no longer ``running`` (not written over that): at
+    debug level when the row holds this very end already (its first write committed but its
+    answer was lost, and the write went again), else as a warning naming what the row says."""
+    status = values.get("status")
+    try:
+        row = connection.execute(
+            select(table.c.status, table.c.finished_at).where(table.c.id == run_id)
+        ).first()
+    except Exception:
+        row = None
+    if row is not None and row.status == status and row.finished_at == values.get("finished_at"):
+        log.debug(
+            "run %s: its end %s was recorded already (a write that lost its answer went again)",
+            run_id,
+            status,
+            extra={"run_id": run_id, "action": "late_end"},
+        )
+        return
     log.warning(
-        "run %s was no longer running when it ended %s (another serve took it for "
-        "abandoned); its end is not recorded over that",
+        "run %s was no longer running when it ended %s (%s); its end is not recorded over that",
         run_id,
         status,
+        "gone" if row is None else f"it is {getattr(row.status, 'value', row.status)}: another "
+        "serve took it for abandoned",
         extra={"run_id": run_id, "action": "late_end"},
     )
 
@@ -106,7 +124,7 @@ class Runs:
             else:
                 changed = connection.execute(statement, params).rowcount
             if not changed:
-                late_end(run_id, values.get("status"))
+                late_end(connection, self.table, run_id, values)
 
         db.write(write)
 

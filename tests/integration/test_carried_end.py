@@ -216,7 +216,10 @@ def test_a_carried_end_that_fails_before_the_database_commits_on_its_own(
 
 @pytest.mark.parametrize("seen", [False, True], ids=["answer-lost", "failed-after-answer"])
 def test_a_carried_end_whose_outcome_is_unknown_loses_no_run(
-    traced: tuple[Store, Trace], monkeypatch: pytest.MonkeyPatch, seen: bool
+    traced: tuple[Store, Trace],
+    monkeypatch: pytest.MonkeyPatch,
+    seen: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The statement committed, then the connection went (before its answer came, or after its
     rows were read): the end stands, and the run it claimed comes back to the worker (adopted),
@@ -232,7 +235,9 @@ def test_a_carried_end_whose_outcome_is_unknown_loses_no_run(
         raise OperationalError("WITH ended AS ...", {}, Exception("server closed the connection"))
 
     monkeypatch.setattr(Queue, "_carry", unknown)
-    rows = end_and_claim(store, first["id"])
+    with caplog.at_level(logging.WARNING, logger="quest.store"):
+        rows = end_and_claim(store, first["id"])
+    assert "no longer running" not in caplog.text, "its own end, written again, is no news"
     assert [row["id"] for row in rows] == ["run-1"], "the run the statement took"
     assert store.get_run(first["id"])["status"] is RunStatus.succeeded  # type: ignore[index]
     assert store.count_runs("work", RunStatus.running) == 1
