@@ -62,7 +62,9 @@ def late_end(connection: Connection, table: Table, run_id: str, values: dict[str
         "run %s was no longer running when it ended %s (%s); its end is not recorded over that",
         run_id,
         status,
-        "gone" if row is None else f"it is {getattr(row.status, 'value', row.status)}: another "
+        "gone"
+        if row is None
+        else f"it is {getattr(row.status, 'value', row.status)}: another "
         "serve took it for abandoned",
         extra={"run_id": run_id, "action": "late_end"},
     )
