@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from .. import _projects, _queues
-from .._lib import PYTHON, checkout_rounds, print_rounds
+from .._lib import PYTHON, ROOT, checkout_rounds, print_rounds
 
 UPGRADE = "import sys; sys.argv = ['quest', 'db', 'upgrade']; from quest.cli import main; main()"
 SERVE = (
@@ -50,7 +50,10 @@ def _drain(
     env = _queues._quest_env(folder, url)
     served = {**_queues._serve_env(env), "PYTHONPATH": str(checkout)}
     subprocess.run([PYTHON, "-c", UPGRADE], env=served, cwd=folder, check=True, capture_output=True)
-    _queues._enqueue("quest", runs, str(folder), env=env, cwd=folder)
+    # Enqueued by the checkout's own quest, which finds its schema as it left it.
+    _queues._enqueue(
+        "quest", runs, str(folder), env={**env, "PYTHONPATH": f"{checkout}:{ROOT}"}, cwd=folder
+    )
     progress = (
         _queues.quest_sqlite_watch(folder / "quest.sqlite3")
         if url is None
