@@ -18,11 +18,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from .._lib import PYTHON, checkout_rounds, paired_ratio, project_env, stop_all
-from .serve_threads import on_cpu
+from .._lib import PYTHON, checkout_rounds, paired_ratio, project_env
+from .serve_threads import serve_window
 
 COMMAND = "import sys; sys.argv = {argv!r}; from quest.cli import main; main()"
 
@@ -40,21 +39,9 @@ def one(checkout: Path, seconds: float, scratch: Path) -> float:
     for argv in (["quest", "db", "upgrade"], ["quest", "demo", "seed"]):
         code = COMMAND.format(argv=argv)
         subprocess.run([PYTHON, "-c", code], env=env, cwd=folder, check=True, capture_output=True)
-    serve = subprocess.Popen(
-        [PYTHON, "-c", COMMAND.format(argv=["quest", "-q", "serve", "--isolation", "process"])],
-        env=env,
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(5)
-        before = sum(on_cpu(serve.pid).values())
-        time.sleep(seconds)
-        after = sum(on_cpu(serve.pid).values())
-    finally:
-        stop_all([serve])
-    return (after - before) / seconds / 1e7
+    serve = COMMAND.format(argv=["quest", "-q", "serve", "--isolation", "process"])
+    _, _, spent = serve_window([PYTHON, "-c", serve], env, folder, 5, seconds)
+    return spent / seconds / 1e7
 
 
 def main(argv: list[str]) -> None:

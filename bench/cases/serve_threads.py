@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._lib import QUEST, project_env
+from .._lib import QUEST, project_env, stop_all
 
 
 def descendants(pid: int) -> list[int]:
@@ -47,6 +47,25 @@ def on_cpu(pid: int) -> dict[tuple[int, int], int]:
             except OSError:
                 continue
     return times
+
+
+def serve_window(
+    command: list[str], env: dict[str, str], cwd: Path, settle: float, seconds: float
+) -> tuple[float, float, int]:
+    """Start the serve *command*, let it settle *settle* s, then watch it for *seconds*: the
+    window's start and end (``time.time()``) and the nanoseconds every live thread of the serve
+    and its descendants spent on CPU within it. The serve is stopped after."""
+    serve = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        time.sleep(settle)
+        start, before = time.time(), sum(on_cpu(serve.pid).values())
+        time.sleep(seconds)
+        end, after = time.time(), sum(on_cpu(serve.pid).values())
+    finally:
+        stop_all([serve])
+    return start, end, after - before
 
 
 def main(argv: list[str]) -> None:

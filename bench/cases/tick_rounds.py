@@ -22,13 +22,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import _projects
-from .._lib import PYTHON, checkout_rounds, paired_ratio, percentile, project_env, stop_all
-from .serve_threads import on_cpu
+from .._lib import PYTHON, checkout_rounds, paired_ratio, percentile, project_env
+from .serve_threads import serve_window
 
 UPGRADE = "import sys; sys.argv = ['quest', 'db', 'upgrade']; from quest.cli import main; main()"
 SERVE = (
@@ -53,32 +52,14 @@ def lateness(database: Path, start: float, end: float) -> list[float]:
     return late
 
 
-def spent(pid: int) -> int:
-    """Nanoseconds on CPU of every live thread of *pid* and its descendants."""
-    return sum(on_cpu(pid).values())
-
-
 def one(checkout: Path, seconds: float, scratch: Path) -> tuple[float, list[float]]:
     """CPU ms a fire and the fires' lateness (ms) of *checkout*'s serve over one window."""
     folder = _projects.project(Path(tempfile.mkdtemp(dir=scratch)), tick=_projects.TICK)
     env = {**project_env(folder), "PYTHONPATH": str(checkout)}
     subprocess.run([PYTHON, "-c", UPGRADE], env=env, cwd=folder, check=True, capture_output=True)
-    serve = subprocess.Popen(
-        [PYTHON, "-c", SERVE],
-        env=env,
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(4)
-        start, before = time.time(), spent(serve.pid)
-        time.sleep(seconds)
-        end, after = time.time(), spent(serve.pid)
-    finally:
-        stop_all([serve])
+    start, end, spent = serve_window([PYTHON, "-c", SERVE], env, folder, 4, seconds)
     fires = lateness(folder / "quest.sqlite3", start, end)
-    return (after - before) / max(len(fires), 1) / 1e6, fires
+    return spent / max(len(fires), 1) / 1e6, fires
 
 
 def main(argv: list[str]) -> None:

@@ -780,10 +780,8 @@ class Queue:
         with self._recent_lock:
             known = sorted(self._recent.get(then, ()))
             if plan.adopted_at is None:
-                last = self._last_adoption
-                plan.adopted_at = plan.now if last is None or plan.now > last else last + TICK
-                if plan.adopted_at == plan.now:
-                    plan.adopted_at += TICK  # never the instant of its fresh rows
+                # After its fresh rows' instant and every earlier claim's taking back.
+                plan.adopted_at = max(plan.now, self._last_adoption or plan.now) + TICK
                 self._last_adoption = plan.adopted_at
         if adopted:
             mine = runs.c.heartbeat_at == then
