@@ -1034,7 +1034,8 @@ class Runner:
             self.check_cancels(actives)
             self.flush_progress(actives)
             if not learned:
-                # Once a run has lasted a look: the many that end sooner never need it.
+                # Once a run has lasted a look (the many that end sooner never need it), then
+                # once a beat.
                 learned = self._learn_serves_ttl()
             if self.clock.monotonic() - last_beat < self._beat_every():
                 continue
@@ -1052,7 +1053,7 @@ class Runner:
                         self.cancel(active.run_id, TAKEN_FOR_ABANDONED)
                 except Exception:
                     log.warning("heartbeat of run %s failed", active.run_id, exc_info=True)
-            self._learn_serves_ttl()
+            learned = False
 
     def check_cancels(self, actives: list[_Active] | None = None) -> list[str]:
         """Stop the active runs that ``quest cancel`` asked for; returns their ids."""
