@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("QUEST_TEST_POSTGRES_URL")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # pytest-xdist's workers are given an 80-column terminal size; the CLI's tables are then
+    # folded as on a narrow terminal. Each worker sees the environment a plain run would.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 
 def _postgres_or_skip() -> str:
     if POSTGRES_URL:
@@ -27,6 +34,34 @@ def _postgres_or_skip() -> str:
     pytest.skip(
         "PostgreSQL tests need QUEST_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1/test)"
     )
+
+
+@pytest.fixture(autouse=True)
+def logging_as_found() -> Iterator[None]:
+    """Every test starts from the logging set-up the one before it found: a command that
+    configures logging in-process (the CLI's ``-v``) changes no later test's levels or handlers."""
+    manager = logging.root.manager
+    levels = {
+        name: logger.level
+        for name, logger in manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    root = logging.root
+    level, disabled = root.level, manager.disable
+    # pytest's own capturing handlers come and go with each phase: they are left to pytest.
+    handlers = [h for h in root.handlers if not type(h).__module__.startswith("_pytest")]
+    yield
+    for name, logger in list(manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))
+    root.setLevel(level)
+    logging.disable(disabled)
+    for handler in list(root.handlers):
+        if handler not in handlers and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ def test_rows_claimed_ahead_go_back_when_the_workers_stay_busy(
 ) -> None:
     release = tmp_path / "release"
     monkeypatch.setenv("QUEST_TEST_RELEASE", str(release))
-    monkeypatch.setattr(dispatch, "HOLD_AHEAD", 1.0)
+    monkeypatch.setattr(dispatch, "HOLD_AHEAD", 3.0)
     with serving(tmp_path, size=1) as (app, serve):
         first = app.enqueue("pid")
         held = app.enqueue("hold")
