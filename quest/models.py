@@ -72,16 +72,29 @@ class UTCDateTime(TypeDecorator[datetime]):
         return sqlite_text
 
 
+_last_text: tuple[datetime | None, str] = (None, "")
+"""The datetime :func:`sqlite_text` formatted last, and its text: a run binds the same instant
+to several columns (its start, first heartbeat and creation), formatted once."""
+
+
 def sqlite_text(value: datetime | None) -> str | None:
     """An aware datetime as SQLite's ``DATETIME`` text of its UTC time."""
+    global _last_text
     if value is None:
         return None
-    zone = value.tzinfo
+    last = _last_text
+    if value is last[0]:
+        return last[1]
+    moment = value
+    zone = moment.tzinfo
     if zone is not UTC:
         if zone is None:
             raise ValueError(f"naive datetime {value!r} given; quest stores aware datetimes only")
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        moment = moment.astimezone(UTC)
+    # An aware UTC time's text ends in its offset, "+00:00".
+    text = moment.isoformat(" ", "microseconds")[:-6]
+    _last_text = (value, text)
+    return text
 
 
 def _same(fast: Callable[[Any], Any], general: Callable[[Any], Any]) -> bool:

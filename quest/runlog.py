@@ -26,8 +26,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -232,30 +231,45 @@ def install() -> None:
         root.addHandler(HANDLER)
 
 
-@contextmanager
-def capture(run_id: str, send: Send, *, process: bool = False) -> Iterator[Capture]:
+def capture(run_id: str, send: Send, *, process: bool = False) -> Capturing:
     """Keep what is logged while the block runs as *run_id*'s lines, sent through *send*.
 
     In this thread (and the tasks and contexts it starts) by default; in every thread of the
     process when *process* (a process that executes one run at a time). The last batch is sent
     when the block ends, before the caller reports the run's end.
     """
-    global _process
-    install()
-    run = Capture(run_id, send)
-    _captures.add(run)
-    _by_run[run_id] = run
-    token = _current.set(run)
-    previous = _process
-    if process:
-        _process = run
-    _start_flusher()
-    try:
-        yield run
-    finally:
-        if process:
-            _process = previous
-        _current.reset(token)
+    return Capturing(run_id, send, process)
+
+
+class Capturing:
+    """The block of :func:`capture`: the run's :class:`Capture` while it lasts."""
+
+    __slots__ = ("previous", "process", "run", "run_id", "send", "token")
+
+    def __init__(self, run_id: str, send: Send, process: bool) -> None:
+        self.run_id = run_id
+        self.send = send
+        self.process = process
+
+    def __enter__(self) -> Capture:
+        global _process
+        install()
+        run = self.run = Capture(self.run_id, self.send)
+        _captures.add(run)
+        _by_run[self.run_id] = run
+        self.token = _current.set(run)
+        self.previous = _process
+        if self.process:
+            _process = run
+        _start_flusher()
+        return run
+
+    def __exit__(self, *exc: object) -> None:
+        global _process
+        run, run_id = self.run, self.run_id
+        if self.process:
+            _process = self.previous
+        _current.reset(self.token)
         run.flush(final=True)
         _captures.discard(run)
         if _by_run.get(run_id) is run:

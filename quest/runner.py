@@ -178,6 +178,10 @@ class RunRequest:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+DEFAULT_REQUEST = RunRequest()
+"""What :meth:`Runner.begin` runs with when given no request: a manual run, its first attempt."""
+
+
 class Runner:
     """Runs scripts of one registry against one store."""
 
@@ -290,7 +294,7 @@ class Runner:
         """The first half of :meth:`run`: record the start; what the call needs, or the outcome
         of a run refused (a slot taken, a lease held). Every :class:`Begun` is then ended by
         :meth:`finish`, with what its call returned or raised."""
-        request = request or RunRequest()
+        request = request or DEFAULT_REQUEST
         if isinstance(inputs, Inputs):
             script = self.registry.get(name)
             validated = inputs
@@ -802,18 +806,30 @@ class Runner:
         finished = self.clock.now()
         duration_ms = max(0, round((self.clock.monotonic() - begun.t0) * 1000))
         end = JobEvent(
-            **{
-                **_fields(base),
-                "status": status,
-                "timestamp": finished,
-                "finished_at": finished,
-                "duration_ms": duration_ms,
-                "result": result,
-                "error": error,
-                "error_type": None if error is None else error.split(":", 1)[0],
-                "traceback": trace,
-                "retry_at": retry_at,
-            }
+            name=base.name,
+            run_id=run_id,
+            trigger=base.trigger,
+            status=status,
+            inputs=base.inputs,
+            timestamp=finished,
+            attempt=base.attempt,
+            max_attempts=max_attempts,
+            root_id=base.root_id,
+            key=base.key,
+            scheduled_for=base.scheduled_for,
+            started_at=base.started_at,
+            finished_at=finished,
+            duration_ms=duration_ms,
+            result=result,
+            error=error,
+            error_type=None if error is None else error.split(":", 1)[0],
+            traceback=trace,
+            reason=base.reason,
+            retry_at=retry_at,
+            extra=base.extra,
+            progress_current=base.progress_current,
+            progress_total=base.progress_total,
+            progress_message=base.progress_message,
         )
         active.ending = True
         with self.store.unit(durable=True, about={"run_id": run_id, "script": script.name}) as unit:

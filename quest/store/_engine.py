@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event
+from sqlalchemy import JSON, Connection, Engine, Enum, MetaData, Table, create_engine, event
 from sqlalchemy.exc import (
     DBAPIError,
     IntegrityError,
@@ -490,6 +490,10 @@ class _Prepared:
         for name, bind in compiled.binds.items():
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
+                if isinstance(bind.type, JSON):
+                    processor = _json_binder(processor)
+                elif isinstance(bind.type, Enum) and bind.type.enum_class is not None:
+                    processor = _enum_binder(processor, bind.type.enum_class)
                 self.processors[name] = processor
             column = table.c.get(name) if table is not None else None
             default = getattr(column, "default", None)
@@ -510,6 +514,35 @@ class _Prepared:
         if self.positional:
             return processed
         return dict(zip(self.names, processed, strict=True))
+
+
+def _json_binder(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A JSON column's bind *process*, with its text of ``None`` and of ``{}`` (no result, no
+    inputs: what most runs write) serialized once instead of at every statement."""
+    null, empty = process(None), process({})
+
+    def bind(value: Any) -> Any:
+        if value is None:
+            return null
+        if value.__class__ is dict and not value:
+            return empty
+        return process(value)
+
+    return bind
+
+
+def _enum_binder(process: Callable[[Any], Any], members: Iterable[Any]) -> Callable[[Any], Any]:
+    """An enum column's bind *process*, with the stored text of each of its *members* found
+    once (a status, a trigger)."""
+    known = {member: process(member) for member in members}
+
+    def bind(value: Any) -> Any:
+        try:
+            return known[value]
+        except (KeyError, TypeError):
+            return process(value)
+
+    return bind
 
 
 class _Scope:

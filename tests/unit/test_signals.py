@@ -91,6 +91,22 @@ def test_a_successful_run_sends_start_then_complete(app: quest.Quest) -> None:
     assert complete.error is None
 
 
+def test_the_end_carries_what_the_start_said(app: quest.Quest) -> None:
+    request = RunRequest(
+        attempt=2, root_id="first-run", key="daily", scheduled_for=START, extra={"note": "kept"}
+    )
+    with captured_signals() as events:
+        app.run("send-report", {}, request)
+
+    start, complete = events.events()
+    ended = {"status", "timestamp", "finished_at", "duration_ms", "result"}
+    ended |= {"error", "error_type", "traceback", "retry_at"}
+    for name in JobEvent.__dataclass_fields__:
+        if name not in ended:
+            assert getattr(complete, name) == getattr(start, name), name
+    assert (complete.key, complete.extra, complete.attempt) == ("daily", {"note": "kept"}, 2)
+
+
 def test_the_sender_is_the_runner(app: quest.Quest) -> None:
     with captured_signals() as events:
         app.run("send-report")
